@@ -1,5 +1,162 @@
-"""Commands of this capability (being written)."""
+"""`babyhub data build`, `babyhub data synthesize` and `babyhub push`.
+
+    # the published DPO datasets from the real minimal-pair CSVs
+    babyhub data build --pairs ../shared/data/minpairs/len_pairs_no_overlap_1.csv \\
+        --tok-pairs ../shared/data/minpairs/tok_pairs_no_overlap_1.csv --out build/data
+    # without --pairs: babyhub's small made-up sample (offline demo)
+    babyhub data build --out build/demo-data
+    # a synthetic split whose chosen answers come from a teacher LLM
+    babyhub data synthesize --train build/data/child-dpo-preferences --teacher Qwen/Qwen2.5-0.5B-Instruct \\
+        --out build/data/child-dpo-preferences-synthetic
+    # publish a built folder (one commit; identical content makes no commit)
+    babyhub push build/data/child-dpo-preferences --repo-id me/child-dpo-preferences --repo-type dataset
+"""
+
+import argparse
 
 
 def register(subparsers) -> None:
-    """Add this module's subcommands to `babyhub`."""
+    """Add `data build`, `data synthesize` and `push` to `babyhub`."""
+    data = subparsers.add_parser("data", help="build, synthesize the DPO preference datasets")
+    data_sub = data.add_subparsers(dest="data_command", metavar="COMMAND", required=True)
+
+    build = data_sub.add_parser(
+        "build",
+        help="build the DPO preference datasets (train / eval / eval-tokens) from minimal-pair CSVs",
+        description="Read and validate dialogue minimal-pair CSVs and write Hub-ready dataset folders (README.md "
+        "card + data/*.parquet): child-dpo-preferences (rows [0, --train-rows)), child-dpo-preferences-eval (the "
+        "rest) and, with --tok-pairs, child-dpo-preferences-eval-tokens. Nothing is written if a row is invalid.",
+    )
+    build.add_argument(
+        "--pairs",
+        default=None,
+        help="word-length-matched minimal-pair CSV (default: babyhub's small made-up sample, for demos)",
+    )
+    build.add_argument("--tok-pairs", default=None, help="token-length-matched CSV for the -eval-tokens split")
+    build.add_argument("--out", required=True, help="folder that receives the dataset folders")
+    build.add_argument(
+        "--train-rows",
+        type=int,
+        default=None,
+        help="rows [0, N) form the training split (default: 18000 as published; 240 for the made-up sample)",
+    )
+    build.add_argument(
+        "--format",
+        dest="text_format",
+        choices=["tags", "plain"],
+        default="tags",
+        help="text convention of every split: keep speaker tags (*MOT:/*CHI:, default, as published) or plain",
+    )
+    build.add_argument(
+        "--skip-invalid", action="store_true", help="skip invalid rows and count them instead of stopping"
+    )
+    build.add_argument(
+        "--dedupe-eval",
+        action="store_true",
+        help="remove evaluation rows whose (prompt, chosen) pair also occurs in training",
+    )
+    build.set_defaults(func=_run_build)
+
+    synth = data_sub.add_parser(
+        "synthesize",
+        help="make a synthetic split: a teacher LLM writes the chosen child answers",
+        description="For every training prompt, ask a teacher LLM for a child answer (the communicative-baby "
+        "prompt); keep the real mismatched answer as `rejected`. Batched, with progress; rerunning after an "
+        "interruption resumes where it stopped and gives the same rows.",
+    )
+    synth.add_argument("--train", required=True, help="training preference dataset folder (child-dpo-preferences)")
+    synth.add_argument("--teacher", required=True, help="teacher model: local folder or Hub id")
+    synth.add_argument("--out", required=True, help="output dataset folder (child-dpo-preferences-synthetic)")
+    synth.add_argument("--backend", choices=["transformers", "vllm", "openai"], default="transformers")
+    synth.add_argument("--revision", default=None, help="teacher revision (branch, tag or commit)")
+    synth.add_argument("--batch-size", type=int, default=16, help="prompts per generation batch")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--limit", type=int, default=None, help="only the first N training rows (for trials)")
+    synth.add_argument("--max-words", type=int, default=None, help="longer answers are filtered out (default 20)")
+    synth.add_argument("--device", default="cpu", help="torch device for the transformers backend")
+    synth.add_argument("--api-base", default=None, help="openai backend: base URL (default: $OPENAI_BASE_URL)")
+    synth.add_argument("--restart", action="store_true", help="discard an interrupted run's state and start over")
+    synth.set_defaults(func=_run_synthesize)
+
+    push = subparsers.add_parser(
+        "push",
+        help="push a built folder (dataset, model, Space) to the Hub in one commit",
+        description="Upload a folder to a Hub repository in one commit (endpoint and token from the environment: "
+        "HF_ENDPOINT, HF_TOKEN). Creates the repository if needed; identical content makes no new commit.",
+    )
+    push.add_argument("folder", help="folder to push (e.g. build/data/child-dpo-preferences)")
+    push.add_argument("--repo-id", required=True, help="NAMESPACE/NAME")
+    push.add_argument("--repo-type", choices=["dataset", "model", "space"], default="dataset")
+    push.add_argument("--revision", default="main", help="branch to push to (default: main)")
+    push.add_argument("--private", action="store_true", help="create the repository as private")
+    push.add_argument("--message", default=None, help="commit message")
+    push.set_defaults(func=_run_push)
+
+
+def _run_build(args: argparse.Namespace) -> int:
+    from hub_tools.minpairs import SAMPLE_PAIRS, SAMPLE_TRAIN_ROWS
+    from hub_tools.preferences import PUBLISHED_TRAIN_ROWS, build_preference_datasets
+
+    pairs = args.pairs or SAMPLE_PAIRS
+    if args.pairs is None:
+        print(f"no --pairs given: building from the made-up sample {SAMPLE_PAIRS.name} (not CHILDES data)")
+    train_rows = args.train_rows or (SAMPLE_TRAIN_ROWS if args.pairs is None else PUBLISHED_TRAIN_ROWS)
+    report = build_preference_datasets(
+        pairs,
+        args.out,
+        tok_pairs_csv=args.tok_pairs,
+        train_rows=train_rows,
+        text_format=args.text_format,
+        skip_invalid=args.skip_invalid,
+        dedupe_eval=args.dedupe_eval,
+    )
+    print(report.summary())
+    return 0
+
+
+def _run_synthesize(args: argparse.Namespace) -> int:
+    from hub_tools.synthesize import DEFAULT_MAX_WORDS, synthesize_preferences
+
+    report = synthesize_preferences(
+        args.train,
+        args.teacher,
+        args.out,
+        backend=args.backend,
+        revision=args.revision,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        limit=args.limit,
+        max_words=args.max_words or DEFAULT_MAX_WORDS,
+        device=args.device,
+        api_base=args.api_base,
+        restart=args.restart,
+    )
+    print(report.summary())
+    return 0
+
+
+def _run_push(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from hub_tools.errors import BabyhubError
+
+    folder = Path(args.folder)
+    if not folder.is_dir():
+        raise BabyhubError(f"{folder} is not a folder: pass a folder built by babyhub (e.g. `babyhub data build`).")
+    if args.repo_id.count("/") != 1 or not all(args.repo_id.split("/")):
+        raise BabyhubError(f"--repo-id {args.repo_id!r} must be NAMESPACE/NAME, e.g. me/child-dpo-preferences.")
+    from hub_tools.publish import push_folder
+
+    result = push_folder(
+        folder,
+        args.repo_id,
+        repo_type=args.repo_type,
+        revision=args.revision,
+        private=args.private,
+        commit_message=args.message,
+    )
+    if result.commit_oid is None:
+        print(f"{result.repo_id}: already up to date at {result.revision}, no new commit ({result.url})")
+    else:
+        print(f"{result.repo_id}: pushed {folder} to {result.revision} as commit {result.commit_oid} ({result.url})")
+    return 0

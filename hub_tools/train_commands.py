@@ -1,5 +1,68 @@
-"""Commands of this capability (being written)."""
+"""`babyhub baby bootstrap`, `babyhub train` and `babyhub plots`."""
+
+import argparse
 
 
 def register(subparsers) -> None:
     """Add this module's subcommands to `babyhub`."""
+    baby = subparsers.add_parser("baby", help="make a baby language model of your own")
+    baby_sub = baby.add_subparsers(dest="baby_command", metavar="COMMAND", required=True)
+    boot = baby_sub.add_parser(
+        "bootstrap",
+        help="train a byte-level BPE tokenizer and a small Llama from scratch on the training text",
+        description="Train a byte-level BPE tokenizer (BOS/EOS/PAD) and a LlamaForCausalLM from scratch with "
+        "causal-LM loss on the dialogue text of the DPO training split only; save an HF model folder with a card.",
+    )
+    boot.add_argument("--train", required=True, help="training preference dataset: folder or Hub dataset id")
+    boot.add_argument("--out", required=True, help="new folder for the model (must not exist or be empty)")
+    boot.add_argument("--size", choices=["tiny", "small"], default="tiny", help="tiny ≈1 M params (CPU); small: GPU")
+    boot.add_argument("--max-steps", type=int, default=None, help="optimizer steps (default: the size's epochs)")
+    boot.add_argument("--seed", type=int, default=0)
+    boot.add_argument("--dataset-id", default=None, help="Hub id of the training dataset, named in the card")
+    boot.set_defaults(func=_run_bootstrap)
+
+    # `babyhub train` takes exactly train_dpo.py's arguments: every token goes to TrlParser untouched
+    # ('+' as the only prefix char makes argparse leave `--flag value` alone).
+    train = subparsers.add_parser(
+        "train",
+        help="DPO-train a baby (same arguments as `python train_dpo.py`; --help for all)",
+        prefix_chars="+",
+        add_help=False,
+    )
+    train.add_argument("argv", nargs="*", help=argparse.SUPPRESS)
+    train.set_defaults(func=_run_train)
+
+    plots = subparsers.add_parser(
+        "plots",
+        help="draw loss and reward curves from logs/training_metrics.csv files",
+        description="Draw loss, rewards (chosen vs rejected), margins and accuracies of one or more runs as PNG.",
+    )
+    plots.add_argument("metrics", nargs="+", help="training_metrics.csv file(s); several runs share each figure")
+    plots.add_argument("--out", required=True, help="folder for the PNG files")
+    plots.add_argument("--label", action="append", default=None, help="run label (once per CSV, in order)")
+    plots.set_defaults(func=_run_plots)
+
+
+def _run_bootstrap(args) -> int:
+    from hub_tools.baby import bootstrap_baby
+
+    out = bootstrap_baby(
+        args.train, args.out, size=args.size, max_steps=args.max_steps, seed=args.seed, dataset_id=args.dataset_id
+    )
+    print(f"baby saved to {out}")
+    return 0
+
+
+def _run_train(args) -> int:
+    import train_dpo
+
+    return train_dpo.run(args.argv)
+
+
+def _run_plots(args) -> int:
+    from hub_tools.plots import plot_metrics
+
+    written = plot_metrics(args.metrics, args.out, labels=args.label)
+    for path in written:
+        print(path)
+    return 0

@@ -1,0 +1,363 @@
+"""On-disk storage of the local hub: content-addressed blobs, commits and refs.
+
+Layout under the root (everything is a plain file, written atomically, so a restart loses nothing):
+
+    blobs/ab/<sha256>              file contents, stored once whatever repo or path they appear in
+    blobs/ab/<sha256>.sha1         git blob id of that content (read by tree listings and preupload)
+    repos/<type>s/<ns>/<name>/
+        repo.json                  id, type, private, sdk, creation date
+        refs.json                  {"branches": {name: commit}, "tags": {name: commit}}
+        commits/<oid>.json         parents, title, message, date, author and the full file map
+    tmp/                           uploads in progress (a dropped upload never becomes a blob)
+
+A commit stores its whole file map ({path: {sha256, size, sha1, lfs}}): repos here are small, and it
+makes every revision readable with one file. One lock serialises writes: the server and the training
+push queue may hit the store from several threads at once.
+"""
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import threading
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+REPO_TYPES = ("model", "dataset", "space")
+# Segments of a repo id: what the Hub accepts, minus anything that could name a parent directory.
+_NAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9_-])?$")
+_REF_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._/-]{0,199}$")
+_SHA1_RE = re.compile(r"^[0-9a-f]{40}$")
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+RESERVED_NAMESPACES = {"api", "datasets", "spaces", "models", "lfs-upload"}
+DEFAULT_GITATTRIBUTES = (
+    b"*.bin filter=lfs diff=lfs merge=lfs -text\n"
+    b"*.pt filter=lfs diff=lfs merge=lfs -text\n"
+    b"*.pth filter=lfs diff=lfs merge=lfs -text\n"
+    b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n"
+    b"*.parquet filter=lfs diff=lfs merge=lfs -text\n"
+    b"*.arrow filter=lfs diff=lfs merge=lfs -text\n"
+    b"*.ckpt filter=lfs diff=lfs merge=lfs -text\n"
+    b"*.zip filter=lfs diff=lfs merge=lfs -text\n"
+    b"*tfevents* filter=lfs diff=lfs merge=lfs -text\n"
+)
+
+
+class HubError(Exception):
+    """An error with the Hub's shape: HTTP status, `X-Error-Code` and a message."""
+
+    def __init__(self, status: int, message: str, code: str | None = None, extra: dict | None = None,
+                 headers: dict | None = None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code
+        self.extra = extra or {}
+        self.headers = headers or {}
+
+
+def bad_request(message: str) -> HubError:
+    return HubError(400, message)
+
+
+def git_blob_sha1(data: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def lfs_pointer(sha256: str, size: int) -> bytes:
+    return f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n".encode()
+
+
+def check_name(segment: str, what: str = "repo id") -> str:
+    if not isinstance(segment, str) or not _NAME_RE.match(segment) or ".." in segment or segment.endswith(".git"):
+        raise bad_request(f"Invalid {what} segment {segment!r}: use letters, digits, '-', '_' and '.'")
+    return segment
+
+
+def check_repo_id(repo_id: str) -> str:
+    parts = repo_id.split("/") if isinstance(repo_id, str) else []
+    if len(parts) != 2:
+        raise bad_request(f"Invalid repo id {repo_id!r}: expected 'namespace/name'")
+    check_name(parts[0]), check_name(parts[1])
+    if parts[0].lower() in RESERVED_NAMESPACES:
+        raise bad_request(f"Invalid repo id {repo_id!r}: namespace {parts[0]!r} is reserved")
+    return repo_id
+
+
+def check_ref_name(name: str) -> str:
+    """A branch or tag name: no '..', no leading '/', no 'refs/' prefix, not a commit id."""
+    if (
+        not isinstance(name, str)
+        or not _REF_RE.match(name)
+        or ".." in name
+        or "//" in name
+        or name.endswith(("/", ".lock", "."))
+        or name.startswith("refs/")
+        or _SHA1_RE.match(name)
+    ):
+        raise bad_request(f"Invalid branch or tag name {name!r}")
+    return name
+
+
+def check_path(path: str) -> str:
+    """A file path inside a repo: relative, '/'-separated, no '..', no backslash, no NUL."""
+    if not isinstance(path, str) or not path or len(path) > 1000:
+        raise bad_request(f"Invalid path {path!r}")
+    if path.startswith("/") or "\\" in path or "\0" in path or any(ord(c) < 32 for c in path):
+        raise bad_request(f"Invalid path {path!r}: must be relative, with '/' separators and no control characters")
+    parts = path.split("/")
+    if any(p in ("", ".", "..") for p in parts) or parts[0] == ".git":
+        raise bad_request(f"Invalid path {path!r}: no empty, '.' or '..' segments")
+    return path
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{datetime.now(UTC).microsecond // 1000:03d}Z"
+
+
+def _write_json_atomic(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    with open(tmp, "w") as f:
+        json.dump(obj, f, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _read_json(path: Path):
+    with open(path) as f:
+        return json.load(f)
+
+
+@dataclass
+class Repo:
+    repo_type: str
+    repo_id: str
+    dir: Path
+    meta: dict
+
+    @property
+    def private(self) -> bool:
+        return bool(self.meta.get("private"))
+
+
+class Store:
+    def __init__(self, root: Path | str):
+        self.root = Path(root).resolve()
+        self.lock = threading.RLock()
+        for sub in ("blobs", "repos", "tmp"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        # Uploads interrupted by a crash are garbage: clean them on start.
+        for stale in (self.root / "tmp").iterdir():
+            if stale.is_file():
+                stale.unlink(missing_ok=True)
+
+    # ---- blobs ----------------------------------------------------------------------------------
+    def blob_path(self, sha256: str) -> Path:
+        if not _SHA256_RE.match(sha256 or ""):
+            raise bad_request(f"Invalid sha256 {sha256!r}")
+        return self.root / "blobs" / sha256[:2] / sha256
+
+    def has_blob(self, sha256: str, size: int | None = None) -> bool:
+        path = self.blob_path(sha256)
+        return path.is_file() and (size is None or path.stat().st_size == size)
+
+    def new_tmp_file(self) -> Path:
+        return self.root / "tmp" / uuid.uuid4().hex
+
+    def adopt_blob(self, tmp: Path, sha256: str, sha1: str) -> None:
+        """Move a fully written and verified temp file into the blob store (idempotent)."""
+        dest = self.blob_path(sha256)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if dest.is_file():
+            tmp.unlink(missing_ok=True)
+        else:
+            os.replace(tmp, dest)
+        sha1_path = dest.with_name(dest.name + ".sha1")
+        if not sha1_path.is_file():
+            tmp_sha1 = sha1_path.with_name(f".{sha1_path.name}.{uuid.uuid4().hex}")
+            tmp_sha1.write_text(sha1)
+            os.replace(tmp_sha1, sha1_path)
+
+    def put_bytes(self, data: bytes) -> dict:
+        sha256 = hashlib.sha256(data).hexdigest()
+        sha1 = git_blob_sha1(data)
+        if not self.has_blob(sha256, len(data)):
+            tmp = self.new_tmp_file()
+            tmp.write_bytes(data)
+            self.adopt_blob(tmp, sha256, sha1)
+        return {"sha256": sha256, "size": len(data), "sha1": sha1}
+
+    def blob_sha1(self, sha256: str) -> str:
+        path = self.blob_path(sha256)
+        sha1_path = path.with_name(path.name + ".sha1")
+        if sha1_path.is_file():
+            return sha1_path.read_text().strip()
+        h = hashlib.sha1(b"blob %d\0" % path.stat().st_size)
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        sha1_path.write_text(h.hexdigest())
+        return h.hexdigest()
+
+    # ---- repos ----------------------------------------------------------------------------------
+    def _repo_dir(self, repo_type: str, repo_id: str) -> Path:
+        if repo_type not in REPO_TYPES:
+            raise bad_request(f"Invalid repo type {repo_type!r}: expected one of {', '.join(REPO_TYPES)}")
+        check_repo_id(repo_id)
+        path = (self.root / "repos" / f"{repo_type}s" / repo_id).resolve()
+        if not path.is_relative_to(self.root / "repos"):
+            raise bad_request(f"Invalid repo id {repo_id!r}")
+        return path
+
+    def get_repo(self, repo_type: str, repo_id: str) -> Repo | None:
+        path = self._repo_dir(repo_type, repo_id)
+        meta_path = path / "repo.json"
+        if not meta_path.is_file():
+            return None
+        return Repo(repo_type, repo_id, path, _read_json(meta_path))
+
+    def list_repos(self, repo_type: str) -> list[Repo]:
+        base = self.root / "repos" / f"{repo_type}s"
+        repos = []
+        for meta_path in sorted(base.glob("*/*/repo.json")):
+            repos.append(Repo(repo_type, f"{meta_path.parent.parent.name}/{meta_path.parent.name}",
+                              meta_path.parent, _read_json(meta_path)))
+        return repos
+
+    def create_repo(self, repo_type: str, repo_id: str, *, private: bool, sdk: str | None, author: str) -> Repo:
+        with self.lock:
+            if self.get_repo(repo_type, repo_id) is not None:
+                raise HubError(409, f"You already created this {repo_type} repo", extra={"url": repo_id})
+            path = self._repo_dir(repo_type, repo_id)
+            # Like the Hub, a new repo has one first commit holding .gitattributes: branches start there.
+            entry = self.put_bytes(DEFAULT_GITATTRIBUTES)
+            files = {".gitattributes": {**entry, "lfs": False}}
+            staging = path.with_name(f".{path.name}.{uuid.uuid4().hex}.creating")
+            oid = self._write_commit(staging, [], files, "initial commit", "", author)
+            meta = {"id": repo_id, "type": repo_type, "private": bool(private), "createdAt": now_iso()}
+            if sdk:
+                meta["sdk"] = sdk
+            _write_json_atomic(staging / "refs.json", {"branches": {"main": oid}, "tags": {}})
+            _write_json_atomic(staging / "repo.json", meta)
+            os.replace(staging, path)  # the repo appears whole or not at all
+            return Repo(repo_type, repo_id, path, meta)
+
+    def delete_repo(self, repo: Repo) -> None:
+        with self.lock:
+            trash = self.root / "tmp" / f"deleted-{uuid.uuid4().hex}"
+            os.replace(repo.dir, trash)
+            shutil.rmtree(trash, ignore_errors=True)
+
+    def set_private(self, repo: Repo, private: bool) -> None:
+        with self.lock:
+            repo.meta["private"] = bool(private)
+            _write_json_atomic(repo.dir / "repo.json", repo.meta)
+
+    # ---- commits and refs -----------------------------------------------------------------------
+    def _write_commit(self, repo_dir: Path, parents: list[str], files: dict, title: str, message: str,
+                      author: str) -> str:
+        body = {
+            "parents": parents,
+            "title": title,
+            "message": message,
+            "author": author,
+            "date": now_iso(),
+            "files": files,
+        }
+        # The id hashes content, parents and date (plus a nonce): like git, two commits never collide.
+        raw = json.dumps(body, sort_keys=True).encode() + uuid.uuid4().bytes
+        oid = hashlib.sha1(raw).hexdigest()
+        _write_json_atomic(repo_dir / "commits" / f"{oid}.json", {"id": oid, **body})
+        return oid
+
+    def refs(self, repo: Repo) -> dict:
+        return _read_json(repo.dir / "refs.json")
+
+    def get_commit(self, repo: Repo, oid: str) -> dict | None:
+        if not _SHA1_RE.match(oid):
+            return None
+        path = repo.dir / "commits" / f"{oid}.json"
+        return _read_json(path) if path.is_file() else None
+
+    def resolve(self, repo: Repo, revision: str) -> str:
+        """Branch, tag or full commit id -> commit id; RevisionNotFound otherwise."""
+        refs = self.refs(repo)
+        rev = revision
+        for prefix in ("refs/heads/", "refs/tags/"):
+            if rev.startswith(prefix):
+                rev = rev[len(prefix):]
+        if rev in refs["branches"]:
+            return refs["branches"][rev]
+        if rev in refs["tags"]:
+            return refs["tags"][rev]
+        if _SHA1_RE.match(rev) and self.get_commit(repo, rev) is not None:
+            return rev
+        raise HubError(404, f"Invalid rev id: {revision}", "RevisionNotFound")
+
+    def history(self, repo: Repo, oid: str) -> list[dict]:
+        """Commits from `oid` back to the first one, following first parents (newest first)."""
+        out = []
+        while oid:
+            commit = self.get_commit(repo, oid)
+            if commit is None:
+                break
+            out.append(commit)
+            oid = commit["parents"][0] if commit["parents"] else None
+        return out
+
+    def commit(self, repo: Repo, branch: str, operations: list[tuple[str, str, dict | None]], *, title: str,
+               message: str, author: str, parent_commit: str | None = None) -> str:
+        """Apply ("add", path, entry) / ("delete", path) / ("delete_folder", path) to a branch."""
+        with self.lock:
+            refs = self.refs(repo)
+            if branch not in refs["branches"]:
+                raise HubError(404, f"Invalid rev id: {branch} is not a branch", "RevisionNotFound")
+            head = refs["branches"][branch]
+            if parent_commit and parent_commit != head:
+                raise HubError(412, f"A commit has happened since {parent_commit}. Please refresh and try again.")
+            files = dict(self.get_commit(repo, head)["files"])
+            for kind, path, entry in operations:
+                if kind == "add":
+                    for existing in files:  # a file cannot also be a folder, and vice versa
+                        if existing.startswith(path + "/") or path.startswith(existing + "/"):
+                            raise bad_request(f"Cannot add {path!r}: conflicts with existing {existing!r}")
+                    files[path] = entry
+                elif kind == "delete":
+                    if path not in files:
+                        raise HubError(404, f"File to delete not found: {path}", "EntryNotFound")
+                    del files[path]
+                else:
+                    prefix = path.rstrip("/") + "/"
+                    doomed = [p for p in files if p.startswith(prefix)]
+                    if not doomed:
+                        raise HubError(404, f"Folder to delete not found: {path}", "EntryNotFound")
+                    for p in doomed:
+                        del files[p]
+            oid = self._write_commit(repo.dir, [head], files, title, message, author)
+            refs["branches"][branch] = oid
+            _write_json_atomic(repo.dir / "refs.json", refs)
+            return oid
+
+    def create_ref(self, repo: Repo, kind: str, name: str, target: str) -> None:
+        with self.lock:
+            check_ref_name(name)
+            refs = self.refs(repo)
+            if name in refs["branches"] or name in refs["tags"]:
+                raise HubError(409, f"Reference {name} already exists")
+            refs[kind][name] = target
+            _write_json_atomic(repo.dir / "refs.json", refs)
+
+    def delete_ref(self, repo: Repo, kind: str, name: str) -> None:
+        with self.lock:
+            refs = self.refs(repo)
+            if name not in refs[kind]:
+                raise HubError(404, f"Invalid rev id: {name}", "RevisionNotFound")
+            if kind == "branches" and name == "main":
+                raise bad_request("Cannot delete the main branch")
+            del refs[kind][name]
+            _write_json_atomic(repo.dir / "refs.json", refs)

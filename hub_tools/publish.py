@@ -1,0 +1,299 @@
+"""Publishing that never loses a push: one folder (or a few files) -> one commit on the Hub.
+
+Every push works out what the remote revision lacks, by content (git blob sha1 for small files,
+sha256 for LFS files), and sends it as one commit whose parent is the head it compared against. So:
+
+- a retry after a dropped connection or a 5xx starts over from the remote state: files already
+  uploaded are not sent again (the LFS batch answers "already stored"), and a commit that landed
+  before the connection dropped is recognised (nothing left to send, the head moved: that was us);
+- nothing changed -> no commit (`PushResult.commit_oid is None`);
+- a branch other than main starts from the repo's *first* commit, so a checkpoint branch holds that
+  checkpoint's files only, never a copy of main;
+- an existing branch holding other content is not overwritten unless `overwrite_branch=True`.
+
+    from hub_tools.publish import push_folder
+    result = push_folder("out/checkpoint-2000", "me/baby-dpo", revision="checkpoint-2000")
+"""
+
+import fnmatch
+import hashlib
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from hub_tools.errors import BabyhubError
+from hub_tools.hubenv import is_local_endpoint
+
+logger = logging.getLogger(__name__)
+
+BACKOFF_BASE = 1.0  # seconds; doubled per attempt, capped at BACKOFF_MAX (tests lower it)
+BACKOFF_MAX = 30.0
+# Files a push never sends: local caches and VCS folders (as huggingface_hub's upload_folder).
+ALWAYS_IGNORED = [".git/*", "*/.git/*", ".cache/huggingface/*", "*/.cache/huggingface/*", ".DS_Store", "*/.DS_Store"]
+KEEP_ON_BRANCH = {".gitattributes"}  # files of the first commit a mirror push never deletes
+
+
+@dataclass
+class PushResult:
+    repo_id: str
+    repo_type: str
+    revision: str
+    commit_oid: str | None  # None: nothing changed, no commit was made
+    url: str
+
+
+@dataclass(frozen=True)
+class _LocalFile:
+    path_in_repo: str
+    source: Path | bytes
+    size: int
+    sha256: str
+    sha1: str  # git blob id
+
+    @classmethod
+    def build(cls, path_in_repo: str, source: Path | bytes) -> "_LocalFile":
+        sha256 = hashlib.sha256()
+        if isinstance(source, bytes):
+            size = len(source)
+            sha256.update(source)
+            sha1 = hashlib.sha1(b"blob %d\0" % size + source)
+        else:
+            size = source.stat().st_size
+            sha1 = hashlib.sha1(b"blob %d\0" % size)
+            with open(source, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    sha256.update(chunk)
+                    sha1.update(chunk)
+        return cls(path_in_repo, source, size, sha256.hexdigest(), sha1.hexdigest())
+
+
+def _matches(path: str, allow: list[str] | None, ignore: list[str] | None) -> bool:
+    if allow and not any(fnmatch.fnmatch(path, p) or fnmatch.fnmatch(path, p.rstrip("/") + "/*") for p in allow):
+        return False
+    return not any(fnmatch.fnmatch(path, p) or fnmatch.fnmatch(path, p.rstrip("/") + "/*") for p in ignore or [])
+
+
+def _as_list(patterns: str | list[str] | None) -> list[str] | None:
+    return [patterns] if isinstance(patterns, str) else patterns
+
+
+def read_folder_files(folder: Path, allow_patterns=None, ignore_patterns=None) -> dict[str, _LocalFile]:
+    """The files of `folder` a push would send, keyed by their path in the repo."""
+    allow, ignore = _as_list(allow_patterns), (_as_list(ignore_patterns) or []) + ALWAYS_IGNORED
+    files = {}
+    for path in sorted(folder.rglob("*")):
+        if not path.is_file():
+            continue
+        rel = path.relative_to(folder).as_posix()
+        if _matches(rel, allow, ignore):
+            files[rel] = _LocalFile.build(rel, path)
+    return files
+
+
+def _is_transient(err: BaseException) -> bool:
+    """Connection errors, timeouts, 5xx/429, and a moved head (412/409): worth another attempt."""
+    import httpx2
+    from huggingface_hub.errors import HfHubHTTPError
+
+    if isinstance(err, HfHubHTTPError):
+        status = err.response.status_code if err.response is not None else None
+        return status is None or status >= 500 or status in (408, 409, 412, 429)
+    return isinstance(err, httpx2.TransportError | ConnectionError | TimeoutError)
+
+
+def _with_retries(action: Callable[[int], PushResult], max_retries: int, what: str) -> PushResult:
+    for attempt in range(max_retries + 1):
+        try:
+            return action(attempt)
+        except Exception as err:
+            if not _is_transient(err) or attempt == max_retries:
+                if _is_transient(err):
+                    raise BabyhubError(
+                        f"{what} failed after {max_retries + 1} attempts ({type(err).__name__}: {err}); "
+                        "nothing was lost: run the same push again to resume"
+                    ) from err
+                raise
+            delay = min(BACKOFF_MAX, BACKOFF_BASE * 2**attempt) * (0.5 + random.random() / 2)
+            logger.warning("%s: attempt %d failed (%s); retrying in %.1fs", what, attempt + 1, err, delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def hub_api(token: str | None = None, endpoint: str | None = None):
+    """An HfApi for `endpoint` (default: HF_ENDPOINT), set to upload without Xet when it is a local hub."""
+    import os
+
+    from huggingface_hub import HfApi, constants
+
+    # huggingface_hub reads this flag each time it decides how to upload; a local hub has no Xet.
+    local = is_local_endpoint(endpoint or constants.ENDPOINT)
+    constants.HF_HUB_DISABLE_XET = local or os.environ.get("HF_HUB_DISABLE_XET", "").upper() in {"1", "TRUE", "YES"}
+    return HfApi(endpoint=endpoint, token=token)
+
+
+def _space_sdk(files: dict[str, _LocalFile]) -> str:
+    readme = files.get("README.md")
+    if readme is not None:
+        import yaml
+
+        text = readme.source.decode() if isinstance(readme.source, bytes) else readme.source.read_text()
+        if text.startswith("---"):
+            front = text.split("---", 2)[1]
+            sdk = (yaml.safe_load(front) or {}).get("sdk")
+            if sdk:
+                return sdk
+    return "gradio"
+
+
+class _Session:
+    """One push: the repo, the branch, and the head seen before the push started."""
+
+    def __init__(self, api, repo_id: str, repo_type: str, revision: str):
+        self.api, self.repo_id, self.repo_type, self.revision = api, repo_id, repo_type, revision
+        self.head_before: str | None = None
+        self.started = False
+        self.branch_existed: bool | None = None
+
+    def ensure_repo(self, private: bool, files: dict[str, _LocalFile]) -> None:
+        from huggingface_hub.errors import RepositoryNotFoundError
+
+        try:
+            self.api.repo_info(self.repo_id, repo_type=self.repo_type)
+        except RepositoryNotFoundError:
+            sdk = _space_sdk(files) if self.repo_type == "space" else None
+            self.api.create_repo(self.repo_id, repo_type=self.repo_type, private=private, exist_ok=True,
+                                 space_sdk=sdk)
+
+    def first_commit(self) -> str:
+        commits = self.api.list_repo_commits(self.repo_id, repo_type=self.repo_type, revision="main")
+        return commits[-1].commit_id
+
+    def head(self) -> str:
+        """The branch head, creating the branch from the first commit if it does not exist."""
+        refs = self.api.list_repo_refs(self.repo_id, repo_type=self.repo_type)
+        branches = {b.name: b.target_commit for b in refs.branches}
+        if self.revision in {t.name for t in refs.tags}:
+            raise BabyhubError(f"cannot push to {self.repo_id}@{self.revision}: it is a tag; push to a branch")
+        if self.branch_existed is None:
+            self.branch_existed = self.revision in branches
+        if self.revision not in branches:
+            self.api.create_branch(self.repo_id, repo_type=self.repo_type, branch=self.revision,
+                                   revision=self.first_commit(), exist_ok=True)
+            return self.head()
+        if not self.started:
+            self.started = True
+            self.head_before = branches[self.revision]
+        return branches[self.revision]
+
+    def remote_files(self, revision: str) -> dict[str, tuple[str, str | None]]:
+        """{path: (git blob id, sha256 if LFS)} at a commit."""
+        from huggingface_hub.hf_api import RepoFile
+
+        out = {}
+        for item in self.api.list_repo_tree(self.repo_id, repo_type=self.repo_type, revision=revision,
+                                            recursive=True):
+            if isinstance(item, RepoFile):
+                out[item.path] = (item.blob_id, item.lfs.sha256 if item.lfs else None)
+        return out
+
+    def result(self, commit_oid: str | None) -> PushResult:
+        from huggingface_hub import constants
+
+        prefix = {"model": "", "dataset": "datasets/", "space": "spaces/"}[self.repo_type]
+        url = f"{self.api.endpoint or constants.ENDPOINT}/{prefix}{self.repo_id}"
+        if self.revision != "main":
+            url += f"/tree/{self.revision}"
+        return PushResult(self.repo_id, self.repo_type, self.revision, commit_oid, url)
+
+
+def _same(local: _LocalFile, remote: tuple[str, str | None]) -> bool:
+    blob_id, sha256 = remote
+    return local.sha256 == sha256 if sha256 else local.sha1 == blob_id
+
+
+def _commit(session: _Session, head: str, files: dict[str, _LocalFile], deletions: list[str], message: str,
+            *, check_parent: bool = True) -> str | None:
+    """One commit with the changed files; None (and no commit) when nothing changed since `head`.
+
+    With `check_parent` the commit only lands on `head` (a mirror push must not delete files someone
+    added meanwhile); pure additions may land on a newer head, so concurrent pushers do not collide.
+    """
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete
+
+    remote = session.remote_files(head)
+    additions = [f for path, f in files.items() if path not in remote or not _same(f, remote[path])]
+    ops = [CommitOperationAdd(path_in_repo=f.path_in_repo, path_or_fileobj=f.source) for f in additions]
+    ops += [CommitOperationDelete(path_in_repo=p) for p in deletions if p in remote]
+    if not ops:
+        # Nothing left to send. If the head moved since the push began, an earlier attempt's commit
+        # landed before its connection dropped: report it.
+        return head if head != session.head_before else None
+    info = session.api.create_commit(session.repo_id, ops, commit_message=message, repo_type=session.repo_type,
+                                     revision=session.revision, parent_commit=head if check_parent else None)
+    return info.oid
+
+
+def push_folder(folder, repo_id: str, *, repo_type: str = "model", revision: str = "main", private: bool = False,
+                commit_message: str | None = None, allow_patterns=None, ignore_patterns=None,
+                overwrite_branch: bool = False, token: str | None = None, endpoint: str | None = None,
+                max_retries: int = 5) -> PushResult:
+    """Make `revision` of `repo_id` hold exactly the folder's files (plus the first commit's .gitattributes).
+
+    Remote files the folder lacks are deleted (only those matching allow/ignore patterns); on main
+    that is how a re-push removes stale files, and nothing is lost: history keeps every commit.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise BabyhubError(f"cannot push {folder}: not a folder; build it first or check the path")
+    files = read_folder_files(folder, allow_patterns, ignore_patterns)
+    if not files:
+        raise BabyhubError(f"cannot push {folder}: no files to push (check allow/ignore patterns)")
+    api = hub_api(token, endpoint)
+    session = _Session(api, repo_id, repo_type, revision)
+    message = commit_message or f"Upload {folder.name}"
+    allow, ignore = _as_list(allow_patterns), _as_list(ignore_patterns)
+
+    def attempt(number: int) -> PushResult:
+        session.ensure_repo(private, files)
+        head = session.head()
+        remote = session.remote_files(head)
+        deletions = [p for p in remote if p not in files and p not in KEEP_ON_BRANCH and _matches(p, allow, ignore)]
+        if revision != "main" and session.branch_existed and not overwrite_branch:
+            pushed_by_us = head != session.head_before
+            at_first_commit = head == session.first_commit()
+            if not pushed_by_us and not at_first_commit:
+                differs = deletions or any(p not in remote or not _same(f, remote[p]) for p, f in files.items())
+                if differs:
+                    raise BabyhubError(
+                        f"branch {revision!r} of {repo_id} already holds other content; pass "
+                        "overwrite_branch=True (CLI: --overwrite-branch) to replace it, or push to a new branch"
+                    )
+        return session.result(_commit(session, head, files, deletions, message))
+
+    return _with_retries(attempt, max_retries, f"push of {folder} to {repo_id}@{revision}")
+
+
+def push_files(files: dict, repo_id: str, *, repo_type: str = "model", revision: str = "main",
+               commit_message: str | None = None, token: str | None = None, endpoint: str | None = None,
+               max_retries: int = 5) -> PushResult:
+    """Add or replace some files ({path_in_repo: bytes | Path}) in one commit, keeping the rest."""
+    local = {}
+    for path_in_repo, source in files.items():
+        source = source if isinstance(source, bytes) else Path(source)
+        if isinstance(source, Path) and not source.is_file():
+            raise BabyhubError(f"cannot push {source} as {path_in_repo}: file not found")
+        local[path_in_repo] = _LocalFile.build(path_in_repo, source)
+    if not local:
+        raise BabyhubError("push_files needs at least one file")
+    api = hub_api(token, endpoint)
+    session = _Session(api, repo_id, repo_type, revision)
+    message = commit_message or f"Upload {', '.join(sorted(local))[:200]}"
+
+    def attempt(number: int) -> PushResult:
+        session.ensure_repo(False, local)
+        return session.result(_commit(session, session.head(), local, [], message, check_parent=False))
+
+    return _with_retries(attempt, max_retries, f"push of {len(local)} file(s) to {repo_id}@{revision}")

@@ -1,0 +1,203 @@
+"""Mirror repositories, with every branch and tag, from one Hub endpoint to another.
+
+The use: researchers publish to a local hub on compute nodes without internet during training, then
+mirror everything to huggingface.co (`babyhub hub sync --from http://127.0.0.1:8787 --to https://huggingface.co`).
+
+Commit ids cannot be carried over (the destination makes its own), so history is *replayed*: each
+source commit becomes one destination commit with the same title and message plus a trailer
+`Synced-From: <source commit>`, and leaves the branch holding exactly the source commit's files.
+The trailers are how a later run knows what is already there: a second run finds every source commit
+mapped, every tag present, and uploads nothing. Nothing is ever deleted on the destination: branches
+and tags removed at the source stay, and a tag that already exists is left alone.
+"""
+
+import hashlib
+import logging
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hub_tools.errors import BabyhubError
+from hub_tools.publish import hub_api
+
+logger = logging.getLogger(__name__)
+
+TRAILER = "Synced-From: "
+TYPE_PREFIXES = {"models": "model", "datasets": "dataset", "spaces": "space"}
+
+
+@dataclass
+class RepoRef:
+    repo_type: str
+    repo_id: str
+
+    def __str__(self) -> str:
+        return f"{self.repo_type}s/{self.repo_id}"
+
+
+@dataclass
+class SyncReport:
+    repos: list[str] = field(default_factory=list)
+    commits: int = 0  # commits made on the destination
+    files_uploaded: int = 0
+    branches_created: int = 0
+    tags_created: int = 0
+    skipped_tags: list[str] = field(default_factory=list)  # tags whose commit no source branch reaches
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.commits or self.branches_created or self.tags_created)
+
+
+def parse_repo_ref(text: str) -> RepoRef:
+    """'ns/name' (a model), or 'datasets/ns/name', 'spaces/ns/name', 'models/ns/name'."""
+    parts = text.strip("/").split("/")
+    if len(parts) == 3 and parts[0] in TYPE_PREFIXES:
+        return RepoRef(TYPE_PREFIXES[parts[0]], f"{parts[1]}/{parts[2]}")
+    if len(parts) == 2:
+        return RepoRef("model", text.strip("/"))
+    raise BabyhubError(f"--repo {text!r}: expected NS/NAME, or datasets/NS/NAME, spaces/NS/NAME")
+
+
+def list_all_repos(api) -> list[RepoRef]:
+    refs = [RepoRef("model", m.id) for m in api.list_models()]
+    refs += [RepoRef("dataset", d.id) for d in api.list_datasets()]
+    refs += [RepoRef("space", s.id) for s in api.list_spaces()]
+    return refs
+
+
+def _tree(api, ref: RepoRef, revision: str) -> dict:
+    from huggingface_hub.hf_api import RepoFile
+
+    return {
+        f.path: f
+        for f in api.list_repo_tree(ref.repo_id, repo_type=ref.repo_type, revision=revision, recursive=True)
+        if isinstance(f, RepoFile)
+    }
+
+
+class _RepoSync:
+    def __init__(self, src, dst, ref: RepoRef, workdir: Path, report: SyncReport):
+        self.src, self.dst, self.ref, self.workdir, self.report = src, dst, ref, workdir, report
+        self.kw = {"repo_id": ref.repo_id, "repo_type": ref.repo_type}
+        self.mapping: dict[str, str] = {}  # source commit -> destination commit
+
+    def ensure_destination(self) -> None:
+        from huggingface_hub.errors import RepositoryNotFoundError
+
+        info = self.src.repo_info(**self.kw)
+        try:
+            self.dst.repo_info(**self.kw)
+        except RepositoryNotFoundError:
+            sdk = getattr(info, "sdk", None) or ("gradio" if self.ref.repo_type == "space" else None)
+            self.dst.create_repo(private=bool(info.private), space_sdk=sdk, exist_ok=True, **self.kw)
+
+    def read_mapping(self) -> None:
+        """Map source commits to destination commits from the trailers on every destination branch."""
+        for branch in self.dst.list_repo_refs(**self.kw).branches:
+            for commit in self.dst.list_repo_commits(revision=branch.target_commit, **self.kw):
+                for line in (commit.message or "").splitlines():
+                    if line.startswith(TRAILER):
+                        self.mapping.setdefault(line[len(TRAILER):].strip(), commit.commit_id)
+
+    def _same(self, src_file, dst_file, revision: str) -> bool:
+        if dst_file is None or src_file.size != dst_file.size:
+            return False
+        if bool(src_file.lfs) == bool(dst_file.lfs):
+            return src_file.lfs.sha256 == dst_file.lfs.sha256 if src_file.lfs else src_file.blob_id == dst_file.blob_id
+        # Stored as LFS on one side and inline on the other: compare the content itself.
+        data = Path(self.download(src_file.path, revision)).read_bytes()
+        if dst_file.lfs:
+            return dst_file.lfs.sha256 == hashlib.sha256(data).hexdigest()
+        return dst_file.blob_id == hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+    def download(self, path: str, revision: str) -> str:
+        return self.src.hf_hub_download(filename=path, revision=revision, cache_dir=self.workdir, **self.kw)
+
+    def replay(self, source_commit, branch: str, dst_head: str) -> str:
+        """Make `branch` hold the files of `source_commit`; returns the new destination head."""
+        from huggingface_hub import CommitOperationAdd, CommitOperationDelete
+
+        src_files = _tree(self.src, self.ref, source_commit.commit_id)
+        dst_files = _tree(self.dst, self.ref, dst_head)
+        ops = [
+            CommitOperationAdd(path_in_repo=path, path_or_fileobj=self.download(path, source_commit.commit_id))
+            for path, f in sorted(src_files.items())
+            if not self._same(f, dst_files.get(path), source_commit.commit_id)
+        ]
+        ops += [CommitOperationDelete(path_in_repo=p) for p in sorted(dst_files) if p not in src_files]
+        if not ops:
+            return dst_head
+        message = f"{source_commit.message.rstrip()}\n\n{TRAILER}{source_commit.commit_id}".lstrip()
+        info = self.dst.create_commit(operations=ops, commit_message=source_commit.title or "Sync",
+                                      commit_description=message, revision=branch, parent_commit=dst_head, **self.kw)
+        self.report.commits += 1
+        self.report.files_uploaded += sum(isinstance(op, CommitOperationAdd) for op in ops)
+        return info.oid
+
+    def sync_branch(self, branch: str) -> None:
+        history = self.src.list_repo_commits(revision=branch, **self.kw)  # newest first
+        dst_branches = {b.name: b.target_commit for b in self.dst.list_repo_refs(**self.kw).branches}
+        # Find where the destination already is: the newest source commit it has (the roots always match).
+        pending = []
+        for commit in history:
+            if commit.commit_id in self.mapping:
+                break
+            pending.append(commit)
+        if pending and pending[-1] is history[-1]:
+            # The source's first commit ("initial commit") corresponds to the destination's own first commit.
+            root = history[-1]
+            dst_root = self.dst.list_repo_commits(revision="main", **self.kw)[-1].commit_id
+            self.mapping[root.commit_id] = dst_root
+            pending.pop()
+            base = dst_root
+        else:
+            base = self.mapping[history[len(pending)].commit_id]
+        if branch not in dst_branches:
+            self.dst.create_branch(branch=branch, revision=base, exist_ok=True, **self.kw)
+            self.report.branches_created += 1
+            head = base
+        else:
+            head = dst_branches[branch]
+        for commit in reversed(pending):  # oldest first
+            head = self.replay(commit, branch, head)
+            self.mapping[commit.commit_id] = head
+
+    def sync_tags(self) -> None:
+        dst_tags = {t.name for t in self.dst.list_repo_refs(**self.kw).tags}
+        for tag in self.src.list_repo_refs(**self.kw).tags:
+            if tag.name in dst_tags:
+                continue
+            target = self.mapping.get(tag.target_commit)
+            if target is None:
+                self.report.skipped_tags.append(f"{self.ref}@{tag.name}")
+                logger.warning("%s: tag %s points at a commit no branch reaches; not mirrored", self.ref, tag.name)
+                continue
+            self.dst.create_tag(tag=tag.name, revision=target, **self.kw)
+            self.report.tags_created += 1
+
+    def run(self) -> None:
+        self.ensure_destination()
+        self.read_mapping()
+        branches = [b.name for b in self.src.list_repo_refs(**self.kw).branches]
+        for branch in sorted(branches, key=lambda name: (name != "main", name)):
+            self.sync_branch(branch)
+        self.sync_tags()
+
+
+def sync_repos(source: str, dest: str, *, repos: list[str] | None = None, source_token: str | None = None,
+               dest_token: str | None = None, progress: bool = True) -> SyncReport:
+    """Mirror `repos` (all the source lists, by default) with their branches and tags from `source` to `dest`."""
+    from tqdm.auto import tqdm
+
+    if source.rstrip("/") == dest.rstrip("/"):
+        raise BabyhubError(f"--from and --to are the same endpoint ({source}): nothing to mirror")
+    src = hub_api(source_token, source)
+    dst = hub_api(dest_token, dest)  # last: uploads go to dest, so its Xet setting is the one that applies
+    refs = [parse_repo_ref(r) for r in repos] if repos else list_all_repos(src)
+    report = SyncReport()
+    with tempfile.TemporaryDirectory(prefix="babyhub-sync-") as workdir:
+        for ref in tqdm(refs, desc="sync", unit="repo", disable=not progress):
+            _RepoSync(src, dst, ref, Path(workdir), report).run()
+            report.repos.append(str(ref))
+    return report

@@ -1,0 +1,186 @@
+"""Auth and safety of the local hub: the Hub's error shapes, no escape from the root, never a 500."""
+
+import base64
+import hashlib
+import json
+
+import httpx
+import pytest
+
+TOKEN = "hf_security_token"
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    from hub_tools.local_hub.server import start_background
+
+    base = tmp_path_factory.mktemp("security")
+    running = start_background(base / "root", tokens=[TOKEN])
+    running.base = base
+    yield running
+    running.stop()
+
+
+def _auth(token=TOKEN):
+    return {"authorization": f"Bearer {token}"}
+
+
+def _ndjson(*lines):
+    return "\n".join(json.dumps(line) for line in lines).encode()
+
+
+def _header(summary="c"):
+    return {"key": "header", "value": {"summary": summary}}
+
+
+def _file(path, content=b"x"):
+    return {"key": "file", "value": {"path": path, "content": base64.b64encode(content).decode(), "encoding": "base64"}}
+
+
+@pytest.fixture(scope="module")
+def repos(hub):
+    for name, private in (("open", False), ("secret", True)):
+        r = httpx.post(f"{hub.url}/api/repos/create", json={"name": name, "organization": "team", "private": private},
+                       headers=_auth())
+        assert r.status_code == 200, r.text
+        r = httpx.post(f"{hub.url}/api/models/team/{name}/commit/main", headers=_auth(),
+                       content=_ndjson(_header(), _file("a.txt", b"hello")))
+        assert r.status_code == 200, r.text
+    return hub
+
+
+def _error(response, status, code=None):
+    assert response.status_code == status, (response.status_code, response.text)
+    assert isinstance(response.json()["error"], str)
+    if code:
+        assert response.headers["x-error-code"] == code
+
+
+def test_writes_need_a_valid_token(repos):
+    url = repos.url
+    _error(httpx.post(f"{url}/api/repos/create", json={"name": "x", "organization": "team"}), 401)
+    _error(httpx.post(f"{url}/api/repos/create", json={"name": "x", "organization": "team"}, headers=_auth("bad")), 401)
+    _error(httpx.post(f"{url}/api/models/team/open/commit/main", content=_ndjson(_header(), _file("b.txt"))), 401)
+    _error(httpx.post(f"{url}/api/models/team/open/branch/b1", json={}, headers=_auth("hf_wrong")), 401)
+    _error(httpx.get(f"{url}/api/whoami-v2"), 401)
+    _error(httpx.post(f"{url}/team/open.git/info/lfs/objects/batch",
+                      json={"operation": "upload", "objects": [{"oid": "0" * 64, "size": 1}]}), 401)
+    assert httpx.get(f"{url}/api/whoami-v2", headers=_auth()).json()["name"]
+    # nothing of the rejected writes happened
+    files = [f["path"] for f in httpx.get(f"{url}/api/models/team/open/tree/main").json()]
+    assert files == [".gitattributes", "a.txt"]
+    assert [b["name"] for b in httpx.get(f"{url}/api/models/team/open/refs").json()["branches"]] == ["main"]
+
+
+def test_private_repos_are_invisible_without_the_token(repos):
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    url = repos.url
+    for path in ("/api/models/team/secret", "/api/models/team/secret/tree/main", "/api/models/team/secret/refs",
+                 "/team/secret/resolve/main/a.txt", "/api/models/team/secret/revision/main"):
+        response = httpx.get(url + path)
+        assert response.status_code in (401, 404) and response.headers["x-error-code"] == "RepoNotFound", path
+        assert b"hello" not in response.content
+    assert httpx.get(f"{url}/team/secret/resolve/main/a.txt", headers=_auth()).content == b"hello"
+    assert httpx.get(f"{url}/team/open/resolve/main/a.txt").content == b"hello"  # public: anonymous reads
+    with pytest.raises(RepositoryNotFoundError):
+        HfApi(endpoint=url, token=False).model_info("team/secret")
+    assert "team/secret" not in [m.id for m in HfApi(endpoint=url, token=False).list_models()]
+    assert HfApi(endpoint=url, token=TOKEN).model_info("team/secret").private is True
+
+
+@pytest.mark.parametrize(
+    "method,path,body",
+    [
+        ("GET", "/api/models/team/%2E%2E", None),
+        ("GET", "/api/models/%2E%2E/%2E%2E/tree/main", None),
+        ("GET", "/team/open/resolve/main/%2E%2E/%2E%2E/etc/passwd", None),
+        ("GET", "/team/open/resolve/main/..%2F..%2Frepo.json", None),
+        ("GET", "/api/models/team/open/tree/main/..%2F..", None),
+        ("POST", "/api/repos/create", {"name": "..", "organization": "team"}),
+        ("POST", "/api/repos/create", {"name": "x", "organization": "../../outside"}),
+        ("POST", "/api/repos/create", {"name": "a\\b", "organization": "team"}),
+        ("POST", "/api/repos/create", {"name": "a\u0000b", "organization": "team"}),
+        ("POST", "/api/models/team/open/branch/..%2F..%2Fescape", {}),
+        ("POST", "/api/models/team/open/tag/main", {"tag": "../x"}),
+    ],
+)
+def test_escaping_ids_and_paths_are_400(repos, method, path, body):
+    response = httpx.request(method, repos.url + path, json=body, headers=_auth())
+    _error(response, 400)
+
+
+@pytest.mark.parametrize("bad_path", ["../evil.txt", "/abs.txt", "a/../../b", "a\\b.txt", "a\u0000b", "./x", "a//b",
+                                      ".git/config"])
+def test_commit_paths_that_escape_are_400(repos, bad_path):
+    response = httpx.post(f"{repos.url}/api/models/team/open/commit/main", headers=_auth(),
+                          content=_ndjson(_header(), _file(bad_path)))
+    _error(response, 400)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"not json\n", b'{"key": "header"}\n', b'["a"]\n', _ndjson(_file("x.txt")),
+     _ndjson(_header(), {"key": "file", "value": {"path": "x.txt", "content": "***", "encoding": "base64"}}),
+     _ndjson(_header(), {"key": "lfsFile", "value": {"path": "w.bin", "algo": "sha256", "oid": "a" * 64, "size": 3}}),
+     _ndjson(_header(), {"key": "unknown", "value": {}}),
+     _ndjson(_header(), {"key": "deletedFile", "value": {"path": "missing.txt"}})],
+)
+def test_malformed_commits_are_4xx_and_change_nothing(repos, body):
+    before = httpx.get(f"{repos.url}/api/models/team/open").json()["sha"]
+    response = httpx.post(f"{repos.url}/api/models/team/open/commit/main", headers=_auth(), content=body)
+    assert 400 <= response.status_code < 500 and "error" in response.json()
+    assert httpx.get(f"{repos.url}/api/models/team/open").json()["sha"] == before
+
+
+def test_parent_commit_mismatch_is_412(repos):
+    stale = {"key": "header", "value": {"summary": "c", "parentCommit": "0" * 40}}
+    response = httpx.post(f"{repos.url}/api/models/team/open/commit/main", headers=_auth(),
+                          content=_ndjson(stale, _file("c.txt")))
+    _error(response, 412)
+
+
+def test_oversize_requests_are_413(repos):
+    repos.hub.max_api_body = 1000
+    try:
+        response = httpx.post(f"{repos.url}/api/models/team/open/commit/main", headers=_auth(),
+                              content=_ndjson(_header(), _file("big.txt", b"x" * 5000)))
+        _error(response, 413)
+    finally:
+        repos.hub.max_api_body = 512 * 1024 * 1024
+
+
+def test_lfs_uploads_are_signed_and_verified(repos):
+    data = b"weights" * 100
+    oid = hashlib.sha256(data).hexdigest()
+    batch = httpx.post(f"{repos.url}/team/open.git/info/lfs/objects/batch", headers=_auth(),
+                       json={"operation": "upload", "transfers": ["basic"], "objects": [{"oid": oid, "size": len(data)}],
+                             "hash_algo": "sha256"}).json()
+    href = batch["objects"][0]["actions"]["upload"]["href"]
+    _error(httpx.put(href.replace("sig=", "sig=0"), content=data), 403)
+    _error(httpx.put(href, content=data[:-1] + b"X"), 400)  # content that does not hash to the oid
+    assert not list((repos.root / "blobs").glob(f"*/{oid}"))
+    assert httpx.put(href, content=data).status_code == 200
+    again = httpx.post(f"{repos.url}/team/open.git/info/lfs/objects/batch", headers=_auth(),
+                       json={"operation": "upload", "objects": [{"oid": oid, "size": len(data)}]}).json()
+    assert "actions" not in again["objects"][0]  # stored once: the client skips the upload
+
+
+def test_nothing_is_written_outside_the_root_and_no_token_is_stored(repos):
+    garbage = [
+        ("GET", "/"), ("GET", "/api"), ("POST", "/api/models/team/open/commit/main"), ("GET", "/api/models/x"),
+        ("DELETE", "/api/repos/delete"), ("PUT", "/api/lfs-upload/xyz"), ("GET", "/api/models/team/open/tree/nob"),
+        ("POST", "/api/models/team/open/paths-info/main"), ("POST", "/api/models/team/open/preupload/main"),
+        ("GET", "/team/open/resolve/main/"), ("GET", "/api/models/team/open/commits/%00"),
+    ]
+    for method, path in garbage:
+        for content in (None, b"{", b'{"files": "x"}'):
+            response = httpx.request(method, repos.url + path, content=content, headers=_auth())
+            assert response.status_code < 500, (method, path, response.status_code, response.text)
+            assert "Traceback" not in response.text
+    assert sorted(p.name for p in repos.base.iterdir()) == ["root"]
+    assert sorted(p.name for p in (repos.root / "repos" / "models").iterdir()) == ["team"]
+    for path in repos.root.rglob("*"):
+        if path.is_file():
+            assert TOKEN.encode() not in path.read_bytes(), path

@@ -1,0 +1,185 @@
+"""The scorer against minicons (the original work's scorer) on a real tiny baby, real eval rows and BLiMP lines."""
+
+import ast
+import math
+import warnings
+
+import pytest
+import torch
+
+from hub_tools import scoring
+from hub_tools.dialogue import join_turns
+from hub_tools.minpairs import read_minimal_pairs
+from hub_tools.scoring import Scorer
+from tests.conftest import BLIMP_DIR, LEN_PAIRS
+
+TOLERANCE = 1e-4  # the issue's agreement bound, per sentence
+N_PAIRS = 96
+
+
+@pytest.fixture(scope="module")
+def baby(tiny_baby):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    return AutoModelForCausalLM.from_pretrained(tiny_baby), AutoTokenizer.from_pretrained(tiny_baby)
+
+
+@pytest.fixture(scope="module")
+def scorer(baby):
+    model, tokenizer = baby
+    return Scorer(model, tokenizer, batch_size=16)  # small batches: several batches, several pad widths
+
+
+@pytest.fixture(scope="module")
+def reference(baby):
+    from minicons.scorer import IncrementalLMScorer
+
+    model, tokenizer = baby
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return IncrementalLMScorer(model, tokenizer=tokenizer, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def eval_pairs():
+    pairs = read_minimal_pairs(LEN_PAIRS).pairs
+    return pairs[18000 : 18000 + N_PAIRS]  # the published evaluation split starts at row 18,000
+
+
+@pytest.fixture(scope="module")
+def blimp_lines():
+    lines = []
+    for name in ("adjunct_island", "determiner_noun_agreement_1", "principle_A_case_1"):
+        lines += (BLIMP_DIR / f"{name}.txt").read_text().splitlines()[:24]
+    return lines
+
+
+def _minicons_reduction(reduction):
+    return (lambda x: x.sum(0).item()) if reduction == "sum" else (lambda x: x.mean(0).item())
+
+
+def _assert_close(ours, theirs):
+    assert len(ours) == len(theirs)
+    worst = max(abs(a - b) for a, b in zip(ours, theirs, strict=True))
+    assert worst < TOLERANCE, f"largest difference to minicons: {worst:.2e}"
+
+
+@pytest.mark.parametrize(("reduction", "bow"), [("mean", False), ("sum", True), ("sum", False), ("mean", True)])
+def test_sequence_scores_agree_with_minicons(scorer, reference, eval_pairs, blimp_lines, reduction, bow):
+    chosen = [join_turns(p.prompt, p.chosen) for p in eval_pairs]
+    rejected = [join_turns(p.prompt, p.rejected) for p in eval_pairs]
+    texts = chosen + rejected + blimp_lines
+    expected = reference.sequence_score(texts, reduction=_minicons_reduction(reduction), bow_correction=bow)
+    _assert_close(scorer.sequence_scores(texts, reduction=reduction, bow_correction=bow), expected)
+    # Packed pairs (shared prompt computed once) give the same numbers as texts scored one by one.
+    ours_a, ours_b = scorer.pair_sequence_scores(chosen, rejected, reduction=reduction, bow_correction=bow)
+    _assert_close(ours_a + ours_b, expected[: 2 * len(eval_pairs)])
+    good, bad = blimp_lines[0::2], blimp_lines[1::2]
+    ours_good, ours_bad = scorer.pair_sequence_scores(good, bad, reduction=reduction, bow_correction=bow)
+    _assert_close(ours_good, expected[2 * len(eval_pairs) :: 2])
+    _assert_close(ours_bad, expected[2 * len(eval_pairs) + 1 :: 2])
+
+
+@pytest.mark.parametrize(("reduction", "bow"), [("sum", False), ("mean", False), ("sum", True)])
+def test_conditional_scores_agree_with_minicons(scorer, reference, eval_pairs, reduction, bow):
+    prompts = [p.prompt for p in eval_pairs]
+    chosen, rejected = [p.chosen for p in eval_pairs], [p.rejected for p in eval_pairs]
+    red = _minicons_reduction(reduction)
+    expected_chosen = reference.conditional_score(prompts, chosen, reduction=red, bow_correction=bow)
+    expected_rejected = reference.conditional_score(prompts, rejected, reduction=red, bow_correction=bow)
+    _assert_close(scorer.conditional_scores(prompts, chosen, reduction=reduction, bow_correction=bow), expected_chosen)
+    ours_chosen, ours_rejected = scorer.pair_conditional_scores(
+        prompts, chosen, rejected, reduction=reduction, bow_correction=bow
+    )
+    _assert_close(ours_chosen, expected_chosen)
+    _assert_close(ours_rejected, expected_rejected)
+
+
+def test_conditional_score_is_the_difference_of_sequence_sums(scorer, eval_pairs):
+    # log p(answer | prompt) = log p(prompt answer) - log p(prompt), when the prompt's tokens are a prefix.
+    pair = eval_pairs[0]
+    full, prompt_only = scorer.sequence_scores([join_turns(pair.prompt, pair.chosen), pair.prompt], reduction="sum")
+    (conditional,) = scorer.conditional_scores([pair.prompt], [pair.chosen])
+    assert conditional == pytest.approx(full - prompt_only, abs=1e-4)
+    assert conditional < 0
+
+
+def test_identical_texts_tie_exactly(scorer, eval_pairs):
+    texts = [join_turns(p.prompt, p.chosen) for p in eval_pairs[:8]]
+    a, b = scorer.pair_sequence_scores(texts, texts, reduction="sum", bow_correction=True)
+    assert a == b
+    a, b = scorer.pair_conditional_scores([p.prompt for p in eval_pairs[:8]], [p.chosen for p in eval_pairs[:8]],
+                                          [p.chosen for p in eval_pairs[:8]])
+    assert a == b
+
+
+def test_every_attention_path_gives_the_same_scores(tiny_baby, scorer, eval_pairs):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    chosen = [join_turns(p.prompt, p.chosen) for p in eval_pairs[:24]]
+    rejected = [join_turns(p.prompt, p.rejected) for p in eval_pairs[:24]]
+    expected = scorer.pair_sequence_scores(chosen, rejected, bow_correction=True)
+    eager = AutoModelForCausalLM.from_pretrained(tiny_baby, attn_implementation="eager")
+    eager_scorer = Scorer(eager, AutoTokenizer.from_pretrained(tiny_baby), batch_size=7)
+    for ours, theirs in zip(eager_scorer.pair_sequence_scores(chosen, rejected, bow_correction=True), expected,
+                            strict=True):
+        _assert_close(ours, theirs)
+    eager_scorer._packable = False  # the fallback for attention kernels without 4-D masks: one text per row
+    for ours, theirs in zip(eager_scorer.pair_sequence_scores(chosen, rejected, bow_correction=True), expected,
+                            strict=True):
+        _assert_close(ours, theirs)
+
+
+@pytest.mark.parametrize("bad", ["", "   ", "\t\n"])
+def test_empty_or_whitespace_text_is_refused(scorer, bad):
+    with pytest.raises(ValueError, match=r"texts\[1\] is empty or whitespace-only"):
+        scorer.sequence_scores(["*CHI: hi .", bad])
+    with pytest.raises(ValueError, match=r"answers\[0\] is empty or whitespace-only"):
+        scorer.conditional_scores(["*MOT: hi ."], [bad])
+    with pytest.raises(ValueError, match=r"texts_b\[0\] is empty"):
+        scorer.pair_sequence_scores(["*CHI: hi ."], [bad])
+
+
+def test_bad_arguments_are_refused(scorer):
+    with pytest.raises(ValueError, match="reduction must be one of sum, mean"):
+        scorer.sequence_scores(["*CHI: hi ."], reduction="max")
+    with pytest.raises(ValueError, match="same length"):
+        scorer.conditional_scores(["*MOT: hi .", "*MOT: yes ."], ["*CHI: no ."])
+    with pytest.raises(TypeError, match="list of strings"):
+        scorer.sequence_scores("*CHI: hi .")
+
+
+def test_text_longer_than_the_context_is_truncated_from_the_left(baby, eval_pairs):
+    model, tokenizer = baby
+    scorer = Scorer(model, tokenizer)
+    scorer.max_length = 12  # a short context, so real rows overflow it
+    long_text = " ".join(join_turns(p.prompt, p.chosen) for p in eval_pairs[:3])
+    ids = tokenizer(long_text)["input_ids"]
+    assert ids[0] == tokenizer.bos_token_id and len(ids) > 12
+    with pytest.warns(UserWarning, match=r"truncated from the left, keeping the BOS token"):
+        (score,) = scorer.sequence_scores([long_text], reduction="sum")
+    # Independent check: BOS + the last 11 tokens, scored by the model directly.
+    kept = torch.tensor([[ids[0]] + ids[-11:]])
+    with torch.inference_mode():
+        logprobs = model(kept).logits.log_softmax(-1)[0, :-1].gather(1, kept[0, 1:, None])
+    assert score == pytest.approx(logprobs.sum().item(), abs=1e-4)
+    # An answer that cannot fit on its own is refused rather than scored in part.
+    with pytest.raises(ValueError, match=r"answers\[0\] alone has"):
+        scorer.conditional_scores(["*MOT: look ."], [long_text])
+
+
+def test_scores_do_not_depend_on_batch_size(baby, scorer, eval_pairs):
+    texts = [join_turns(p.prompt, p.rejected) for p in eval_pairs[:20]]
+    one_by_one = Scorer(*baby, batch_size=1).sequence_scores(texts)
+    _assert_close(scorer.sequence_scores(texts), one_by_one)
+    assert all(math.isfinite(s) and s < 0 for s in one_by_one)
+
+
+def test_scoring_module_imports_only_torch_and_transformers():
+    # scoring.py is shipped alone beside the metric and the chat Space, whose environment has no hub_tools.
+    tree = ast.parse(open(scoring.__file__).read())
+    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                for alias in node.names}
+    imported |= {node.module.split(".")[0] for node in ast.walk(tree)
+                 if isinstance(node, ast.ImportFrom) and node.module}
+    assert imported <= {"__future__", "torch", "transformers", "warnings", "collections", "dataclasses"}, imported

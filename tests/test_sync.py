@@ -1,0 +1,89 @@
+"""`babyhub hub sync` between two local hubs: every branch and tag, same content, second run a no-op."""
+
+import pytest
+
+from hub_tools.cli import main
+from hub_tools.publish import push_folder
+from tests.conftest import HUB_URL
+
+DEST_TOKEN = "hf_sync_dest_token"
+
+
+@pytest.fixture
+def dest_hub(tmp_path):
+    from hub_tools.local_hub.server import start_background
+
+    hub = start_background(tmp_path / "dest-root", tokens=[DEST_TOKEN])
+    yield hub
+    hub.stop()
+
+
+def _state(api, repo_id, repo_type="model"):
+    """{branch or tag: {path: content id}} and {branch: [commit titles]}: what a mirror must reproduce."""
+    refs = api.list_repo_refs(repo_id, repo_type=repo_type)
+    contents, titles = {}, {}
+    for ref in refs.branches + refs.tags:
+        contents[ref.name] = {
+            f.path: (f.lfs.sha256 if f.lfs else f.blob_id)
+            for f in api.list_repo_tree(repo_id, repo_type=repo_type, revision=ref.target_commit, recursive=True)
+            if hasattr(f, "lfs") and f.path != ".gitattributes"
+        }
+    for ref in refs.branches:
+        titles[ref.name] = [c.title for c in api.list_repo_commits(repo_id, repo_type=repo_type, revision=ref.name)]
+    return contents, titles
+
+
+def _checkpoint(folder, step):
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(f'{{"step": {step}}}')
+    (folder / "model.safetensors").write_bytes(bytes([step % 251]) * (20_000 + step))
+    return folder
+
+
+def test_sync_copies_all_refs_and_a_second_run_is_a_no_op(local_hub, dest_hub, tmp_path, capsys):
+    from huggingface_hub import HfApi
+
+    src = HfApi()
+    model, data = "babyhub/sync-model", "babyhub/sync-data"
+    push_folder(_checkpoint(tmp_path / "main-1", 1), model, commit_message="first model")
+    src.create_tag(model, tag="v1")
+    push_folder(_checkpoint(tmp_path / "main-2", 2), model, commit_message="second model")
+    push_folder(_checkpoint(tmp_path / "ck-2000", 2000), model, revision="checkpoint-2000")
+    push_folder(_checkpoint(tmp_path / "ck-4000", 4000), model, revision="checkpoint-4000")
+    (tmp_path / "ds" / "data").mkdir(parents=True)
+    (tmp_path / "ds" / "data" / "train.csv").write_text("prompt,chosen\na,b\n")
+    (tmp_path / "ds" / "README.md").write_text("---\nlicense: mit\n---\n# data\n")
+    push_folder(tmp_path / "ds", data, repo_type="dataset")
+    token_file = tmp_path / "dest-token"
+    token_file.write_text(DEST_TOKEN + "\n")
+    argv = ["hub", "sync", "--from", HUB_URL, "--to", dest_hub.url, "--repo", model, "--repo", f"datasets/{data}",
+            "--to-token-file", str(token_file)]
+
+    assert main(argv) == 0
+    first_out = capsys.readouterr().out
+    dst = HfApi(endpoint=dest_hub.url, token=DEST_TOKEN)
+    for repo_id, repo_type in ((model, "model"), (data, "dataset")):
+        src_contents, src_titles = _state(src, repo_id, repo_type)
+        dst_contents, dst_titles = _state(dst, repo_id, repo_type)
+        assert dst_contents == src_contents  # every branch and tag, same files, same bytes
+        assert dst_titles == src_titles  # history replayed commit by commit
+    assert set(_state(dst, model)[0]) == {"main", "checkpoint-2000", "checkpoint-4000", "v1"}
+    assert "2 repo(s)" in first_out and "already up to date" not in first_out
+
+    refs_before = dst.list_repo_refs(model)
+    assert main(argv) == 0
+    assert "0 commit(s), 0 file(s) uploaded" in capsys.readouterr().out
+    assert dst.list_repo_refs(model) == refs_before
+
+    # New work at the source: only that is sent.
+    push_folder(_checkpoint(tmp_path / "ck-6000", 6000), model, revision="checkpoint-6000")
+    assert main(argv) == 0
+    assert "1 commit(s), 2 file(s) uploaded, 1 branch(es)" in capsys.readouterr().out
+    assert _state(dst, model)[0] == _state(src, model)[0]
+
+
+def test_sync_rejects_bad_arguments(capsys):
+    assert main(["hub", "sync", "--from", HUB_URL, "--to", HUB_URL]) == 2
+    assert "same endpoint" in capsys.readouterr().err
+    assert main(["hub", "sync", "--from", HUB_URL, "--to", "http://127.0.0.1:9", "--repo", "a/b/c/d"]) == 2
+    assert "expected NS/NAME" in capsys.readouterr().err
