@@ -109,6 +109,12 @@ def _with_retries(action: Callable[[int], PushResult], max_retries: int, what: s
         try:
             return action(attempt)
         except Exception as err:
+            status = getattr(getattr(err, "response", None), "status_code", None)
+            if status in (401, 403):
+                raise BabyhubError(
+                    f"{what}: the hub refused the token (HTTP {status}); set HF_TOKEN (or pass token=) to a token "
+                    "with write access to this namespace"
+                ) from err
             if not _is_transient(err) or attempt == max_retries:
                 if _is_transient(err):
                     raise BabyhubError(
@@ -130,7 +136,8 @@ def hub_api(token: str | None = None, endpoint: str | None = None):
 
     # huggingface_hub reads this flag each time it decides how to upload; a local hub has no Xet.
     local = is_local_endpoint(endpoint or constants.ENDPOINT)
-    constants.HF_HUB_DISABLE_XET = local or os.environ.get("HF_HUB_DISABLE_XET", "").upper() in {"1", "TRUE", "YES"}
+    disabled_by_user = os.environ.get("HF_HUB_DISABLE_XET", "").upper() in {"1", "ON", "TRUE", "YES"}
+    constants.HF_HUB_DISABLE_XET = local or disabled_by_user
     return HfApi(endpoint=endpoint, token=token)
 
 
@@ -269,7 +276,7 @@ def push_folder(folder, repo_id: str, *, repo_type: str = "model", revision: str
                 if differs:
                     raise BabyhubError(
                         f"branch {revision!r} of {repo_id} already holds other content; pass "
-                        "overwrite_branch=True (CLI: --overwrite-branch) to replace it, or push to a new branch"
+                        "overwrite_branch=True to replace it (history keeps the old commits), or push to a new branch"
                     )
         return session.result(_commit(session, head, files, deletions, message))
 

@@ -43,7 +43,8 @@ FILTERS = ("empty", "repeats_mother", "overlong")
 # Generation stops at a newline or when the teacher starts another speaker's turn.
 STOP_STRINGS = ["\n", "Mother:", "Mother says:", "Child:"]
 _SPEAKER_LABEL = re.compile(r"(\*[A-Z]{2,4}:|\b(?:Mother|Mom|Mommy|Mum|Child|Kid)(?: says)?\s*:)", re.IGNORECASE)
-_FIRST_UTTERANCE = re.compile(r"^(.*?[.!?]+)(?=\s|$)")
+_FIRST_UTTERANCE = re.compile(r"^(.*?[.!?]+)[\"'”’]*(?=\s|$)")
+_QUOTES = "\"'*“”‘’"
 _WORD = re.compile(r"[a-z0-9']+")
 
 
@@ -96,10 +97,10 @@ def first_utterance(generated: str) -> str:
     """
     text = generated.split("\n", 1)[0]
     text = _SPEAKER_LABEL.split(text, maxsplit=1)[0]
-    text = text.strip().strip("\"'*“”").strip()
+    text = text.strip().strip(_QUOTES).strip()
     match = _FIRST_UTTERANCE.match(text)
     if match:
-        text = match.group(1)
+        text = match.group(1).strip(_QUOTES)
     text = re.sub(r"\s*([,.!?]+)", r" \1", text)
     return " ".join(text.split())
 
@@ -135,7 +136,7 @@ def filter_reason(answer: str, mother: str, max_words: int) -> str | None:
         return "empty"
     if repeats_mother(answer, mother):
         return "repeats_mother"
-    if len(answer.split()) > max_words:
+    if len(words(answer)) > max_words:
         return "overlong"
     return None
 

@@ -156,8 +156,8 @@ def test_restart_keeps_everything(tmp_path):
         refs = api.list_repo_refs("babyhub/restart")
         assert {b.name: b.target_commit for b in refs.branches}["checkpoint-2000"] == pushed.commit_oid
         assert refs.tags[0].target_commit == pushed.commit_oid
-        path = hf_hub_download("babyhub/restart", "model.safetensors", revision="t1", endpoint=hub.url, token="hf_restart_token",
-                               cache_dir=tmp_path / "cache")
+        path = hf_hub_download("babyhub/restart", "model.safetensors", revision="t1", endpoint=hub.url,
+                               token="hf_restart_token", cache_dir=tmp_path / "cache")
         assert open(path, "rb").read() == b"\1" * 5000
         assert len(api.list_repo_commits("babyhub/restart", revision="checkpoint-2000")) == 2
     finally:
@@ -227,3 +227,20 @@ def test_twenty_concurrent_clients(api, tmp_path):
     files = api.list_repo_files("babyhub/hub-concurrent")
     assert {f"file-{i}.json" for i in range(20)} <= set(files)
     assert len(api.list_repo_commits("babyhub/hub-concurrent")) == 21  # no lost or doubled commit
+
+
+def test_tree_pagination_and_folder_deletion(api, monkeypatch):
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete
+
+    from hub_tools.local_hub import server
+
+    repo = "babyhub/hub-pages"
+    api.create_repo(repo)
+    adds = [CommitOperationAdd(f"runs/r{i}/log.txt", f"run {i}".encode()) for i in range(7)]
+    api.create_commit(repo, adds + [CommitOperationAdd("keep.txt", b"k")], commit_message="runs")
+    monkeypatch.setattr(server, "TREE_PAGE", 3)  # the client must follow `Link: <...>; rel="next"`
+    paths = [f.path for f in api.list_repo_tree(repo, recursive=True)]
+    assert len(paths) == len(set(paths)) == 1 + 1 + 1 + 7 * 2  # .gitattributes, keep.txt, runs/, 7 dirs + 7 files
+    api.create_commit(repo, [CommitOperationDelete("runs/")], commit_message="drop runs")
+    assert sorted(api.list_repo_files(repo)) == [".gitattributes", "keep.txt"]
+    assert [c.title for c in api.list_repo_commits(repo)] == ["drop runs", "runs", "initial commit"]

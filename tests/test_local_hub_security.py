@@ -34,7 +34,8 @@ def _header(summary="c"):
 
 
 def _file(path, content=b"x"):
-    return {"key": "file", "value": {"path": path, "content": base64.b64encode(content).decode(), "encoding": "base64"}}
+    encoded = base64.b64encode(content).decode()
+    return {"key": "file", "value": {"path": path, "content": encoded, "encoding": "base64"}}
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +59,9 @@ def _error(response, status, code=None):
 
 def test_writes_need_a_valid_token(repos):
     url = repos.url
-    _error(httpx.post(f"{url}/api/repos/create", json={"name": "x", "organization": "team"}), 401)
-    _error(httpx.post(f"{url}/api/repos/create", json={"name": "x", "organization": "team"}, headers=_auth("bad")), 401)
+    new_repo = {"name": "x", "organization": "team"}
+    _error(httpx.post(f"{url}/api/repos/create", json=new_repo), 401)
+    _error(httpx.post(f"{url}/api/repos/create", json=new_repo, headers=_auth("bad")), 401)
     _error(httpx.post(f"{url}/api/models/team/open/commit/main", content=_ndjson(_header(), _file("b.txt"))), 401)
     _error(httpx.post(f"{url}/api/models/team/open/branch/b1", json={}, headers=_auth("hf_wrong")), 401)
     _error(httpx.get(f"{url}/api/whoami-v2"), 401)
@@ -155,8 +157,8 @@ def test_lfs_uploads_are_signed_and_verified(repos):
     data = b"weights" * 100
     oid = hashlib.sha256(data).hexdigest()
     batch = httpx.post(f"{repos.url}/team/open.git/info/lfs/objects/batch", headers=_auth(),
-                       json={"operation": "upload", "transfers": ["basic"], "objects": [{"oid": oid, "size": len(data)}],
-                             "hash_algo": "sha256"}).json()
+                       json={"operation": "upload", "transfers": ["basic"], "hash_algo": "sha256",
+                             "objects": [{"oid": oid, "size": len(data)}]}).json()
     href = batch["objects"][0]["actions"]["upload"]["href"]
     _error(httpx.put(href.replace("sig=", "sig=0"), content=data), 403)
     _error(httpx.put(href, content=data[:-1] + b"X"), 400)  # content that does not hash to the oid

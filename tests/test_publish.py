@@ -141,10 +141,14 @@ def test_push_gives_up_with_a_clear_error_after_max_retries(faults, tmp_path):
     faults.add("commit", "503", times=10)
     with pytest.raises(BabyhubError, match="run the same push again"):
         push_folder(folder, "babyhub/publish-giveup", max_retries=2)
+    assert faults.counts["lfs_upload"] == 1  # uploaded on the first attempt, never again
     faults.clear()
-    assert push_folder(folder, "babyhub/publish-giveup").commit_oid  # and the next run resumes
+    assert push_folder(folder, "babyhub/publish-giveup").commit_oid  # the next run resumes:
+    assert faults.counts["lfs_upload"] == 0 and faults.counts["commit"] == 1  # the stored LFS file is reused
 
 
-def test_bad_folder_is_a_clear_error(tmp_path):
+def test_bad_folder_or_token_is_a_clear_error(local_hub, tmp_path):
     with pytest.raises(BabyhubError, match="not a folder"):
         push_folder(tmp_path / "missing", "babyhub/never")
+    with pytest.raises(BabyhubError, match="refused the token"):
+        push_folder(_write_model_folder(tmp_path / "m", 9), "babyhub/never", token="hf_not_a_valid_token")

@@ -87,3 +87,28 @@ def test_sync_rejects_bad_arguments(capsys):
     assert "same endpoint" in capsys.readouterr().err
     assert main(["hub", "sync", "--from", HUB_URL, "--to", "http://127.0.0.1:9", "--repo", "a/b/c/d"]) == 2
     assert "expected NS/NAME" in capsys.readouterr().err
+
+
+def test_sync_without_repo_mirrors_every_repo_of_the_source(dest_hub, tmp_path):
+    from huggingface_hub import HfApi
+
+    from hub_tools.local_hub.server import start_background
+    from hub_tools.sync import sync_repos
+
+    source = start_background(tmp_path / "src-root", tokens=["hf_src"])
+    try:
+        space = tmp_path / "space"
+        space.mkdir()
+        (space / "README.md").write_text("---\nsdk: gradio\n---\n")
+        (space / "app.py").write_text("print(1)\n")
+        push_folder(space, "team/chat", repo_type="space", token="hf_src", endpoint=source.url)
+        push_folder(_checkpoint(tmp_path / "m", 3), "team/secret-model", private=True, token="hf_src",
+                    endpoint=source.url)
+        report = sync_repos(source.url, dest_hub.url, source_token="hf_src", dest_token=DEST_TOKEN, progress=False)
+        assert sorted(report.repos) == ["models/team/secret-model", "spaces/team/chat"]
+        dst = HfApi(endpoint=dest_hub.url, token=DEST_TOKEN)
+        assert dst.model_info("team/secret-model").private is True  # visibility carried over
+        assert dst.space_info("team/chat").sdk == "gradio"
+        assert sorted(dst.list_repo_files("team/chat", repo_type="space")) == [".gitattributes", "README.md", "app.py"]
+    finally:
+        source.stop()

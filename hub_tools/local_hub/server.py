@@ -33,7 +33,7 @@ from urllib.parse import parse_qs, quote, unquote, urlencode
 
 import yaml
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
@@ -260,6 +260,8 @@ class LocalHub:
             return await self._route(request)
         except HubError as err:
             return error_response(err)
+        except ClientDisconnect:  # the client went away mid-request: nobody to answer
+            return Response(status_code=400)
         except FileNotFoundError:  # a repo deleted while this request read it
             return error_response(HubError(404, "Repository not found (deleted)", "RepoNotFound"))
         except Exception:  # a bug must not leak a traceback to the client
@@ -651,12 +653,10 @@ class LocalHub:
         data = await self._json(request)
         operation = data.get("operation")
         objects = data.get("objects")
-        if operation not in ("upload", "download") or not isinstance(objects, list):
-            raise bad_request("LFS batch needs 'operation' (upload|download) and a list of 'objects'")
-        if operation == "upload":
-            self.writable_repo(request, repo_type, repo_id)
-        else:
-            self.readable_repo(request, repo_type, repo_id)
+        if operation != "upload" or not isinstance(objects, list):
+            raise bad_request("LFS batch: only operation 'upload' with a list of 'objects' is supported "
+                              "(download files through /resolve/)")
+        self.writable_repo(request, repo_type, repo_id)
         out = []
         for obj in objects:
             oid, size = (obj.get("oid"), obj.get("size")) if isinstance(obj, dict) else (None, None)
@@ -665,13 +665,8 @@ class LocalHub:
             item = {"oid": oid, "size": size, "authenticated": True}
             if size < 0 or size > self.max_upload:
                 item["error"] = {"code": 422, "message": f"Object size {size} outside 0..{self.max_upload}"}
-            elif operation == "upload":
-                if not self.store.has_blob(oid, size):
-                    item["actions"] = {"upload": {"href": self.upload_href(base, oid, size)}}
-            elif self.store.has_blob(oid, size):
-                item["actions"] = {"download": {"href": f"{base}/api/lfs-download/{oid}"}}
-            else:
-                item["error"] = {"code": 404, "message": "Object does not exist"}
+            elif not self.store.has_blob(oid, size):  # no `actions`: already stored, the client skips it
+                item["actions"] = {"upload": {"href": self.upload_href(base, oid, size)}}
             out.append(item)
         return JSONResponse({"transfer": "basic", "objects": out, "hash_algo": "sha256"},
                             media_type="application/vnd.git-lfs+json")

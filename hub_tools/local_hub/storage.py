@@ -115,7 +115,8 @@ def check_path(path: str) -> str:
 
 
 def now_iso() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{datetime.now(UTC).microsecond // 1000:03d}Z"
+    now = datetime.now(UTC)
+    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
 
 
 def _write_json_atomic(path: Path, obj) -> None:
@@ -225,6 +226,8 @@ class Store:
         base = self.root / "repos" / f"{repo_type}s"
         repos = []
         for meta_path in sorted(base.glob("*/*/repo.json")):
+            if meta_path.parent.name.startswith("."):  # a repo being created (staging folder)
+                continue
             repos.append(Repo(repo_type, f"{meta_path.parent.parent.name}/{meta_path.parent.name}",
                               meta_path.parent, _read_json(meta_path)))
         return repos

@@ -25,7 +25,7 @@ QUEUE_SIZE = int(os.environ.get("BABYHUB_SPACE_QUEUE_SIZE", "64"))  # waiting re
 CPU_GROUP = "cpu"  # every event that runs a model shares one concurrency group, so CPU work never piles up
 
 DESCRIPTION = """\
-# 👶 Baby chat
+# Baby chat
 Type what the mother says (`*MOT:`); every baby answers as the child (`*CHI:`) in its own column, with the
 conversation so far as its prompt. The first column is the **baseline**; the others were fine-tuned with
 DPO to prefer the child's real answers. The **Score** tab shows which of two answers each model prefers.
@@ -99,7 +99,7 @@ def build_demo(
             prompt = bc.build_prompt(
                 [m["content"] for m in history], loaded.tokenizer, max_tokens=loaded.context - sampling.max_new_tokens
             )
-            notes = [commit_note(i, revision)]
+            notes = [f"answered by `{revision}` (commit `{revisions[i][revision].short_commit}`)"]
             if prompt.dropped_turns:
                 notes.append(f"{prompt.dropped_turns} oldest turns left out to fit the context")
             if prompt.cut_tokens:
@@ -223,9 +223,7 @@ def build_demo(
                     max_new_tokens = gr.Slider(1, 128, value=32, step=1, label="max new tokens")
                     seed = gr.Number(value=0, precision=0, label="seed (same seed, same answers)")
             if examples:
-                gr.Examples(
-                    [[m] for m, _, _ in examples], inputs=[mother], label="Mother lines from the eval split"
-                )
+                gr.Examples([[m] for m, _, _ in examples], inputs=[mother], label="Mother lines from the eval split")
 
         with gr.Tab("Score"):
             gr.Markdown(
@@ -277,9 +275,7 @@ def build_demo(
                 for i in range(len(specs))
             ]
 
-        said = mother.submit(
-            add_turn, [mother, *chatbots], [mother, notice, *chatbots], api_name="add_turn", **light
-        )
+        said = mother.submit(add_turn, [mother, *chatbots], [mother, notice, *chatbots], api_name="add_turn", **light)
         regenerated = regen_btn.click(
             drop_last_answers, chatbots, chatbots, api_name="regenerate", api_visibility="undocumented", **light
         )

@@ -130,9 +130,7 @@ def read_models_file(path: str | Path = MODELS_FILE) -> SpaceConfig:
             raise SpaceConfigError(f"{path}: models[{i}].beta must be a positive number, got {beta!r}")
         revision = entry.get("revision")
         specs.append(
-            ModelSpec(
-                str(entry["repo_id"]), str(revision) if revision else None, str(entry.get("label") or ""), beta
-            )
+            ModelSpec(str(entry["repo_id"]), str(revision) if revision else None, str(entry.get("label") or ""), beta)
         )
     examples = data.get("examples") or {}
     if not isinstance(examples, dict):

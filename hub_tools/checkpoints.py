@@ -1,0 +1,198 @@
+"""Every checkpoint on the Hub, on its own branch, without ever slowing or stopping training.
+
+The Trainer's own `hub_strategy` pushes all checkpoints to one branch and *skips* a push while the
+previous one is still running. Here each save is staged (hard links of the model files, so a rotated
+or half-overwritten checkpoint folder cannot change what is pushed) and queued; one background thread
+pushes the queue in order to `checkpoint-<step>` with `hub_tools.publish.push_folder` (which retries
+connection errors and 5xx itself). A job that still fails is tried again after the others, at `close()`;
+what fails even then is reported, never dropped silently. `submit` never waits for the network.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+# What a checkpoint branch holds: the model and tokenizer files, the card, and the small trainer files a
+# resume needs to continue the step count (trainer_state.json) and the schedule. Never the optimizer state.
+CHECKPOINT_FILES = [
+    "*.safetensors",
+    "*.safetensors.index.json",
+    "config.json",
+    "generation_config.json",
+    "tokenizer*",
+    "special_tokens_map.json",
+    "vocab.json",
+    "merges.txt",
+    "*.model",
+    "chat_template.jinja",
+    "trainer_state.json",
+    "README.md",
+]
+EXCLUDED_FILES = ["optimizer.pt", "optimizer.bin", "scheduler.pt", "rng_state*.pth", "training_args.bin"]
+
+
+def checkpoint_branch(step: int) -> str:
+    """The branch of the checkpoint saved at `step`."""
+    return f"checkpoint-{step}"
+
+
+def stage_checkpoint(checkpoint_dir: Path, staging_dir: Path) -> Path:
+    """Copy (hard-link when possible) the files a branch holds from `checkpoint_dir` into `staging_dir`."""
+    from hub_tools.publish import read_folder_files
+
+    if staging_dir.exists():
+        shutil.rmtree(staging_dir)
+    staging_dir.mkdir(parents=True)
+    for rel in read_folder_files(checkpoint_dir, CHECKPOINT_FILES, EXCLUDED_FILES):
+        src, dst = checkpoint_dir / rel, staging_dir / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(src, dst)
+        except OSError:  # another file system, or links not allowed
+            shutil.copy2(src, dst)
+    return staging_dir
+
+
+@dataclass
+class PushJob:
+    """One checkpoint to push: `prepare` (e.g. write its card) runs in the background before the push."""
+
+    step: int
+    folder: Path
+    revision: str
+    prepare: Callable[[PushJob], None] | None = None
+    attempts: int = 0
+    error: str | None = None
+
+
+@dataclass
+class QueueReport:
+    """What the queue did: pushed revisions (with commit ids, None for "already there") and failures."""
+
+    pushed: dict[str, str | None] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+class CheckpointPushQueue:
+    """Push checkpoints to their branches from a background thread, in order, never skipping one.
+
+    >>> q = CheckpointPushQueue("me/baby-dpo")           # doctest: +SKIP
+    >>> q.submit(2000, Path("out/.push/checkpoint-2000"))  # returns at once
+    >>> report = q.close()                               # waits; report.failed lists what never landed
+    """
+
+    def __init__(
+        self,
+        repo_id: str,
+        *,
+        private: bool = False,
+        token: str | None = None,
+        endpoint: str | None = None,
+        overwrite_after: int | None = None,
+        max_attempts: int = 3,
+        retry_wait: float = 2.0,
+        push: Callable | None = None,
+    ):
+        from hub_tools.publish import push_folder
+
+        self.repo_id = repo_id
+        self.private = private
+        self.token = token
+        self.endpoint = endpoint
+        # Steps after a resume point are re-trained: their branches (from the abandoned run) are replaced by a
+        # new commit; the old one stays in the branch history.
+        self.overwrite_after = overwrite_after
+        self.max_attempts = max_attempts
+        self.retry_wait = retry_wait
+        self._push = push or push_folder
+        self._queue: queue.Queue[PushJob | None] = queue.Queue()
+        self._retry_later: list[PushJob] = []
+        self.report = QueueReport()
+        self._thread = threading.Thread(target=self._work, name="checkpoint-push", daemon=True)
+        self._thread.start()
+        self._closed = False
+
+    def submit(self, step: int, folder: Path, *, prepare: Callable[[PushJob], None] | None = None) -> PushJob:
+        """Queue the staged folder of `step` for its branch; returns immediately."""
+        if self._closed:
+            raise RuntimeError("the push queue is closed")
+        job = PushJob(step=step, folder=Path(folder), revision=checkpoint_branch(step), prepare=prepare)
+        self._queue.put(job)
+        return job
+
+    def pending(self) -> int:
+        """Jobs not yet finished (queued or running)."""
+        return self._queue.unfinished_tasks
+
+    def close(self, timeout: float | None = None) -> QueueReport:
+        """Wait for every queued push, retry the ones that failed once more, and report."""
+        if not self._closed:
+            self._closed = True
+            self._queue.put(None)
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise TimeoutError(f"checkpoint pushes still running after {timeout}s")
+        # A last round for jobs that failed while training ran: the hub may be back by now.
+        for job in self._retry_later:
+            self._run(job, final=True)
+        self._retry_later.clear()
+        return self.report
+
+    def _work(self) -> None:
+        while True:
+            job = self._queue.get()
+            try:
+                if job is None:
+                    return
+                self._run(job, final=False)
+            finally:
+                self._queue.task_done()
+
+    def _run(self, job: PushJob, *, final: bool) -> None:
+        overwrite = self.overwrite_after is not None and job.step > self.overwrite_after
+        for _ in range(self.max_attempts):
+            job.attempts += 1
+            try:
+                if job.prepare is not None:
+                    job.prepare(job)
+                    job.prepare = None  # prepared once; a retry pushes the same files
+                result = self._push(
+                    job.folder,
+                    self.repo_id,
+                    revision=job.revision,
+                    private=self.private,
+                    commit_message=f"Checkpoint at step {job.step}",
+                    allow_patterns=CHECKPOINT_FILES,
+                    ignore_patterns=EXCLUDED_FILES,
+                    overwrite_branch=overwrite,
+                    token=self.token,
+                    endpoint=self.endpoint,
+                )
+            except Exception as err:  # keep the queue alive whatever one push does
+                job.error = f"{type(err).__name__}: {err}"
+                logger.warning("push of %s to %s failed (attempt %d): %s", job.revision, self.repo_id,
+                               job.attempts, job.error)
+                time.sleep(self.retry_wait)
+                continue
+            job.error = None
+            self.report.pushed[job.revision] = result.commit_oid
+            self.report.failed.pop(job.revision, None)
+            logger.info("pushed %s to %s", job.revision, result.url)
+            return
+        self.report.failed[job.revision] = job.error or "unknown error"
+        if not final:
+            self._retry_later.append(job)

@@ -1,0 +1,132 @@
+"""Model cards of DPO-trained babies: one per checkpoint branch and one for `main`.
+
+Rendered from `model_cards/dpo_model.md` with `ModelCard.from_template` and a typed `ModelCardData`
+(front matter and `model-index` come from huggingface_hub, never from joined strings). A card says
+what the revision is: base model and revision, datasets and revisions, the resolved training config,
+step/epoch/tokens, the DPO metrics logged at that step, the checkpoint branches, a CPU usage snippet
+in the dialogue convention, and, when an evaluation set is configured, the dialogue min-pair accuracy
+as `model-index` results.
+"""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass, field
+from typing import Any
+
+from hub_tools.paths import MODEL_CARDS, require_dir
+
+TEMPLATE = "dpo_model.md"
+# TRL's DPO metric names, in the order a card lists them.
+DPO_METRICS = ["loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies"]
+
+
+@dataclass
+class DatasetRef:
+    """A dataset on the Hub (or a local path) and the revision used."""
+
+    id: str
+    revision: str | None = None
+
+
+@dataclass
+class EvalScore:
+    """Dialogue min-pair accuracy of this revision on an evaluation dataset."""
+
+    dataset: DatasetRef
+    accuracy: float
+    pairs: int
+    split: str = "train"
+
+
+@dataclass
+class TrainingCardInfo:
+    """Everything a DPO model card states."""
+
+    repo_id: str
+    revision: str  # "main" or "checkpoint-<step>"
+    base_model: str
+    base_revision: str | None
+    datasets: list[DatasetRef]
+    config: dict[str, Any]
+    step: int
+    epoch: float | None
+    tokens_seen: int | None
+    metrics: dict[str, float]
+    branches: list[str]  # every checkpoint branch known when the card is written
+    endpoint: str = "https://huggingface.co"
+    eval_score: EvalScore | None = None
+    plots: list[str] = field(default_factory=list)  # paths of PNGs in the repo (main card)
+    max_steps: int | None = None
+
+
+def _hub_id(ref: DatasetRef) -> bool:
+    """A Hub id (namespace/name), not a local path: only those go into the card's `datasets` metadata."""
+    return ref.id.count("/") == 1 and not ref.id.startswith((".", "/", "~"))
+
+
+def framework_versions() -> dict[str, str]:
+    import datasets
+    import huggingface_hub
+    import tokenizers
+    import torch
+    import transformers
+    import trl
+
+    return {
+        "TRL": trl.__version__,
+        "Transformers": transformers.__version__,
+        "PyTorch": torch.__version__,
+        "Datasets": datasets.__version__,
+        "Tokenizers": tokenizers.__version__,
+        "huggingface_hub": huggingface_hub.__version__,
+        "Python": platform.python_version(),
+    }
+
+
+def render_training_card(info: TrainingCardInfo):
+    """The ModelCard of one revision of a DPO-trained baby."""
+    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+    eval_results = None
+    if info.eval_score is not None:
+        score = info.eval_score
+        eval_results = [
+            EvalResult(
+                task_type="text-classification",
+                task_name="Dialogue minimal pairs",
+                dataset_type=score.dataset.id,
+                dataset_name=score.dataset.id,
+                dataset_split=score.split,
+                dataset_revision=score.dataset.revision,
+                metric_type="accuracy",
+                metric_name="min-pair accuracy",
+                metric_value=round(score.accuracy, 4),
+            )
+        ]
+    hub_datasets = [d.id for d in info.datasets if _hub_id(d)]
+    card_data = ModelCardData(
+        model_name=info.repo_id.split("/")[-1],
+        base_model=info.base_model if _hub_id(DatasetRef(info.base_model)) else None,
+        datasets=hub_datasets or None,
+        language="en",
+        library_name="transformers",
+        pipeline_tag="text-generation",
+        tags=["trl", "dpo", "babylm", "childes", "babyhub"],
+        eval_results=eval_results,
+    )
+    base = info.endpoint.rstrip("/")
+    branch_links = [(b, f"{base}/{info.repo_id}/tree/{b}") for b in info.branches]
+    import yaml
+
+    return ModelCard.from_template(
+        card_data,
+        template_path=str(require_dir(MODEL_CARDS) / TEMPLATE),
+        info=info,
+        is_main=info.revision == "main",
+        repo_url=f"{base}/{info.repo_id}",
+        branch_links=branch_links,
+        metrics=[(k, info.metrics[k]) for k in DPO_METRICS if k in info.metrics],
+        config_yaml=yaml.safe_dump(info.config, sort_keys=True).strip(),
+        versions=framework_versions(),
+    )

@@ -1,0 +1,103 @@
+"""Loss and reward curves of DPO runs, from `logs/training_metrics.csv` files.
+
+A metrics file is `step` followed by the keys the trainer logged (the original work's format). TRL
+versions differ in what they log and how they spell it (`rewards/chosen`, `train/rewards/chosen`,
+`train_rewards/chosen`...), so columns are normalised and a figure draws whatever a run has: several
+runs share one figure, each in its own colour.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+from hub_tools.errors import BabyhubError
+
+# One figure per entry: file name, title, and (column, line style) series.
+FIGURES = {
+    "loss.png": ("DPO loss", [("loss", "-")]),
+    "rewards.png": ("Rewards: chosen (solid) vs rejected (dashed)", [("rewards/chosen", "-"), ("rewards/rejected", "--")]),
+    "margins.png": ("Reward margin (chosen - rejected)", [("rewards/margins", "-")]),
+    "accuracies.png": ("Reward accuracy (chosen > rejected)", [("rewards/accuracies", "-")]),
+}
+_PREFIX = re.compile(r"^(train[/_])")
+
+
+def normalise_column(name: str) -> str:
+    """`train/rewards/chosen` and `train_rewards/chosen` -> `rewards/chosen`; `train_loss` stays (summary)."""
+    name = name.strip()
+    if name in ("train_loss", "train_runtime"):
+        return name
+    return _PREFIX.sub("", name)
+
+
+def read_metrics(path: str | Path):
+    """A metrics CSV as a DataFrame with normalised columns, rows with a step, sorted by step."""
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise BabyhubError(f"{path}: no such metrics file; pass the logs/training_metrics.csv of a run.")
+    try:
+        frame = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise BabyhubError(f"{path}: not a readable CSV ({err}); pass a training_metrics.csv file.") from err
+    frame.columns = [normalise_column(c) for c in frame.columns]
+    if "step" not in frame.columns:
+        raise BabyhubError(f"{path}: no `step` column (columns: {list(frame.columns)}); is this a metrics file?")
+    frame = frame.T.groupby(level=0).first().T  # merge duplicate columns after normalising (first non-null)
+    frame = frame.apply(pd.to_numeric, errors="coerce")
+    return frame.dropna(subset=["step"]).sort_values("step").reset_index(drop=True)
+
+
+def plot_metrics(
+    metrics_files: Sequence[str | Path], out_dir: str | Path, *, labels: Sequence[str] | None = None
+) -> list[Path]:
+    """Draw loss, rewards, margins and accuracies of one or more runs; returns the PNGs written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    files = [Path(f) for f in metrics_files]
+    if not files:
+        raise BabyhubError("no metrics file given: pass one or more training_metrics.csv files.")
+    if labels is not None and len(labels) != len(files):
+        raise BabyhubError(f"{len(labels)} --label for {len(files)} metrics files: give one label per file.")
+    runs = [read_metrics(f) for f in files]
+    names = list(labels) if labels else _run_names(files)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    written = []
+    for filename, (title, series) in FIGURES.items():
+        if not any(col in run.columns and run[col].notna().any() for run in runs for col, _ in series):
+            continue  # no run logged this: no empty figure
+        fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
+        for i, (run, name) in enumerate(zip(runs, names, strict=True)):
+            for col, style in series:
+                if col in run.columns and run[col].notna().any():
+                    rows = run[["step", col]].dropna()
+                    label = name if len(series) == 1 else f"{name} {col.split('/')[-1]}"
+                    ax.plot(rows["step"], rows[col], style, color=colours[i % len(colours)], label=label)
+        ax.set_title(title)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+        fig.tight_layout()
+        target = out / filename
+        fig.savefig(target)
+        plt.close(fig)
+        written.append(target)
+    if not written:
+        raise BabyhubError(
+            f"none of {[str(f) for f in files]} has loss or reward columns ({', '.join(c for _, s in FIGURES.values() for c, _ in s)})."
+        )
+    return written
+
+
+def _run_names(files: list[Path]) -> list[str]:
+    """Distinct short names: the run folder (parent of logs/) if the files are not told apart by name."""
+    names = [f.parent.parent.name if f.parent.name == "logs" else f.stem for f in files]
+    return names if len(set(names)) == len(names) else [str(f) for f in files]
