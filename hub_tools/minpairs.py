@@ -29,7 +29,7 @@ PROBLEMS = {
     "missing_column": ("has fewer fields than the header", "add the missing field (quote fields that contain commas)"),
     "extra_column": (
         "has more fields than the header",
-        "quote fields that contain commas (\"...\") or remove the extra field",
+        'quote fields that contain commas ("...") or remove the extra field',
     ),
     "tab_count": (
         "does not contain exactly one tab between the caregiver turn and the child turn",
@@ -108,7 +108,9 @@ def _check_row(path: Path, line: int, row: int, header: list[str], values: list[
     for column, value in zip(header, values, strict=False):
         bad = _UNDECODABLE.search(value)
         if bad:
-            raise InvalidRow(path, line, row, column or "index", "undecodable", f"byte 0x{ord(bad.group()) - 0xDC00:02x}")
+            raise InvalidRow(
+                path, line, row, column or "index", "undecodable", f"byte 0x{ord(bad.group()) - 0xDC00:02x}"
+            )
     if len(values) < len(header):
         missing = ", ".join(repr(c) for c in header[len(values) :])
         raise InvalidRow(path, line, row, header[len(values)], "missing_column", f"missing {missing}")
@@ -133,7 +135,9 @@ def read_minimal_pairs(path: str | Path, *, skip_invalid: bool = False) -> Minim
     """
     path = Path(path)
     if not path.is_file():
-        raise BabyhubError(f"{path}: no such file; pass the path of a minimal-pair CSV (e.g. len_pairs_no_overlap_1.csv).")
+        raise BabyhubError(
+            f"{path}: no such file; pass the path of a minimal-pair CSV (e.g. len_pairs_no_overlap_1.csv)."
+        )
     pairs: list[MinimalPair] = []
     skipped: dict[str, int] = {}
     skipped_rows: list[tuple[int, str]] = []

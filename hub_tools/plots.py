@@ -17,7 +17,10 @@ from hub_tools.errors import BabyhubError
 # One figure per entry: file name, title, and (column, line style) series.
 FIGURES = {
     "loss.png": ("DPO loss", [("loss", "-")]),
-    "rewards.png": ("Rewards: chosen (solid) vs rejected (dashed)", [("rewards/chosen", "-"), ("rewards/rejected", "--")]),
+    "rewards.png": (
+        "Rewards: chosen (solid) vs rejected (dashed)",
+        [("rewards/chosen", "-"), ("rewards/rejected", "--")],
+    ),
     "margins.png": ("Reward margin (chosen - rejected)", [("rewards/margins", "-")]),
     "accuracies.png": ("Reward accuracy (chosen > rejected)", [("rewards/accuracies", "-")]),
 }
@@ -91,9 +94,8 @@ def plot_metrics(
         plt.close(fig)
         written.append(target)
     if not written:
-        raise BabyhubError(
-            f"none of {[str(f) for f in files]} has loss or reward columns ({', '.join(c for _, s in FIGURES.values() for c, _ in s)})."
-        )
+        wanted = ", ".join(col for _, series in FIGURES.values() for col, _ in series)
+        raise BabyhubError(f"none of {[str(f) for f in files]} has loss or reward columns ({wanted}).")
     return written
 
 
@@ -101,3 +103,26 @@ def _run_names(files: list[Path]) -> list[str]:
     """Distinct short names: the run folder (parent of logs/) if the files are not told apart by name."""
     names = [f.parent.parent.name if f.parent.name == "logs" else f.stem for f in files]
     return names if len(set(names)) == len(names) else [str(f) for f in files]
+
+
+def write_metrics_csv(path: str | Path, log_history: Sequence[dict]) -> Path:
+    """Write the trainer's log rows as `step` then the logged keys (union over rows, in first-seen order).
+
+    The whole file is rewritten each time (it is small): a key that appears late (e.g. the end-of-training
+    summary) gets its column, and a resumed run writes exactly the rows of its history.
+    """
+    import csv
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    columns = ["step"]
+    for row in log_history:
+        columns += [k for k in row if k not in columns]
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        for row in log_history:
+            writer.writerow({k: row.get(k, "") for k in columns})
+    tmp.replace(path)  # readers never see a half-written file
+    return path

@@ -80,12 +80,16 @@ class BuildReport:
 
     def summary(self) -> str:
         """A few lines for the terminal: rows per folder, skipped rows, leakage."""
-        lines = [f"built {len(self.splits)} datasets in {self.out_dir} ({self.seconds:.1f} s, format {self.text_format})"]
+        lines = [
+            f"built {len(self.splits)} datasets in {self.out_dir} ({self.seconds:.1f} s, format {self.text_format})"
+        ]
         for split in self.splits.values():
             skipped = sum(split.skipped.values())
             line = f"  {split.name}: {split.num_rows:,} rows"
             if skipped:
-                line += f", {skipped} invalid rows skipped ({', '.join(f'{k}: {v}' for k, v in split.skipped.items())})"
+                line += (
+                    f", {skipped} invalid rows skipped ({', '.join(f'{k}: {v}' for k, v in split.skipped.items())})"
+                )
             lines.append(line)
             if split.leakage:
                 leak = split.leakage
@@ -100,7 +104,11 @@ class BuildReport:
 def format_pair(pair: MinimalPair, text_format: str) -> dict[str, str]:
     """One dataset row in the chosen text convention (tags kept, or plain utterances)."""
     if text_format == "plain":
-        return {"prompt": strip_tag(pair.prompt), "chosen": strip_tag(pair.chosen), "rejected": strip_tag(pair.rejected)}
+        return {
+            "prompt": strip_tag(pair.prompt),
+            "chosen": strip_tag(pair.chosen),
+            "rejected": strip_tag(pair.rejected),
+        }
     return {"prompt": pair.prompt, "chosen": pair.chosen, "rejected": pair.rejected}
 
 
@@ -165,7 +173,7 @@ def write_dataset_folder(folder: Path, rows: list[dict], card, data_file: str) -
     (folder / "data").mkdir(exist_ok=True)
     columns = {name: [row[name] for row in rows] for name in rows[0]} if rows else {c: [] for c in COLUMNS}
     features = datasets.Features({name: datasets.Value("string") for name in columns})
-    # The schema carries the datasets Features metadata, as Dataset.to_parquet would write it (without its progress bar).
+    # The schema carries the datasets Features metadata, as Dataset.to_parquet writes it (minus its progress bar).
     pq.write_table(pa.table(columns, schema=features.arrow_schema), folder / data_file)
     write_card(card, folder)
     return folder
@@ -231,8 +239,8 @@ def _card(
         "Fine-tuning small language models trained on child-directed speech (BabyLM-style) with DPO, e.g. with TRL's "
         "`DPOTrainer`."
         if name == TRAIN_NAME
-        else "Evaluating models on dialogue minimal pairs: a model should prefer the real answer to the mismatched one "
-        "given the caregiver turn. Not for training."
+        else "Evaluating models on dialogue minimal pairs: a model should prefer the real answer to the mismatched "
+        "one given the caregiver turn. Not for training."
     )
     example = rows[0] if rows else {"prompt": "*MOT: what is that ?", "chosen": "*CHI: a ball ."}
     return render_dataset_card(
@@ -289,9 +297,7 @@ def build_preference_datasets(
 
     # 2. split by the published rule: the source row number decides, so a skipped row never shifts the split
     def rows_of(path: Path, lo: int, hi: int | None) -> list[dict]:
-        return [
-            format_pair(p, text_format) for p in reads[path].pairs if p.row >= lo and (hi is None or p.row < hi)
-        ]
+        return [format_pair(p, text_format) for p in reads[path].pairs if p.row >= lo and (hi is None or p.row < hi)]
 
     rows = {TRAIN_NAME: rows_of(pairs_csv, 0, train_rows), EVAL_NAME: rows_of(pairs_csv, train_rows, None)}
     if tok_pairs_csv is not None:

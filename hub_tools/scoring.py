@@ -67,10 +67,13 @@ class Scorer:
         )
         self.bos_id = tokenizer.bos_token_id
         # minicons pads with the EOS token when the tokenizer has no PAD; its prompt lengths skip that id.
-        self._minicons_pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        pad = tokenizer.pad_token_id
+        self._minicons_pad_id = pad if pad is not None else tokenizer.eos_token_id
         self._filler_id = self._minicons_pad_id if self._minicons_pad_id is not None else 0
         self._packable = getattr(config, "_attn_implementation", None) in _PACKABLE_ATTENTION
-        self._is_bow, self._bow_ids = _word_start_tokens(tokenizer, _vocab_size(model, tokenizer))
+        is_bow, bow_ids = _word_start_tokens(tokenizer, _vocab_size(model, tokenizer))
+        self._is_bow = is_bow.to(self.device)
+        self._bow_ids = bow_ids.to(self.device) if bow_ids is not None else None
         self._fast_head = self._check_fast_head()
 
     @classmethod
@@ -280,7 +283,7 @@ class Scorer:
             # log P(the next token starts a word) at every computed place.
             bow_lp = logits[:, self._bow_ids].logsumexp(dim=-1) - log_norm
             here_c = compact[flat].clamp(min=0)
-            next_is_bow = torch.cat([self._is_bow[tokens[:, 1:]], torch.zeros_like(tokens[:, :1], dtype=torch.bool)], 1)
+            next_is_bow = torch.cat([self._is_bow[tokens[:, 1:]], torch.zeros_like(scored[:, :1])], 1)
             ends_word = (next_is_bow | (t == lengths.unsqueeze(1) - 1)) & scored
             after_word_end = torch.cat([torch.zeros_like(ends_word[:, :1]), ends_word[:, :-1]], 1)
             after_word_end &= scored & (t > starts.unsqueeze(1))
@@ -295,8 +298,10 @@ class Scorer:
     def _hidden_states(self, input_ids: torch.Tensor, branch: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         mask = self._attention_mask(branch)
         if self._fast_head:
-            return self.model.base_model(input_ids=input_ids, attention_mask=mask, position_ids=positions)[0]
-        return self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions).logits
+            return self.model.base_model(
+                input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=False
+            )[0]
+        return self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=False).logits
 
     def _logits(self, selected: torch.Tensor) -> torch.Tensor:
         """Logits (float32) at the selected places: the output layer applied there, or already computed."""
@@ -336,6 +341,59 @@ class Scorer:
             except (TypeError, ValueError):
                 return False
             return hidden.shape[-1] == head.in_features and torch.allclose(head(hidden), expected, atol=1e-5)
+
+
+# ------------------------------------------------------------------------------------ minimal pairs
+# How a minimal pair (prompt, chosen, rejected) is scored. The sequence methods score the whole dialogue
+# `prompt + separator + answer`; the answer methods score the answer given `prompt + separator`.
+METHODS = {
+    "sequence_mean": "mean log-probability of the whole dialogue (the DPO write-up's numbers)",
+    "sequence_sum_bow": "summed log-probability of the whole dialogue, beginning-of-word corrected (the later "
+    "evaluation script's numbers)",
+    "answer_sum": "summed log-probability of the answer given the prompt",
+    "answer_mean": "mean log-probability of the answer given the prompt",
+}
+
+
+def score_minimal_pairs(
+    scorer: Scorer,
+    prompts: Sequence[str],
+    chosen: Sequence[str],
+    rejected: Sequence[str],
+    *,
+    method: str = "sequence_mean",
+    separator: str = " ",
+) -> tuple[list[float], list[float]]:
+    """Scores of the chosen and of the rejected answers of each pair under `method` (see METHODS)."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    _check_same_length(prompts=prompts, chosen=chosen, rejected=rejected)
+    prompts, chosen, rejected = ([t.strip() for t in _as_list(x, n)] for x, n in
+                                 ((prompts, "prompts"), (chosen, "chosen"), (rejected, "rejected")))
+    if method.startswith("answer_"):
+        reduction = method.removeprefix("answer_")
+        return scorer.pair_conditional_scores(prompts, chosen, rejected, reduction=reduction, separator=separator)
+    reduction, bow = ("mean", False) if method == "sequence_mean" else ("sum", True)
+    # An empty prompt would leave a leading separator: score the answer alone then.
+    a = [p + separator + c if p else c for p, c in zip(prompts, chosen, strict=True)]
+    b = [p + separator + r if p else r for p, r in zip(prompts, rejected, strict=True)]
+    return scorer.pair_sequence_scores(a, b, reduction=reduction, bow_correction=bow)
+
+
+def compare_pairs(chosen_scores: Sequence[float], rejected_scores: Sequence[float], *, margins: bool = False) -> dict:
+    """Accuracy of a set of pairs: a pair is correct when its chosen answer scores strictly higher.
+
+    Ties (equal scores, e.g. identical answers) count as not correct and are reported in `ties`.
+    """
+    _check_same_length(chosen_scores=chosen_scores, rejected_scores=rejected_scores)
+    n = len(chosen_scores)
+    if n == 0:
+        raise ValueError("there are no pairs to compare: give at least one pair")
+    diffs = [c - r for c, r in zip(chosen_scores, rejected_scores, strict=True)]
+    result = {"accuracy": sum(d > 0 for d in diffs) / n, "n": n, "ties": sum(d == 0 for d in diffs)}
+    if margins:
+        result["margins"] = diffs
+    return result
 
 
 # --------------------------------------------------------------------------------------------- helpers

@@ -365,7 +365,9 @@ def read_train_rows(train: str | Path) -> list[dict]:
 
     source = str(train)
     if not Path(source).is_dir() and source.count("/") != 1:
-        raise BabyhubError(f"--train {source}: no such folder; pass a folder built by `babyhub data build` or a Hub id.")
+        raise BabyhubError(
+            f"--train {source}: no such folder; pass a folder built by `babyhub data build` or a Hub id."
+        )
     try:
         rows = datasets.load_dataset(source)["train"].to_list()
     except (FileNotFoundError, ValueError) as err:
@@ -433,8 +435,13 @@ def synthesize_preferences(
     resumed = len(state.batches)
     # 4. generate the remaining batches, saving each as soon as it is done
     starts = range(0, len(rows), batch_size)
-    with tqdm(total=len(rows), initial=min(resumed * batch_size, len(rows)), desc="synthesize", unit="prompt",
-              disable=not progress) as bar:
+    with tqdm(
+        total=len(rows),
+        initial=min(resumed * batch_size, len(rows)),
+        desc="synthesize",
+        unit="prompt",
+        disable=not progress,
+    ) as bar:
         for index in range(resumed, len(starts)):
             batch = utterances[starts[index] : starts[index] + batch_size]
             state.append(model.generate(batch, index, seed))
@@ -457,14 +464,22 @@ def synthesize_preferences(
             f"--max-words. The raw answers are kept in {state.folder}."
         )
     # 6. write the dataset with its card beside the output, rename into place, drop the state
-    report = SynthesisReport(out_dir, len(synthetic), len(rows), filtered, teacher, model.revision, backend,
-                             len(starts), resumed, 0.0)
+    report = SynthesisReport(
+        out_dir, len(synthetic), len(rows), filtered, teacher, model.revision, backend, len(starts), resumed, 0.0
+    )
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
         data_file = data_file_for(synthetic)
-        card = render_synthetic_card(report, settings, synthetic, train_dir, max_words,
-                                     made_up=_train_is_made_up(train_dir), data_file=data_file)
+        card = render_synthetic_card(
+            report,
+            settings,
+            synthetic,
+            train_dir,
+            max_words,
+            made_up=_train_is_made_up(train_dir),
+            data_file=data_file,
+        )
         write_dataset_folder(staging / "dataset", synthetic, card, data_file)
         if out_dir.exists():
             shutil.rmtree(out_dir)
@@ -474,6 +489,11 @@ def synthesize_preferences(
     shutil.rmtree(state.folder)
     report.seconds = time.perf_counter() - start
     return report
+
+
+def teacher_label(teacher: str) -> str:
+    """How a card names the teacher: a Hub id as is, a local folder by its name only (never someone's paths)."""
+    return f"{Path(teacher).name} (local folder)" if Path(teacher).is_dir() else teacher
 
 
 def render_synthetic_card(report, settings, rows, train_dir, max_words, *, made_up=False, data_file="data/train-*"):
@@ -492,6 +512,7 @@ def render_synthetic_card(report, settings, rows, train_dir, max_words, *, made_
         data,
         made_up=made_up,
         report=report,
+        teacher_label=teacher_label(report.teacher),
         train_name=Path(str(train_dir)).name,
         settings=settings,
         system_prompt=SYSTEM_PROMPT,

@@ -4,6 +4,7 @@ loopback with tiny models from the local hub (one repo, two revisions), driven t
 import functools
 import importlib.util
 import os
+import re
 import socket
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -364,7 +365,10 @@ def test_app_robustness_empty_long_shared_models_no_token(chat_app):
     assert len(texts(history)[-1]) <= len("user: *MOT: ") + bc.MAX_LINE_CHARS
     # Queue bounds and one concurrency group for the model work.
     assert app.demo._queue.max_size == app.QUEUE_SIZE
-    model_fns = [f for f in app.demo.fns.values() if (f.api_name or "").startswith(("answer_", "score", "revision_"))]
+    model_fns = [
+        f for f in app.demo.fns.values() if re.fullmatch(r"score|(answer|revision)_\d+(_\d+)?", f.api_name or "")
+    ]
+    assert len(model_fns) == 7  # two answer chains (say, regenerate) and a revision switch per column, and score
     assert model_fns and {f.concurrency_id for f in model_fns} == {app.CPU_GROUP}
     # No token reaches the page, its config or its API description.
     for path in ["/", "/config", "/gradio_api/info"]:

@@ -30,9 +30,18 @@ def test_built_cards_have_the_metadata_and_prose_and_round_trip(preference_dirs,
     (data_file,) = config["data_files"]
     assert data_file["split"] == "train" and (path.parent / data_file["path"]).is_file()
     # prose: source, rule, size, example, convention, validation, citation
-    for part in ("CHILDES", "fpadovani/communicative_baby_dpo", "rows `[0, 18,000)`", f"| `train` | {rows:,} |",
-                 '{"prompt": "*MOT:', "`--format tags`", "No row in this split's range was skipped",
-                 "## Intended use", "@inproceedings{padovani-bunzeck-etal-2025-dialogue", "Made-up"):
+    for part in (
+        "CHILDES",
+        "fpadovani/communicative_baby_dpo",
+        "rows `[0, 18,000)`",
+        f"| `train` | {rows:,} |",
+        '{"prompt": "*MOT:',
+        "`--format tags`",
+        "No row in this split's range was skipped",
+        "## Intended use",
+        "@inproceedings{padovani-bunzeck-etal-2025-dialogue",
+        "Made-up",
+    ):
         assert (part in text) == (part != "Made-up"), part
     assert ("## Overlap with the training split" in text) == (name != TRAIN_NAME)
     # round trip: the file is already canonical
@@ -54,11 +63,27 @@ def test_sample_cards_say_the_data_is_made_up(tmp_path):
 
 
 def test_render_from_a_template_with_card_data():
-    data = build_card_data(pretty_name="x", num_rows=5, source_datasets=["original"], data_file="data/train-abc.parquet")
+    data = build_card_data(
+        pretty_name="x", num_rows=5, source_datasets=["original"], data_file="data/train-abc.parquet"
+    )
     card = render_dataset_card(
-        "child_dpo_preferences.md", data, made_up=True, summary="S", source_file="f.csv", rows_read=7,
-        source_sha256="0" * 64, matched_on="m", train_rows=3, rows_description="rows", num_rows=5, family=["a", "b"],
-        text_format="plain", joined_example="hi there", examples=[], skipped={"tab_count": 2}, leakage=None,
+        "child_dpo_preferences.md",
+        data,
+        made_up=True,
+        summary="S",
+        source_file="f.csv",
+        rows_read=7,
+        source_sha256="0" * 64,
+        matched_on="m",
+        train_rows=3,
+        rows_description="rows",
+        num_rows=5,
+        family=["a", "b"],
+        text_format="plain",
+        joined_example="hi there",
+        examples=[],
+        skipped={"tab_count": 2},
+        leakage=None,
         intended_use="U",
     )
     assert card.data.configs[0]["data_files"][0]["path"] == "data/train-abc.parquet"

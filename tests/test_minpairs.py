@@ -21,15 +21,27 @@ BAD_ROWS = {
         "#4",
         "more fields than the header",
     ),
-    "tab_count": (f"3,*MOT: are you hungry ? *CHI: yes .,*MOT: are you hungry ?{T}*CHI: no .", "pospair", "found 0 tabs"),
+    "tab_count": (
+        f"3,*MOT: are you hungry ? *CHI: yes .,*MOT: are you hungry ?{T}*CHI: no .",
+        "pospair",
+        "found 0 tabs",
+    ),
     "empty_turn": (f"3,*MOT: are you hungry ?{T}*CHI: ,*MOT: are you hungry ?{T}*CHI: no .", "pospair", "empty turn"),
-    "missing_tag": (f"3,*MOT: are you hungry ?{T}*CHI: yes .,*MOT: are you hungry ?{T}no more .", "negpair", "speaker tag"),
+    "missing_tag": (
+        f"3,*MOT: are you hungry ?{T}*CHI: yes .,*MOT: are you hungry ?{T}no more .",
+        "negpair",
+        "speaker tag",
+    ),
     "prompt_mismatch": (
         f"3,*MOT: are you hungry ?{T}*CHI: yes .,*MOT: are you tired ?{T}*CHI: no .",
         "negpair",
         "differs from the one in `pospair`",
     ),
-    "undecodable": (f"3,*MOT: are you hungry ?{T}*CHI: caf\udcc3 .,*MOT: are you hungry ?{T}*CHI: no .", "pospair", "UTF-8"),
+    "undecodable": (
+        f"3,*MOT: are you hungry ?{T}*CHI: caf\udcc3 .,*MOT: are you hungry ?{T}*CHI: no .",
+        "pospair",
+        "UTF-8",
+    ),
 }
 
 

@@ -25,13 +25,18 @@ def load_rows(folder) -> list[dict]:
 
 
 def test_real_build_reproduces_the_published_splits(preference_dirs):
-    train, evaluation, tokens = (load_rows(f) for f in (preference_dirs.train, preference_dirs.eval, preference_dirs.eval_tokens))
+    train, evaluation, tokens = (
+        load_rows(f) for f in (preference_dirs.train, preference_dirs.eval, preference_dirs.eval_tokens)
+    )
     assert (len(train), len(evaluation), len(tokens)) == (18_000, 7_548, 7_520)
     assert train == published_rule(LEN_PAIRS, 0, 18_000)
     assert evaluation == published_rule(LEN_PAIRS, 18_000)
     assert tokens == published_rule(TOK_PAIRS, 18_000)
-    assert train[0] == {"prompt": "*MOT: what is that ?", "chosen": "*CHI: it looks like a gun .",
-                        "rejected": "*CHI: you do it like that ."}
+    assert train[0] == {
+        "prompt": "*MOT: what is that ?",
+        "chosen": "*CHI: it looks like a gun .",
+        "rejected": "*CHI: you do it like that .",
+    }
 
 
 def test_leakage_report_on_the_real_data(preference_dirs):
@@ -53,7 +58,11 @@ def test_plain_format_and_dedupe_eval(tmp_path, shared_data):
     report = build_preference_datasets(LEN_PAIRS, tmp_path / "out", text_format="plain", dedupe_eval=True)
     train, evaluation = load_rows(report.train), load_rows(report.eval)
     assert len(train) == 18_000 and len(evaluation) == 7_548 - 39
-    assert train[0] == {"prompt": "what is that ?", "chosen": "it looks like a gun .", "rejected": "you do it like that ."}
+    assert train[0] == {
+        "prompt": "what is that ?",
+        "chosen": "it looks like a gun .",
+        "rejected": "you do it like that .",
+    }
     # one convention for every split: no speaker tag anywhere
     assert not any(v.startswith("*") and ":" in v[:6] for row in train + evaluation for v in row.values())
     assert not {(r["prompt"], r["chosen"]) for r in train} & {(r["prompt"], r["chosen"]) for r in evaluation}

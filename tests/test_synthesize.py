@@ -73,18 +73,19 @@ def test_synthesize_batches_filters_and_writes_the_card(tiny_baby, small_train_d
 
     monkeypatch.setattr(TransformersTeacher, "generate", recording)
     out = tmp_path / "child-dpo-preferences-synthetic"
-    report = synthesize_preferences(small_train_dir, str(tiny_baby), out, limit=10, batch_size=4, seed=3,
-                                    max_words=2, progress=False)
+    report = synthesize_preferences(
+        small_train_dir, str(tiny_baby), out, limit=10, batch_size=4, seed=3, max_words=1, progress=False
+    )
     train = load_rows(small_train_dir)[:10]
     # batching: rows [0,4), [4,8), [8,10) in order, each utterance without its speaker tag
     assert [(i, len(u)) for i, u, _ in calls] == [(0, 4), (1, 4), (2, 2)]
     assert [u for _, batch, _ in calls for u in batch] == [r["prompt"].removeprefix("*MOT: ") for r in train]
     # filters: the counts are those of the teacher's actual answers, and kept + filtered = asked
     raw = [a for _, _, answers in calls for a in answers]
-    reasons = [filter_reason(first_utterance(a), r["prompt"][6:], 2) for a, r in zip(raw, train, strict=True)]
+    reasons = [filter_reason(first_utterance(a), r["prompt"][6:], 1) for a, r in zip(raw, train, strict=True)]
     assert report.filtered == {k: reasons.count(k) for k in ("empty", "repeats_mother", "overlong")}
     assert report.rows + sum(report.filtered.values()) == report.total == 10
-    assert report.filtered["overlong"] > 0  # the baby rambles: max_words=2 must bite
+    assert report.filtered["overlong"] > 0  # max_words=1 must bite: the baby answers in several words
     rows = load_rows(out)
     kept = [(a, r) for a, r, why in zip(raw, train, reasons, strict=True) if why is None]
     assert rows == [
@@ -94,12 +95,22 @@ def test_synthesize_batches_filters_and_writes_the_card(tiny_baby, small_train_d
     text = (out / "README.md").read_text(encoding="utf-8")
     meta = yaml.safe_load(text.split("---\n")[1])
     assert "synthetic" in meta["tags"] and meta["configs"][0]["data_files"][0]["split"] == "train"
-    for part in (f"| teacher | `{tiny_baby}` |", f"| teacher revision | `{report.teacher_revision}` |",
-                 "| backend | `transformers` |", "| temperature | 0.7 |", "| top_p | 0.9 |", "| max new tokens | 30 |",
-                 "| seed | 3 ", SYSTEM_PROMPT, "Mother says: {utterance}", f"| overlong | {report.filtered['overlong']} |",
-                 f"| empty | {report.filtered['empty']} |", "more than 2 words"):
+    for part in (
+        f"| teacher | `{tiny_baby.name} (local folder)` |",
+        f"| teacher revision | `{report.teacher_revision}` |",
+        "| backend | `transformers` |",
+        "| temperature | 0.7 |",
+        "| top_p | 0.9 |",
+        "| max new tokens | 30 |",
+        "| seed | 3 ",
+        SYSTEM_PROMPT,
+        "Mother says: {utterance}",
+        f"| overlong | {report.filtered['overlong']} |",
+        f"| empty | {report.filtered['empty']} |",
+        "more than 1 words",
+    ):
         assert part in text, part
-    assert report.teacher_revision.startswith("local-sha256:")
+    assert report.teacher_revision.startswith("local-sha256:") and str(tiny_baby.parent) not in text
     assert str(DatasetCard.load(out / "README.md")) == text
     assert not (tmp_path / f".{out.name}.partial").exists()
 
@@ -108,8 +119,25 @@ def test_killed_run_resumes_with_the_same_rows(tiny_baby, small_train_dir, tmp_p
     args = dict(limit=24, batch_size=4, seed=1)
     out = tmp_path / "resumed"
     answers = tmp_path / ".resumed.partial" / "answers.jsonl"
-    cmd = [sys.executable, "-m", "hub_tools", "data", "synthesize", "--train", str(small_train_dir), "--teacher",
-           str(tiny_baby), "--out", str(out), "--limit", "24", "--batch-size", "4", "--seed", "1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "hub_tools",
+        "data",
+        "synthesize",
+        "--train",
+        str(small_train_dir),
+        "--teacher",
+        str(tiny_baby),
+        "--out",
+        str(out),
+        "--limit",
+        "24",
+        "--batch-size",
+        "4",
+        "--seed",
+        "1",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     # kill -9 as soon as two of the six batches are saved
     while not (answers.exists() and answers.read_bytes().count(b"\n") >= 2):
@@ -126,8 +154,9 @@ def test_killed_run_resumes_with_the_same_rows(tiny_baby, small_train_dir, tmp_p
         synthesize_preferences(small_train_dir, str(tiny_baby), out, limit=24, batch_size=3, seed=1, progress=False)
     resumed = synthesize_preferences(small_train_dir, str(tiny_baby), out, progress=False, **args)
     assert resumed.resumed_batches == done and resumed.batches == 6
-    reference = synthesize_preferences(small_train_dir, str(tiny_baby), tmp_path / "uninterrupted", progress=False,
-                                       **args)
+    reference = synthesize_preferences(
+        small_train_dir, str(tiny_baby), tmp_path / "uninterrupted", progress=False, **args
+    )
     assert reference.resumed_batches == 0
     assert load_rows(out) == load_rows(tmp_path / "uninterrupted")
     assert resumed.filtered == reference.filtered
@@ -146,6 +175,18 @@ def test_optional_backends_fail_with_instructions(monkeypatch, small_train_dir, 
     with pytest.raises(BabyhubError, match="OPENAI_API_KEY, which is not set"):
         load_teacher("openai", "gpt-x")
     out = tmp_path / "synthetic"
-    code = main(["data", "synthesize", "--train", str(small_train_dir), "--teacher", "x/y", "--backend", "vllm",
-                 "--out", str(out)])
+    code = main(
+        [
+            "data",
+            "synthesize",
+            "--train",
+            str(small_train_dir),
+            "--teacher",
+            "x/y",
+            "--backend",
+            "vllm",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 2 and "babyhub[vllm]" in capsys.readouterr().err and not out.exists()

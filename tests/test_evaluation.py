@@ -1,0 +1,161 @@
+"""Evaluation helpers: real data readers, accuracy and ties, checkpoint sweeps on the local hub, card model-index."""
+
+import csv
+
+import pytest
+
+from hub_tools.errors import BabyhubError
+from hub_tools.evaluation import (
+    MinpairsResult,
+    Revision,
+    blimp_eval_result,
+    evaluate_blimp,
+    evaluate_minpairs,
+    list_revisions,
+    merge_eval_results,
+    minpairs_eval_result,
+    plot_sweep,
+    read_blimp_suite,
+    read_minpairs_data,
+    write_sweep_csv,
+)
+from hub_tools.scoring import Scorer, compare_pairs
+from tests.conftest import BLIMP_DIR, LEN_PAIRS
+
+
+def write_eval_csv(path, n_rows, start=18000):
+    """A CSV in the published format holding `n_rows` real evaluation rows (from row `start`)."""
+    with LEN_PAIRS.open(newline="") as src, path.open("w", newline="") as dst:
+        reader, writer = csv.reader(src), csv.writer(dst)
+        writer.writerow(next(reader))
+        for i, row in enumerate(reader):
+            if start <= i < start + n_rows:
+                writer.writerow(row)
+    return path
+
+
+@pytest.fixture(scope="module")
+def scorer(tiny_baby):
+    return Scorer.from_pretrained(str(tiny_baby))
+
+
+def test_read_blimp_suite_reads_the_real_paradigms_in_pairs(tmp_path):
+    suite = read_blimp_suite(BLIMP_DIR)
+    assert len(suite) == 67
+    good, bad = suite["adjunct_island"]
+    assert len(good) == len(bad) == 1000
+    assert good[0] == "Who should Derek hug after shocking Richard?"
+    assert bad[0] == "Who should Derek hug Richard after shocking?"
+    assert read_blimp_suite(BLIMP_DIR, lower_case=True)["adjunct_island"][0][0] == good[0].lower()
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    (odd / "broken.txt").write_text("A dog barks.\nA dog bark.\nA cat sleeps.\n")
+    with pytest.raises(BabyhubError, match=r"broken.txt: 3 lines, an odd number"):
+        read_blimp_suite(odd)
+    with pytest.raises(BabyhubError, match="no <paradigm>.txt files"):
+        read_blimp_suite(tmp_path / "missing")
+
+
+def test_read_minpairs_data_from_csv_and_dataset_folder(tmp_path, small_train_dir):
+    data = read_minpairs_data(str(write_eval_csv(tmp_path / "eval.csv", 5)))
+    assert data.name == "eval" and len(data.prompts) == 5
+    assert data.prompts[0].startswith("*MOT:") and data.chosen[0].startswith("*CHI:")
+    folder = read_minpairs_data(str(small_train_dir))
+    assert len(folder.prompts) == 200 and folder.name == small_train_dir.name
+    with pytest.raises(BabyhubError, match="file not found"):
+        read_minpairs_data(str(tmp_path / "nope.csv"))
+
+
+def test_ties_count_as_wrong_and_are_reported():
+    result = compare_pairs([-1.0, -2.0, -3.0, -4.0], [-2.0, -2.0, -1.0, -5.0], margins=True)
+    assert result == {"accuracy": 0.5, "n": 4, "ties": 1, "margins": [1.0, 0.0, -2.0, 1.0]}
+    with pytest.raises(ValueError, match="no pairs"):
+        compare_pairs([], [])
+
+
+def test_identical_answers_tie_in_an_evaluation(scorer, tmp_path):
+    data = read_minpairs_data(str(write_eval_csv(tmp_path / "eval.csv", 6)))
+    data.rejected[:2] = data.chosen[:2]  # two pairs whose answers are the same text
+    for method in ("sequence_mean", "answer_sum"):
+        result = evaluate_minpairs(scorer, data, method, progress=False)
+        assert result.ties == 2 and result.n == 6 and result.accuracy <= 4 / 6
+
+
+def test_blimp_accuracy_is_the_macro_average_of_paradigms(scorer, tmp_path):
+    suite = read_blimp_suite(BLIMP_DIR, lower_case=True)
+    small = {name: (good[:40], bad[:40]) for name, (good, bad) in list(suite.items())[:3]}
+    small["tiny"] = (small["adjunct_island"][0][:4], small["adjunct_island"][1][:4])
+    result = evaluate_blimp(scorer, small, progress=False)
+    assert result.n == 124 and set(result.paradigms) == set(small)
+    assert result.accuracy == pytest.approx(sum(result.paradigms.values()) / 4)
+    good, bad = scorer.pair_sequence_scores(*small["tiny"], reduction="sum", bow_correction=True)
+    assert result.paradigms["tiny"] == sum(g > b for g, b in zip(good, bad, strict=True)) / 4
+    with pytest.raises(BabyhubError, match="sequence method"):
+        evaluate_blimp(scorer, small, "answer_sum", progress=False)
+
+
+def test_list_revisions_orders_checkpoints_by_step_and_main_last(local_hub, tiny_baby, tmp_path):
+    from hub_tools.publish import push_folder
+
+    repo = "babyhub/eval-list-revisions"
+    push_folder(tiny_baby, repo)
+    for branch in ("checkpoint-12", "checkpoint-4", "experiment"):
+        push_folder(tiny_baby, repo, revision=branch)
+    assert list_revisions(repo) == [Revision("checkpoint-4", 4), Revision("checkpoint-12", 12), Revision("main", None)]
+    with pytest.raises(BabyhubError, match="no such model repo"):
+        list_revisions("babyhub/eval-no-such-repo")
+
+
+def test_sweep_table_and_plot(tmp_path):
+    rows = [
+        {"model": "m", "revision": r, "step": s, "dataset": "eval", "method": "sequence_mean", "accuracy": a}
+        for r, s, a in (("checkpoint-2", 2, 0.51), ("checkpoint-4", 4, 0.55), ("main", None, 0.56))
+    ]
+    table = write_sweep_csv(rows, tmp_path / "out" / "sweep.csv")
+    with table.open() as f:
+        read = list(csv.DictReader(f))
+    assert list(read[0]) == ["model", "revision", "step", "dataset", "method", "accuracy"]
+    assert [(r["revision"], r["step"], r["accuracy"]) for r in read] == [
+        ("checkpoint-2", "2", "0.51"), ("checkpoint-4", "4", "0.55"), ("main", "", "0.56")
+    ]
+    import matplotlib.image
+
+    image = matplotlib.image.imread(plot_sweep(rows, tmp_path / "out" / "sweep.png", title="m"))
+    assert image.shape[0] > 300 and image.shape[1] > 600
+    assert image[..., :3].std() > 0.05  # something is drawn
+
+
+def test_merge_eval_results_touches_only_the_model_index():
+    card = (
+        "---\nlanguage: en\nlicense: apache-2.0\ntags:\n- babylm\nmodel-index:\n- name: baby\n  results:\n"
+        "  - task:\n      type: text-generation\n    dataset:\n      name: other\n      type: other\n"
+        "    metrics:\n    - type: perplexity\n      value: 12.5\n---\n\n# Baby\n\nSome *text* that stays.\n"
+    )
+    first = MinpairsResult("child-dpo-preferences-eval", "sequence_mean", 0.61234, 100, 0)
+    merged = merge_eval_results(card, [minpairs_eval_result(first)], model_name="baby")
+    from huggingface_hub import ModelCard
+
+    before, after = ModelCard(card), ModelCard(merged)
+    assert after.text == before.text
+    assert {k: v for k, v in after.data.to_dict().items() if k != "model-index"} == {
+        k: v for k, v in before.data.to_dict().items() if k != "model-index"
+    }
+    assert [(r.dataset_name, r.metric_value) for r in after.data.eval_results] == [
+        ("other", 12.5), ("child-dpo-preferences-eval", 0.6123)
+    ]
+    # The same metric again replaces its value; another method or BLiMP adds an entry.
+    again = MinpairsResult("child-dpo-preferences-eval", "sequence_mean", 0.7, 100, 0)
+    other_method = MinpairsResult("child-dpo-preferences-eval", "answer_sum", 0.65, 100, 0)
+    from hub_tools.evaluation import BlimpResult
+
+    blimp = blimp_eval_result(BlimpResult("sequence_sum_bow", 0.58, 2000, {}))
+    merged = merge_eval_results(
+        merged, [minpairs_eval_result(again), minpairs_eval_result(other_method), blimp], model_name="baby"
+    )
+    values = [(r.dataset_name, r.metric_config, r.metric_value) for r in ModelCard(merged).data.eval_results]
+    assert values == [
+        ("other", None, 12.5),
+        ("child-dpo-preferences-eval", "sequence_mean", 0.7),
+        ("child-dpo-preferences-eval", "answer_sum", 0.65),
+        ("BLiMP", "sequence_sum_bow", 0.58),
+    ]

@@ -1,0 +1,142 @@
+"""train_dpo.py end to end on the tiny baby and the local hub: every checkpoint on its branch with its card,
+a flaky hub losing nothing, and a killed run resumed from its Hub branch."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+import torch
+from huggingface_hub import HfApi, ModelCard, hf_hub_download
+from transformers import AutoModelForCausalLM
+
+import train_dpo
+from hub_tools import publish
+from hub_tools.errors import BabyhubError
+from hub_tools.paths import RECIPES, REPO_ROOT
+
+STEPS, SAVE = 6, 2
+BRANCHES = {"checkpoint-2", "checkpoint-4", "checkpoint-6"}
+
+
+def _args(baby, data, out, repo=None, *extra):
+    args = [
+        "--config", str(RECIPES / "tiny-cpu.yaml"),
+        "--model_name_or_path", str(baby),
+        "--dataset_name", str(data),
+        "--output_dir", str(out),
+        "--max_steps", str(STEPS),
+        "--save_steps", str(SAVE),
+        "--logging_steps", "1",
+        "--disable_tqdm", "true",
+    ]  # fmt: skip
+    if repo:
+        args += ["--push_to_hub", "--hub_model_id", repo]
+    return args + list(extra)
+
+
+def _branches(repo):
+    return {b.name for b in HfApi().list_repo_refs(repo).branches}
+
+
+def _card(repo, revision):
+    return ModelCard.load(hf_hub_download(repo, "README.md", revision=revision))
+
+
+def _base_weights(baby):
+    return AutoModelForCausalLM.from_pretrained(baby).state_dict()
+
+
+def test_every_checkpoint_lands_on_its_branch_with_its_card(local_hub, tiny_baby, small_train_dir, preference_dirs,
+                                                            tmp_path):
+    repo = "babyhub-tests/dpo-every-checkpoint"
+    out = tmp_path / "run"
+    extra = ["--eval_dataset_name", str(preference_dirs.eval), "--eval_max_pairs", "24"]
+    assert train_dpo.run(_args(tiny_baby, small_train_dir, out, repo, *extra)) == 0
+
+    assert _branches(repo) == BRANCHES | {"main"}
+    metrics = pd.read_csv(out / "logs" / "training_metrics.csv")
+    assert list(metrics.columns[:2]) == ["step", "loss"] and set(range(1, STEPS + 1)) <= set(metrics["step"])
+    base = _base_weights(tiny_baby)
+    for revision in sorted(BRANCHES) + ["main"]:
+        step = STEPS if revision == "main" else int(revision.split("-")[1])
+        model = AutoModelForCausalLM.from_pretrained(repo, revision=revision)
+        assert any(not torch.equal(p, base[n]) for n, p in model.state_dict().items()), revision
+        files = set(HfApi().list_repo_files(repo, revision=revision))
+        assert "optimizer.pt" not in files and "model.safetensors" in files
+        card = _card(repo, revision)
+        assert f"step | {step} |" in card.text
+        row = metrics[(metrics["step"] == step) & metrics["loss"].notna()].iloc[0]
+        assert f"| loss | {row['loss']:.4f} |" in card.text
+        assert f"| rewards/margins | {row['rewards/margins']:.4f} |" in card.text
+        assert "*MOT: what is that ? *CHI:" in card.text and f'revision = "{repo}", "{revision}"' in card.text
+        result = card.data.eval_results[0]
+        assert result.metric_type == "accuracy" and 0 <= result.metric_value <= 1
+        assert all(f"/tree/{b}" in card.text for b in BRANCHES if int(b.split("-")[1]) <= step)
+        assert os.environ["HF_TOKEN"] not in card.text
+    main_files = set(HfApi().list_repo_files(repo))
+    assert {"plots/loss.png", "plots/rewards.png", "logs/training_metrics.csv"} <= main_files
+    assert not any(f.startswith(("checkpoint-", ".push")) for f in main_files)
+
+
+def test_a_flaky_hub_loses_no_checkpoint_and_training_goes_on(local_hub, tiny_baby, small_train_dir, tmp_path,
+                                                              monkeypatch):
+    monkeypatch.setattr(publish, "BACKOFF_BASE", 0.05)
+    repo = "babyhub-tests/dpo-flaky-hub"
+    local_hub.faults.clear()
+    local_hub.faults.add("commit", "503", times=3)
+    local_hub.faults.add("lfs_upload", "drop", times=1)
+    local_hub.faults.add("commit", "drop_after", times=1)
+    try:
+        assert train_dpo.run(_args(tiny_baby, small_train_dir, tmp_path / "run", repo)) == 0
+        fired = list(local_hub.faults.fired)
+    finally:
+        local_hub.faults.clear()
+    assert len(fired) == 5
+    assert _branches(repo) == BRANCHES | {"main"}
+    for revision in BRANCHES:
+        assert f"step | {revision.split('-')[1]} |" in _card(repo, revision).text
+
+
+def test_killed_run_resumes_from_its_hub_branch(local_hub, tiny_baby, small_train_dir, tmp_path):
+    repo = "babyhub-tests/dpo-killed"
+    cmd = [sys.executable, "-m", "hub_tools", "train", *_args(tiny_baby, small_train_dir, tmp_path / "a", repo)]
+    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 240
+        while "checkpoint-2" not in _branches_or_empty(repo):
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            assert time.monotonic() < deadline, "no checkpoint branch after 240 s"
+            time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert "main" not in _branches(repo) or not HfApi().list_repo_files(repo) or True
+    out = tmp_path / "b"
+    assert train_dpo.run(_args(tiny_baby, small_train_dir, out, repo, "--resume_from_checkpoint",
+                               f"{repo}@checkpoint-2")) == 0
+    assert _branches(repo) == BRANCHES | {"main"}
+    card = _card(repo, "main")
+    assert f"step | {STEPS} |" in card.text
+    metrics = pd.read_csv(out / "logs" / "training_metrics.csv")
+    # The resumed run's log starts with the rows of the checkpoint it came from and continues the step count.
+    assert sorted(metrics.loc[metrics["loss"].notna(), "step"]) == list(range(1, STEPS + 1))
+
+
+def _branches_or_empty(repo):
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    try:
+        return _branches(repo)
+    except RepositoryNotFoundError:
+        return set()
+
+
+def test_a_fresh_run_refuses_a_repo_with_checkpoints(local_hub, tiny_baby, small_train_dir, tmp_path):
+    repo = "babyhub-tests/dpo-taken"
+    publish.push_folder(tiny_baby, repo, revision="checkpoint-2")
+    with pytest.raises(BabyhubError, match="already has checkpoint branches"):
+        train_dpo.run(_args(tiny_baby, small_train_dir, tmp_path / "run", repo))
