@@ -275,7 +275,14 @@ def build_demo(
                 for i in range(len(specs))
             ]
 
-        said = mother.submit(add_turn, [mother, *chatbots], [mother, notice, *chatbots], api_name="add_turn", **light)
+        said = mother.submit(
+            add_turn,
+            [mother, *chatbots],
+            [mother, notice, *chatbots],
+            api_name="add_turn",
+            trigger_mode="always_last",  # a line typed while the babies answer is said next, not dropped
+            **light,
+        )
         regenerated = regen_btn.click(
             drop_last_answers, chatbots, chatbots, api_name="regenerate", api_visibility="undocumented", **light
         )
