@@ -38,6 +38,7 @@ CHECKPOINT_FILES = [
     "trainer_state.json",
     "README.md",
 ]
+RETRY_WAIT = 2.0  # seconds between a queue's own attempts at one job (push_folder retries inside each attempt)
 EXCLUDED_FILES = ["optimizer.pt", "optimizer.bin", "scheduler.pt", "rng_state*.pth", "training_args.bin"]
 
 
@@ -53,7 +54,8 @@ def stage_checkpoint(checkpoint_dir: Path, staging_dir: Path) -> Path:
     if staging_dir.exists():
         shutil.rmtree(staging_dir)
     staging_dir.mkdir(parents=True)
-    for rel in read_folder_files(checkpoint_dir, CHECKPOINT_FILES, EXCLUDED_FILES):
+    # The card is written per branch later: never link the Trainer's README (writing would change both).
+    for rel in read_folder_files(checkpoint_dir, CHECKPOINT_FILES, [*EXCLUDED_FILES, "README.md"]):
         src, dst = checkpoint_dir / rel, staging_dir / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -90,9 +92,9 @@ class QueueReport:
 class CheckpointPushQueue:
     """Push checkpoints to their branches from a background thread, in order, never skipping one.
 
-    >>> q = CheckpointPushQueue("me/baby-dpo")           # doctest: +SKIP
-    >>> q.submit(2000, Path("out/.push/checkpoint-2000"))  # returns at once
-    >>> report = q.close()                               # waits; report.failed lists what never landed
+        queue = CheckpointPushQueue("me/baby-dpo")
+        queue.submit(2000, stage_checkpoint(Path("out/checkpoint-2000"), Path("out/.push/checkpoint-2000")))
+        report = queue.close()  # waits for the pushes; report.failed lists what never landed
     """
 
     def __init__(
@@ -104,7 +106,7 @@ class CheckpointPushQueue:
         endpoint: str | None = None,
         overwrite_after: int | None = None,
         max_attempts: int = 3,
-        retry_wait: float = 2.0,
+        retry_wait: float | None = None,
         push: Callable | None = None,
     ):
         from hub_tools.publish import push_folder
@@ -117,7 +119,7 @@ class CheckpointPushQueue:
         # new commit; the old one stays in the branch history.
         self.overwrite_after = overwrite_after
         self.max_attempts = max_attempts
-        self.retry_wait = retry_wait
+        self.retry_wait = RETRY_WAIT if retry_wait is None else retry_wait
         self._push = push or push_folder
         self._queue: queue.Queue[PushJob | None] = queue.Queue()
         self._retry_later: list[PushJob] = []

@@ -144,6 +144,12 @@ def evaluate_minpairs(
     n = len(data.prompts)
     if n == 0:
         raise BabyhubError(f"dataset {data.name} has no pairs")
+    for column, texts in (("prompt", data.prompts), ("chosen", data.chosen), ("rejected", data.rejected)):
+        for row, text in enumerate(texts):
+            if not isinstance(text, str) or not text.strip():
+                raise BabyhubError(
+                    f"dataset {data.name}, row {row}: `{column}` is empty; fill it in or drop the row"
+                )
     with _progress(n, f"{data.name} {method}", progress) as bar:
 
         def score(part: slice):

@@ -368,15 +368,17 @@ def score_minimal_pairs(
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     _check_same_length(prompts=prompts, chosen=chosen, rejected=rejected)
-    prompts, chosen, rejected = ([t.strip() for t in _as_list(x, n)] for x, n in
-                                 ((prompts, "prompts"), (chosen, "chosen"), (rejected, "rejected")))
+    columns = {"prompts": prompts, "chosen": chosen, "rejected": rejected}
+    for name, texts in columns.items():
+        for i, text in enumerate(_as_list(texts, name)):
+            _check_text(text, f"{name}[{i}]")
+    prompts, chosen, rejected = ([t.strip() for t in texts] for texts in columns.values())
     if method.startswith("answer_"):
         reduction = method.removeprefix("answer_")
         return scorer.pair_conditional_scores(prompts, chosen, rejected, reduction=reduction, separator=separator)
     reduction, bow = ("mean", False) if method == "sequence_mean" else ("sum", True)
-    # An empty prompt would leave a leading separator: score the answer alone then.
-    a = [p + separator + c if p else c for p, c in zip(prompts, chosen, strict=True)]
-    b = [p + separator + r if p else r for p, r in zip(prompts, rejected, strict=True)]
+    a = [p + separator + c for p, c in zip(prompts, chosen, strict=True)]
+    b = [p + separator + r for p, r in zip(prompts, rejected, strict=True)]
     return scorer.pair_sequence_scores(a, b, reduction=reduction, bow_correction=bow)
 
 

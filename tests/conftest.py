@@ -7,6 +7,7 @@ the `local_hub` fixture (tests/fixtures/hub.py) on that port.
 """
 
 import os
+import shutil
 import socket
 import tempfile
 from pathlib import Path
@@ -62,3 +63,9 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def session_dir() -> Path:
     return SESSION_DIR
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Remove the session's temp dir (hub storage, models, caches) unless BABYHUB_KEEP_TEST_DIR is set."""
+    if not os.environ.get("BABYHUB_KEEP_TEST_DIR"):
+        shutil.rmtree(SESSION_DIR, ignore_errors=True)

@@ -70,7 +70,9 @@ def test_all_revisions_writes_csv_and_plot_and_pushes_results(capsys, swept_repo
     with open(out["csv"]) as f:
         rows = list(csv.DictReader(f))
     assert [(r["revision"], r["step"], r["method"]) for r in rows] == [
-        ("checkpoint-10", "10", "sequence_mean"), ("checkpoint-20", "20", "sequence_mean"), ("main", "", "sequence_mean")
+        ("checkpoint-10", "10", "sequence_mean"),
+        ("checkpoint-20", "20", "sequence_mean"),
+        ("main", "", "sequence_mean"),
     ]
     assert len({r["accuracy"] for r in rows}) == 1  # the same weights on every branch
     assert open(out["plot"], "rb").read(8) == b"\x89PNG\r\n\x1a\n"

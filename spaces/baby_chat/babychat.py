@@ -6,8 +6,9 @@ The text convention is babyhub's (hub_tools/dialogue.py): turns `*TAG: utterance
 `*CHI:`, and the baby's answer ends where it starts another speaker's turn or a new line.
 
 This file travels inside the Space, whose environment has only gradio/torch/transformers (+ their
-dependencies), so it imports nothing from babyhub except the scorer, which the Space bundle places
-beside it (hub_tools/space_bundle.py) and a checkout finds as `hub_tools.scoring`.
+dependencies). From babyhub it uses two standalone modules, the text convention and the scorer (the
+same one `babyhub eval minpairs` uses): a checkout imports them from `hub_tools`, and in the Space they
+sit beside this file, placed there by the Space bundle (hub_tools/space_bundle.py).
 """
 
 from __future__ import annotations
@@ -20,20 +21,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 try:  # a checkout with babyhub installed
-    from hub_tools.scoring import Scorer
-except ImportError:  # the Space bundle: scoring.py sits beside this file
-    from scoring import Scorer
+    from hub_tools.dialogue import CHILD_TAG, MOTHER_TAG, TURN_SEPARATOR, speaker_of, strip_tag
+    from hub_tools.scoring import Scorer, score_minimal_pairs
+except ImportError:  # the Space bundle: dialogue.py and scoring.py sit beside this file
+    from dialogue import CHILD_TAG, MOTHER_TAG, TURN_SEPARATOR, speaker_of, strip_tag
+    from scoring import Scorer, score_minimal_pairs
 
 HERE = Path(__file__).resolve().parent
 MODELS_FILE = HERE / "models.yaml"
 MODELS_ENV = "BABYHUB_SPACE_MODELS"
 EXAMPLES_ENV = "BABYHUB_SPACE_EXAMPLES"
 
-# The dialogue convention (same values as hub_tools/dialogue.py, which is not shipped with the Space).
-TURN_SEPARATOR = " "
-MOTHER_TAG = "*MOT:"
-CHILD_TAG = "*CHI:"
-SPEAKER_TAG = re.compile(r"^\*([A-Z]{2,4}):\s?")
+__all__ = ["CHILD_TAG", "MOTHER_TAG", "TURN_SEPARATOR", "speaker_of", "strip_tag"]  # re-exported for app.py
 # An answer ends at the next speaker's tag or at a new line; a trailing `*`, `*MO`, `*MOT` may be the start
 # of a tag, so it is held back while streaming until the next token decides.
 STOP = re.compile(r"\n|\*[A-Z]{2,4}:")
@@ -264,15 +263,6 @@ class ModelStore:
 
 
 # ------------------------------------------------------------------------------------------------ prompts
-def speaker_of(turn: str) -> str | None:
-    match = SPEAKER_TAG.match(turn.strip())
-    return match.group(1) if match else None
-
-
-def strip_tag(turn: str) -> str:
-    return SPEAKER_TAG.sub("", turn.strip(), count=1).strip()
-
-
 def clean_line(text: str | None, tag: str, *, max_chars: int = MAX_LINE_CHARS) -> tuple[str, str]:
     """A typed line as a tagged turn (`*MOT: ...`) and a notice if it was cut; ("", "") for an empty line.
 
@@ -440,7 +430,8 @@ class ModelScores:
 
     @property
     def prefers(self) -> str:
-        return "a" if self.logp_a >= self.logp_b else "b"
+        # As `babyhub eval minpairs`: an answer is preferred when it scores strictly higher (a tie is not "a").
+        return "a" if self.logp_a > self.logp_b else "b"
 
     def as_dict(self) -> dict:
         return {
@@ -462,14 +453,19 @@ def score_answers(
     """Per model (keyed by its spec's label): log p(answer | mother) summed and per token, which answer it prefers, and
     for every model after the first (the baseline) the implicit DPO reward beta * (log pi - log pi_ref).
 
-    `mother` and the answers are tagged turns (`*MOT: ...`, `*CHI: ...`), scored exactly as `babyhub eval
-    minpairs` scores a pair: `Scorer.conditional_scores(prompt, answer)` with the one-space separator.
+    `mother` and the answers are tagged turns (`*MOT: ...`, `*CHI: ...`), scored by the very function of
+    `babyhub eval minpairs --method answer_sum` (log p(answer | mother + " "), the mother line computed once).
     """
     scores = []
     for spec, loaded in zip(specs, models, strict=True):
-        summed = loaded.scorer.conditional_scores([mother, mother], [answer_a, answer_b], reduction="sum")
-        mean = loaded.scorer.conditional_scores([mother, mother], [answer_a, answer_b], reduction="mean")
-        scores.append(ModelScores(spec.label, spec.source, loaded.revision, loaded.commit, *summed, *mean))
+        pair = ([mother], [answer_a], [answer_b])
+        (sum_a,), (sum_b,) = score_minimal_pairs(loaded.scorer, *pair, method="answer_sum", separator=TURN_SEPARATOR)
+        (mean_a,), (mean_b,) = score_minimal_pairs(
+            loaded.scorer, *pair, method="answer_mean", separator=TURN_SEPARATOR
+        )
+        scores.append(
+            ModelScores(spec.label, spec.source, loaded.revision, loaded.commit, sum_a, sum_b, mean_a, mean_b)
+        )
     baseline = scores[0]
     for spec, s in zip(specs[1:], scores[1:], strict=True):
         beta = spec.beta
