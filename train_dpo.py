@@ -223,7 +223,7 @@ class RunSetup:
     script_args: ScriptArguments
     training_args: DPOConfig
     model_args: object
-    eval_rows: tuple[list[str], list[str], list[str]] | None = None
+    eval_data: object | None = None  # hub_tools.evaluation.MinimalPairsData
     known_branches: set[str] = field(default_factory=set)
 
     def card_config(self) -> dict:
@@ -242,16 +242,6 @@ def metrics_at(log_history: list[dict], step: int) -> dict:
     return dict(rows[-1]) if rows else {}
 
 
-def score_minimal_pairs(model_dir: str | Path, rows: tuple[list[str], list[str], list[str]]) -> float:
-    """Dialogue min-pair accuracy: share of pairs where log p(chosen | prompt) > log p(rejected | prompt)."""
-    from hub_tools.scoring import Scorer
-
-    prompts, chosen, rejected = rows
-    scorer = Scorer.from_pretrained(str(model_dir))
-    good, bad = scorer.pair_conditional_scores(prompts, chosen, rejected, reduction="sum", separator=TURN_SEPARATOR)
-    return sum(g > b for g, b in zip(good, bad, strict=True)) / len(good)
-
-
 def write_card(folder: Path, setup: RunSetup, *, revision: str, step: int, epoch: float | None, metrics: dict,
                branches: list[str], plots: list[str] | None = None) -> None:
     """Render the card of `revision` into folder/README.md (scoring the eval set first when configured)."""
@@ -261,12 +251,17 @@ def write_card(folder: Path, setup: RunSetup, *, revision: str, step: int, epoch
 
     s, t = setup.script_args, setup.training_args
     eval_score = None
-    if setup.eval_rows is not None:
+    if setup.eval_data is not None:
+        from hub_tools.evaluation import evaluate_minpairs
+        from hub_tools.scoring import Scorer
+
+        result = evaluate_minpairs(Scorer.from_pretrained(str(folder)), setup.eval_data, progress=False)
         eval_score = EvalScore(
             dataset=DatasetRef(s.eval_dataset_name, s.eval_dataset_revision),
-            accuracy=score_minimal_pairs(folder, setup.eval_rows),
-            pairs=len(setup.eval_rows[0]),
-            split=s.eval_dataset_split,
+            accuracy=result.accuracy,
+            pairs=result.n,
+            ties=result.ties,
+            method=result.method,
         )
     datasets_used = [DatasetRef(s.dataset_name, s.dataset_revision)]
     if s.eval_dataset_name:
@@ -380,6 +375,14 @@ def hub_checkpoint_branches(repo_id: str) -> set[str]:
         refs = HfApi().list_repo_refs(repo_id)
     except RepositoryNotFoundError:
         return set()
+    except Exception as err:  # fail before training, not after it, when the Hub cannot be reached
+        from huggingface_hub import constants
+
+        raise BabyhubError(
+            f"cannot reach the Hub at {constants.ENDPOINT} to check {repo_id} ({type(err).__name__}: {err}). "
+            "Start the local hub (`babyhub hub serve`) or check HF_ENDPOINT and HF_TOKEN, or train without "
+            "--push_to_hub."
+        ) from err
     return {b.name for b in refs.branches if re.fullmatch(r"checkpoint-\d+", b.name)}
 
 
@@ -419,11 +422,13 @@ def main(script_args: ScriptArguments, training_args: DPOConfig, model_args) -> 
                            "--max_length.")
     setup = RunSetup(script_args, training_args, model_args)
     if script_args.eval_dataset_name:
-        rows = read_preferences(script_args.eval_dataset_name, script_args.eval_dataset_revision,
-                                script_args.eval_dataset_split)
-        if script_args.eval_max_pairs:
-            rows = rows.select(range(min(script_args.eval_max_pairs, len(rows))))
-        setup.eval_rows = (list(rows["prompt"]), list(rows["chosen"]), list(rows["rejected"]))
+        from hub_tools.evaluation import read_minpairs_data
+
+        data = read_minpairs_data(script_args.eval_dataset_name, split=script_args.eval_dataset_split,
+                                  revision=script_args.eval_dataset_revision)
+        n = script_args.eval_max_pairs or len(data.prompts)
+        data.prompts, data.chosen, data.rejected = data.prompts[:n], data.chosen[:n], data.rejected[:n]
+        setup.eval_data = data
 
     # Resume from a local checkpoint or a Hub branch; refuse to mix a fresh run into a repo with checkpoints
     resume_path, resume_step = resolve_resume(training_args.resume_from_checkpoint, output_dir)
@@ -438,7 +443,7 @@ def main(script_args: ScriptArguments, training_args: DPOConfig, model_args) -> 
             )
         setup.known_branches = {b for b in existing if resume_step is not None and _branch_step(b) <= resume_step}
         pusher = CheckpointPushQueue(training_args.hub_model_id, private=bool(training_args.hub_private_repo),
-                                     overwrite_after=resume_step)
+                                     overwrite_after=resume_step, remove_after_push=True)
 
     # Load the model in fp32 on a CPU (bf16 is emulated there and slower)
     dtype = model_args.dtype if model_args.dtype not in (None, "auto") else None
@@ -458,6 +463,7 @@ def main(script_args: ScriptArguments, training_args: DPOConfig, model_args) -> 
 
     # Save the final model with its curves and card
     trainer.save_model(str(output_dir))
+    trainer.state.save_to_json(str(output_dir / "trainer_state.json"))  # the step of main, for `babyhub eval`
     metrics_csv = output_dir / "logs" / "training_metrics.csv"
     plots = []
     if metrics_csv.is_file():
@@ -500,7 +506,7 @@ def _saved_steps(output_dir: Path) -> list[int]:
     return sorted(int(p.name.split("-")[1]) for p in output_dir.glob("checkpoint-*") if p.name.split("-")[1].isdigit())
 
 
-def parse_args(argv: list[str] | None = None):
+def parse_args(argv: list[str] | None = None, prog: str = "train_dpo.py"):
     """Parse defaults < YAML --config < CLI flags into (ScriptArguments, DPOConfig, ModelConfig)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if "--config" in argv:
@@ -509,14 +515,14 @@ def parse_args(argv: list[str] | None = None):
             what = argv[i + 1] if i + 1 < len(argv) else "(missing)"
             raise BabyhubError(f"--config {what}: no such file; pass a recipe such as recipes/tiny-cpu.yaml.")
     try:
-        return make_parser(prog="train_dpo.py").parse_args_and_config(argv)
+        return make_parser(prog=prog).parse_args_and_config(argv)
     except ValueError as err:  # checks in __post_init__ and unknown YAML keys
         raise BabyhubError(str(err)) from err
 
 
-def run(argv: list[str] | None = None) -> int:
+def run(argv: list[str] | None = None, prog: str = "train_dpo.py") -> int:
     """`python train_dpo.py ARGS` and `babyhub train ARGS`."""
-    script_args, training_args, model_args = parse_args(argv)
+    script_args, training_args, model_args = parse_args(argv, prog)
     return main(script_args, training_args, model_args)
 
 

@@ -108,6 +108,7 @@ class CheckpointPushQueue:
         max_attempts: int = 3,
         retry_wait: float | None = None,
         push: Callable | None = None,
+        remove_after_push: bool = False,
     ):
         from hub_tools.publish import push_folder
 
@@ -121,6 +122,7 @@ class CheckpointPushQueue:
         self.max_attempts = max_attempts
         self.retry_wait = RETRY_WAIT if retry_wait is None else retry_wait
         self._push = push or push_folder
+        self.remove_after_push = remove_after_push  # staged copies go once on the Hub; failed ones stay
         self._queue: queue.Queue[PushJob | None] = queue.Queue()
         self._retry_later: list[PushJob] = []
         self.report = QueueReport()
@@ -194,6 +196,8 @@ class CheckpointPushQueue:
             self.report.pushed[job.revision] = result.commit_oid
             self.report.failed.pop(job.revision, None)
             logger.info("pushed %s to %s", job.revision, result.url)
+            if self.remove_after_push:
+                shutil.rmtree(job.folder, ignore_errors=True)
             return
         self.report.failed[job.revision] = job.error or "unknown error"
         if not final:

@@ -31,12 +31,13 @@ class DatasetRef:
 
 @dataclass
 class EvalScore:
-    """Dialogue min-pair accuracy of this revision on an evaluation dataset."""
+    """Dialogue min-pair accuracy of this revision on an evaluation dataset (`hub_tools.evaluation`'s method)."""
 
     dataset: DatasetRef
     accuracy: float
     pairs: int
-    split: str = "train"
+    ties: int = 0
+    method: str = "sequence_mean"
 
 
 @dataclass
@@ -86,24 +87,16 @@ def framework_versions() -> dict[str, str]:
 
 def render_training_card(info: TrainingCardInfo):
     """The ModelCard of one revision of a DPO-trained baby."""
-    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+    from huggingface_hub import ModelCard, ModelCardData
 
     eval_results = None
     if info.eval_score is not None:
+        # The same model-index entry as `babyhub eval minpairs` writes, so the Hub compares them.
+        from hub_tools.evaluation import MinpairsResult, minpairs_eval_result
+
         score = info.eval_score
-        eval_results = [
-            EvalResult(
-                task_type="text-classification",
-                task_name="Dialogue minimal pairs",
-                dataset_type=score.dataset.id,
-                dataset_name=score.dataset.id,
-                dataset_split=score.split,
-                dataset_revision=score.dataset.revision,
-                metric_type="accuracy",
-                metric_name="min-pair accuracy",
-                metric_value=round(score.accuracy, 4),
-            )
-        ]
+        result = MinpairsResult(score.dataset.id, score.method, score.accuracy, score.pairs, score.ties)
+        eval_results = [minpairs_eval_result(result, dataset_revision=score.dataset.revision)]
     hub_datasets = [d.id for d in info.datasets if _hub_id(d)]
     card_data = ModelCardData(
         model_name=info.repo_id.split("/")[-1],

@@ -54,26 +54,15 @@ def read_metrics(path: str | Path):
     return frame.dropna(subset=["step"]).sort_values("step").reset_index(drop=True)
 
 
-def plot_metrics(
-    metrics_files: Sequence[str | Path], out_dir: str | Path, *, labels: Sequence[str] | None = None
-) -> list[Path]:
-    """Draw loss, rewards, margins and accuracies of one or more runs; returns the PNGs written."""
+def build_figures(runs: Sequence, names: Sequence[str]) -> dict:
+    """{file name: matplotlib Figure} for every figure at least one run has data for (pure: nothing written)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    files = [Path(f) for f in metrics_files]
-    if not files:
-        raise BabyhubError("no metrics file given: pass one or more training_metrics.csv files.")
-    if labels is not None and len(labels) != len(files):
-        raise BabyhubError(f"{len(labels)} --label for {len(files)} metrics files: give one label per file.")
-    runs = [read_metrics(f) for f in files]
-    names = list(labels) if labels else _run_names(files)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    written = []
+    figures = {}
     for filename, (title, series) in FIGURES.items():
         if not any(col in run.columns and run[col].notna().any() for run in runs for col, _ in series):
             continue  # no run logged this: no empty figure
@@ -89,13 +78,33 @@ def plot_metrics(
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
         fig.tight_layout()
-        target = out / filename
-        fig.savefig(target)
-        plt.close(fig)
-        written.append(target)
-    if not written:
+        figures[filename] = fig
+    return figures
+
+
+def plot_metrics(
+    metrics_files: Sequence[str | Path], out_dir: str | Path, *, labels: Sequence[str] | None = None
+) -> list[Path]:
+    """Draw loss, rewards, margins and accuracies of one or more runs as PNGs in `out_dir`; returns their paths."""
+    import matplotlib.pyplot as plt
+
+    files = [Path(f) for f in metrics_files]
+    if not files:
+        raise BabyhubError("no metrics file given: pass one or more training_metrics.csv files.")
+    if labels is not None and len(labels) != len(files):
+        raise BabyhubError(f"{len(labels)} --label for {len(files)} metrics files: give one label per file.")
+    runs = [read_metrics(f) for f in files]
+    figures = build_figures(runs, list(labels) if labels else _run_names(files))
+    if not figures:
         wanted = ", ".join(col for _, series in FIGURES.values() for col, _ in series)
         raise BabyhubError(f"none of {[str(f) for f in files]} has loss or reward columns ({wanted}).")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for filename, fig in figures.items():
+        fig.savefig(out / filename)
+        plt.close(fig)
+        written.append(out / filename)
     return written
 
 

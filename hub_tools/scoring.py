@@ -181,12 +181,12 @@ class Scorer:
             head = ids[:1] if keep_bos else []
             tail = ids[len(ids) - (self.max_length - len(head)) :]
             dropped = len(ids) - len(head) - len(tail)
-            new_start = max(start - dropped, 1) if start > 1 else 1
-            if start > 1 and start - dropped < len(head):
+            if start > 1 and start - dropped < 1:  # a conditional score whose answer alone does not fit
                 raise ValueError(
                     f"{field}[{i}] alone has {len(ids) - start} tokens, more than the model's context of "
                     f"{self.max_length} tokens leaves after its prompt: shorten it"
                 )
+            new_start = start - dropped if start > 1 else 1
             fitted[i] = _Text(head + tail, new_start)
         warnings.warn(
             f"{len(too_long)} of {len(items)} {field} are longer than the model's context of {self.max_length} "
@@ -274,14 +274,14 @@ class Scorer:
         compact = torch.full_like(needed, -1, dtype=torch.long)
         compact[where] = torch.arange(where.numel(), device=device)
         logits = self._logits(hidden.reshape(-1, hidden.shape[-1])[where])
-        log_norm = logits.logsumexp(dim=-1)
+        log_norm = _logsumexp(logits)
         prev_c = compact[prev_flat].clamp(min=0)
         token_lp = logits[prev_c, tokens] - log_norm[prev_c]
         token_lp = token_lp.where(scored, 0.0)
 
         if bow:
             # log P(the next token starts a word) at every computed place.
-            bow_lp = logits[:, self._bow_ids].logsumexp(dim=-1) - log_norm
+            bow_lp = _logsumexp(logits[:, self._bow_ids]) - log_norm
             here_c = compact[flat].clamp(min=0)
             next_is_bow = torch.cat([self._is_bow[tokens[:, 1:]], torch.zeros_like(scored[:, :1])], 1)
             ends_word = (next_is_bow | (t == lengths.unsqueeze(1) - 1)) & scored
@@ -417,6 +417,15 @@ def _word_start_tokens(tokenizer, vocab_size: int) -> tuple[torch.Tensor, torch.
     ids += [i for i, added in tokenizer.added_tokens_decoder.items() if added.lstrip and i < vocab_size]
     is_bow[ids] = True
     return is_bow, is_bow.nonzero().squeeze(1)
+
+
+def _logsumexp(logits: torch.Tensor) -> torch.Tensor:
+    """logsumexp over the last dimension through the fused log-softmax kernel (about 2x faster on CPU).
+
+    cross_entropy(x, 0) = logsumexp(x) - x[0], so adding x[0] back gives logsumexp(x), equally stable.
+    """
+    first = torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device)
+    return logits[:, 0] + torch.nn.functional.cross_entropy(logits, first, reduction="none")
 
 
 def _common_prefix(group: tuple[_Text, ...]) -> int:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -75,6 +74,7 @@ def load_chat_module(space_dir: Path):
         return None
     spec = importlib.util.spec_from_file_location(f"babychat_{abs(hash(str(path)))}", path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the module runs
     spec.loader.exec_module(module)
     return module
 
@@ -164,6 +164,9 @@ def run_run(args) -> int:
     env["GRADIO_SERVER_NAME"] = args.host
     if args.port is not None:
         env["GRADIO_SERVER_PORT"] = str(args.port)
-    # 2. Serve it as the Spaces runtime does: `python app.py` in the folder.
-    print(f"serving {space_dir} on http://{args.host}:{env.get('GRADIO_SERVER_PORT', '7860')} (Ctrl-C stops)")
-    return subprocess.call([sys.executable, "app.py"], cwd=space_dir, env=env)
+    # 2. Serve it as the Spaces runtime does: `python app.py` in the folder. The app replaces this process,
+    #    so Ctrl-C and signals reach the server directly and no orphan is left behind.
+    port = env.get("GRADIO_SERVER_PORT", "7860")
+    print(f"serving {space_dir} on http://{args.host}:{port} (Ctrl-C stops)", flush=True)
+    os.chdir(space_dir)
+    os.execve(sys.executable, [sys.executable, "app.py"], env)

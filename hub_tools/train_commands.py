@@ -56,7 +56,7 @@ def _run_bootstrap(args) -> int:
 def _run_train(args) -> int:
     import train_dpo
 
-    return train_dpo.run(args.argv)
+    return train_dpo.run(args.argv, prog="babyhub train")
 
 
 def _run_plots(args) -> int:

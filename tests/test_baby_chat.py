@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import HUB_TOKEN
+from tests.conftest import HUB_TOKEN, SESSION_DIR
 
 SPACE_DIR = Path(__file__).resolve().parents[1] / "spaces" / "baby_chat"
 sys.path.insert(0, str(SPACE_DIR))
@@ -43,13 +43,13 @@ def perturb(src: Path, dst: Path, *, scale: float = 0.02, seed: int = 1) -> Path
 
 
 @functools.cache
-def publish_chat_models(baby: Path, eval_dir: Path, work: Path) -> dict:
-    """Push the baby to one repo twice (main + a perturbed `checkpoint-2`) and the eval split; cached per session."""
+def publish_chat_models(baby: Path, eval_dir: Path) -> dict:
+    """Push the baby to one repo twice (main + a perturbed `checkpoint-2`) and the eval split; once per session."""
     from hub_tools.publish import push_folder
 
     repo = "space-tests/tiny-baby-chat"
     main = push_folder(baby, repo)
-    ckpt = push_folder(perturb(baby, work / "checkpoint-2"), repo, revision="checkpoint-2")
+    ckpt = push_folder(perturb(baby, SESSION_DIR / "space-chat" / "checkpoint-2"), repo, revision="checkpoint-2")
     data = push_folder(eval_dir, "space-tests/child-dpo-preferences-eval", repo_type="dataset")
     from huggingface_hub import HfApi
 
@@ -219,7 +219,7 @@ def test_score_answers_agrees_with_the_scorer_and_gives_dpo_rewards(tiny_baby, t
         got = result[spec.label]
         assert got["logp_a"] == pytest.approx(logp_a, abs=1e-4) and got["logp_b"] == pytest.approx(logp_b, abs=1e-4)
         assert got["logp_per_token_a"] == pytest.approx(mean_a, abs=1e-4)
-        assert got["prefers"] == ("a" if logp_a >= logp_b else "b")
+        assert got["prefers"] == ("a" if logp_a > logp_b else "b")
     base, dpo = result["base"], result["tuned"]
     assert "dpo_reward_a" not in base
     assert dpo["dpo_reward_a"] == pytest.approx(0.5 * (dpo["logp_a"] - base["logp_a"]))
@@ -246,10 +246,10 @@ def test_redact_removes_hub_tokens():
 
 # -------------------------------------------------------------------------------------- the served app
 @pytest.fixture(scope="module")
-def chat_app(local_hub, tiny_baby, preference_dirs, tmp_path_factory):
+def chat_app(local_hub, tiny_baby, preference_dirs):
     from gradio_client import Client
 
-    hub = publish_chat_models(tiny_baby, preference_dirs.eval, tmp_path_factory.mktemp("chat-models"))
+    hub = publish_chat_models(tiny_baby, preference_dirs.eval)
     repo = hub["repo"]
     env = {bc.MODELS_ENV: f"{repo},{repo}@checkpoint-2", bc.EXAMPLES_ENV: hub["dataset"]}
     app, url = launch_app({**env, "BABYHUB_SPACE_CONCURRENCY": "2"})
@@ -327,7 +327,7 @@ def test_app_sampling_seed_regenerate_and_clear(chat_app):
 def test_app_score_agrees_with_the_scorer(chat_app, preference_dirs):
     import pandas as pd
 
-    from hub_tools.scoring import Scorer
+    from hub_tools.scoring import Scorer, score_minimal_pairs
 
     _, _, client, hub = chat_app
     row = pd.read_parquet(next(preference_dirs.eval.glob("data/*.parquet"))).iloc[0]
@@ -336,11 +336,14 @@ def test_app_score_agrees_with_the_scorer(chat_app, preference_dirs):
     assert list(result) == ["tiny-baby-chat", "tiny-baby-chat@checkpoint-2"]
     for label, revision in zip(result, ["main", "checkpoint-2"], strict=True):
         ref = Scorer.from_pretrained(repo, revision=hub["commits"][revision])
-        logp_a, logp_b = ref.conditional_scores([row.prompt] * 2, [row.chosen, row.rejected], reduction="sum")
+        # `babyhub eval minpairs --method answer_sum` on the same pair.
+        (logp_a,), (logp_b,) = score_minimal_pairs(
+            ref, [row.prompt], [row.chosen], [row.rejected], method="answer_sum"
+        )
         got = result[label]
         assert got["commit"] == hub["commits"][revision]
         assert got["logp_a"] == pytest.approx(logp_a, abs=1e-4) and got["logp_b"] == pytest.approx(logp_b, abs=1e-4)
-        assert got["prefers"] == ("a" if logp_a >= logp_b else "b")
+        assert got["prefers"] == ("a" if logp_a > logp_b else "b")
     assert "dpo_reward_a" not in result["tiny-baby-chat"]
     dpo = result["tiny-baby-chat@checkpoint-2"]
     assert dpo["dpo_reward_b"] == pytest.approx(0.1 * (dpo["logp_b"] - result["tiny-baby-chat"]["logp_b"]))

@@ -24,8 +24,8 @@ TIMEOUT_MS = 60_000
 
 
 @pytest.fixture(scope="module")
-def chat_url(local_hub, tiny_baby, preference_dirs, tmp_path_factory):
-    hub = publish_chat_models(tiny_baby, preference_dirs.eval, tmp_path_factory.mktemp("browser-models"))
+def chat_url(local_hub, tiny_baby, preference_dirs):
+    hub = publish_chat_models(tiny_baby, preference_dirs.eval)
     repo = hub["repo"]
     app, url = launch_app(
         {"BABYHUB_SPACE_MODELS": f"{repo},{repo}@checkpoint-2", "BABYHUB_SPACE_EXAMPLES": hub["dataset"]}

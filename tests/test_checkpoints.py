@@ -40,9 +40,10 @@ def _folders(tmp_path, steps):
 
 def test_submit_returns_at_once_and_every_checkpoint_is_pushed_in_order(tmp_path):
     hub = FakeHub(delay=0.3)
-    queue = CheckpointPushQueue("me/run", push=hub, retry_wait=0)
+    queue = CheckpointPushQueue("me/run", push=hub, retry_wait=0, remove_after_push=True)
     started = time.monotonic()
-    for step, folder in _folders(tmp_path, [2, 4, 6]).items():
+    folders = _folders(tmp_path, [2, 4, 6])
+    for step, folder in folders.items():
         queue.submit(step, folder)
     assert time.monotonic() - started < 0.2  # three pushes of 0.3 s each are still running
     assert queue.pending() >= 2
@@ -50,6 +51,7 @@ def test_submit_returns_at_once_and_every_checkpoint_is_pushed_in_order(tmp_path
     assert report.ok
     assert [c[0] for c in hub.calls] == ["checkpoint-2", "checkpoint-4", "checkpoint-6"]
     assert list(report.pushed) == ["checkpoint-2", "checkpoint-4", "checkpoint-6"]
+    assert not any(f.exists() for f in folders.values())  # staged copies go once pushed
 
 
 def test_prepare_runs_in_the_push_thread_before_the_push(tmp_path):
@@ -68,16 +70,17 @@ def test_prepare_runs_in_the_push_thread_before_the_push(tmp_path):
 
 
 def test_a_push_that_keeps_failing_is_retried_after_the_others_and_then_reported(tmp_path):
-    # checkpoint-4 fails 4 times: 3 attempts while training runs, the 4th at close() fails too, the 5th... never
-    # comes: it is reported. checkpoint-6 behind it is not held up; checkpoint-8 recovers at close().
+    # checkpoint-4 always fails: 3 attempts while training runs, 3 more at close(), then it is reported.
+    # checkpoint-6 behind it is not held up; checkpoint-8 fails its 3 first attempts and lands at close().
     hub = FakeHub(failures={"checkpoint-4": 100, "checkpoint-8": 3})
-    queue = CheckpointPushQueue("me/run", push=hub, retry_wait=0, max_attempts=3)
-    for step, folder in _folders(tmp_path, [2, 4, 6, 8]).items():
+    queue = CheckpointPushQueue("me/run", push=hub, retry_wait=0, max_attempts=3, remove_after_push=True)
+    folders = _folders(tmp_path, [2, 4, 6, 8])
+    for step, folder in folders.items():
         queue.submit(step, folder)
     report = queue.close(timeout=30)
     assert set(report.pushed) == {"checkpoint-2", "checkpoint-6", "checkpoint-8"}
     assert list(report.failed) == ["checkpoint-4"] and "hub down" in report.failed["checkpoint-4"]
-    assert not report.ok
+    assert not report.ok and folders[4].is_dir()  # what never landed stays on disk
     revisions = [c[0] for c in hub.calls]
     assert revisions.count("checkpoint-4") == 6 and revisions.index("checkpoint-6") < revisions.index("checkpoint-8")
 

@@ -95,13 +95,16 @@ def test_blimp_accuracy_is_the_macro_average_of_paradigms(scorer, tmp_path):
 
 
 def test_list_revisions_orders_checkpoints_by_step_and_main_last(local_hub, tiny_baby, tmp_path):
-    from hub_tools.publish import push_folder
+    from hub_tools.publish import push_files, push_folder
 
     repo = "babyhub/eval-list-revisions"
     push_folder(tiny_baby, repo)
     for branch in ("checkpoint-12", "checkpoint-4", "experiment"):
         push_folder(tiny_baby, repo, revision=branch)
     assert list_revisions(repo) == [Revision("checkpoint-4", 4), Revision("checkpoint-12", 12), Revision("main", None)]
+    # train_dpo.py saves trainer_state.json on main: then main is placed by its step.
+    push_files({"trainer_state.json": b'{"global_step": 8, "log_history": []}'}, repo)
+    assert [r.name for r in list_revisions(repo)] == ["checkpoint-4", "main", "checkpoint-12"]
     with pytest.raises(BabyhubError, match="no such model repo"):
         list_revisions("babyhub/eval-no-such-repo")
 

@@ -14,7 +14,7 @@ from huggingface_hub import HfApi, ModelCard, hf_hub_download
 from transformers import AutoModelForCausalLM
 
 import train_dpo
-from hub_tools import publish
+from hub_tools import checkpoints, publish
 from hub_tools.errors import BabyhubError
 from hub_tools.paths import RECIPES, REPO_ROOT
 
@@ -85,6 +85,18 @@ def test_every_checkpoint_lands_on_its_branch_with_its_card(local_hub, tiny_baby
 def test_a_flaky_hub_loses_no_checkpoint_and_training_goes_on(local_hub, tiny_baby, small_train_dir, tmp_path,
                                                               monkeypatch):
     monkeypatch.setattr(publish, "BACKOFF_BASE", 0.05)
+    monkeypatch.setattr(checkpoints, "RETRY_WAIT", 0.0)
+    # On top of the hub's faults, checkpoint-4's push crashes 3 times in a row: the queue moves on to
+    # checkpoint-6 and tries checkpoint-4 again after training.
+    real_push, crashes = publish.push_folder, {"checkpoint-4": 3}
+
+    def crashing_push(folder, repo_id, **kwargs):
+        if crashes.get(kwargs.get("revision"), 0) > 0:
+            crashes[kwargs["revision"]] -= 1
+            raise RuntimeError("push process crashed")
+        return real_push(folder, repo_id, **kwargs)
+
+    monkeypatch.setattr(publish, "push_folder", crashing_push)
     repo = "babyhub-tests/dpo-flaky-hub"
     local_hub.faults.clear()
     local_hub.faults.add("commit", "503", times=3)
@@ -95,7 +107,7 @@ def test_a_flaky_hub_loses_no_checkpoint_and_training_goes_on(local_hub, tiny_ba
         fired = list(local_hub.faults.fired)
     finally:
         local_hub.faults.clear()
-    assert len(fired) == 5
+    assert len(fired) == 5 and crashes == {"checkpoint-4": 0}
     assert _branches(repo) == BRANCHES | {"main"}
     for revision in BRANCHES:
         assert f"step | {revision.split('-')[1]} |" in _card(repo, revision).text
@@ -114,7 +126,7 @@ def test_killed_run_resumes_from_its_hub_branch(local_hub, tiny_baby, small_trai
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    assert "main" not in _branches(repo) or not HfApi().list_repo_files(repo) or True
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
     out = tmp_path / "b"
     assert train_dpo.run(_args(tiny_baby, small_train_dir, out, repo, "--resume_from_checkpoint",
                                f"{repo}@checkpoint-2")) == 0
@@ -140,3 +152,51 @@ def test_a_fresh_run_refuses_a_repo_with_checkpoints(local_hub, tiny_baby, small
     publish.push_folder(tiny_baby, repo, revision="checkpoint-2")
     with pytest.raises(BabyhubError, match="already has checkpoint branches"):
         train_dpo.run(_args(tiny_baby, small_train_dir, tmp_path / "run", repo))
+
+
+def test_yaml_then_cli_flags_and_cpu_safety(tmp_path):
+    script, config, model = train_dpo.parse_args(
+        ["--config", str(RECIPES / "tiny-cpu.yaml"), "--learning_rate", "0.001", "--push_to_hub",
+         "--hub_model_id", "me/run", "--output_dir", str(tmp_path), "--bf16", "true"]
+    )  # fmt: skip
+    assert config.learning_rate == 0.001  # CLI over YAML
+    assert config.beta == 0.1 and config.save_steps == 200 and script.fuse_gradient_accumulation  # YAML over defaults
+    assert model.model_name_or_path == "out/baby-llama"
+    assert (config.bf16, config.fp16, config.gradient_checkpointing) == (False, False, False)  # no GPU here
+    assert config.push_checkpoints and not config.push_to_hub  # our queue pushes, never the Trainer
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--dataset_name", "d", "--push_to_hub"], "--push_to_hub needs --hub_model_id"),
+        (["--config", "recipes/nope.yaml"], "no such file"),
+        (["--model_name_or_path", "m"], "--dataset_name is required"),
+        (["--dataset_name", "d", "--padding_free", "true"], "padding_free is disabled"),
+    ],
+)
+def test_bad_arguments_say_what_to_fix(argv, message, tmp_path):
+    with pytest.raises(BabyhubError, match=message):
+        train_dpo.parse_args([*argv, "--output_dir", str(tmp_path)])
+
+
+def test_tokenization_checks_count_max_length_drops_and_refuse_merged_prompts(tiny_baby, small_train_dir):
+    from datasets import Dataset
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_baby)
+    train = train_dpo.with_turn_separator(train_dpo.read_preferences(str(small_train_dir), None, "train"))
+    assert train[0]["chosen"].startswith(" *CHI:")
+    lengths = [len(tokenizer(p)["input_ids"]) for p in train["prompt"]]
+    kept, report = train_dpo.check_tokenization(train, tokenizer, max_length=12)
+    assert report.dropped_by_max_length == sum(n >= 12 for n in lengths) > 0
+    assert report.kept == len(kept) == report.rows - report.dropped_by_max_length
+    assert all(len(tokenizer(p)["input_ids"]) < 12 for p in kept["prompt"])
+
+    merged = Dataset.from_dict({"prompt": ["*MOT: what is th"], "chosen": ["at ?"], "rejected": [" *CHI: no ."]})
+    with pytest.raises(BabyhubError, match="row 0, chosen"):
+        train_dpo.check_tokenization(merged, tokenizer, max_length=None)
+
+    tokenizer.eos_token = None
+    with pytest.raises(BabyhubError, match="no EOS token"):
+        train_dpo.check_tokenizer(tokenizer, "baby")

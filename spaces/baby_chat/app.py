@@ -88,13 +88,16 @@ def build_demo(
             if not history or history[-1]["role"] != "user":  # nothing to answer: a no-op
                 yield gr.skip(), gr.skip()
                 return
-            sampling = bc.Sampling(
-                do_sample=mode == "sample",
-                temperature=float(temperature),
-                top_p=float(top_p),
-                max_new_tokens=int(max_new_tokens),
-                seed=int(seed),
-            )
+            try:
+                sampling = bc.Sampling(
+                    do_sample=mode == "sample",
+                    temperature=float(temperature),
+                    top_p=float(top_p),
+                    max_new_tokens=int(max_new_tokens),
+                    seed=int(seed),
+                )
+            except (TypeError, ValueError) as err:
+                raise gr.Error(f"Sampling settings: {err}") from err
             loaded = load(i, revision)
             prompt = bc.build_prompt(
                 [m["content"] for m in history], loaded.tokenizer, max_tokens=loaded.context - sampling.max_new_tokens
@@ -130,7 +133,7 @@ def build_demo(
         for h in histories:
             h = plain_history(h)
             out.append(h[:-1] if h and h[-1]["role"] == "assistant" else h)
-        return tuple(out)
+        return tuple(out) if len(out) > 1 else out[0]
 
     # ---- Score ----------------------------------------------------------------------------------------------
     def score(mother, answer_a, answer_b, *selected):
@@ -229,7 +232,8 @@ def build_demo(
             gr.Markdown(
                 "log p(answer | mother) under each model, summed over the answer's tokens and per token; the "
                 "model prefers the answer it finds more likely. For the DPO models, the implicit reward "
-                "β × (log π(y|x) − log π_ref(y|x)) against the baseline."
+                "β × (log π(y|x) − log π_ref(y|x)) against the baseline. Each model is scored at the revision "
+                "chosen in its column of the Chat tab."
             )
             s_mother = gr.Textbox(label="*MOT: mother line", elem_id="score-mother")
             with gr.Row():

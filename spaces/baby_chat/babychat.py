@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 try:  # a checkout with babyhub installed
-    from hub_tools.dialogue import CHILD_TAG, MOTHER_TAG, TURN_SEPARATOR, speaker_of, strip_tag
+    from hub_tools.dialogue import CHILD_TAG, MOTHER_TAG, TURN_SEPARATOR, speaker_of, strip_tag  # noqa: F401
     from hub_tools.scoring import Scorer, score_minimal_pairs
 except ImportError:  # the Space bundle: dialogue.py and scoring.py sit beside this file
-    from dialogue import CHILD_TAG, MOTHER_TAG, TURN_SEPARATOR, speaker_of, strip_tag
+    from dialogue import CHILD_TAG, MOTHER_TAG, TURN_SEPARATOR, speaker_of, strip_tag  # noqa: F401 (app.py)
     from scoring import Scorer, score_minimal_pairs
 
 HERE = Path(__file__).resolve().parent
@@ -32,7 +32,6 @@ MODELS_FILE = HERE / "models.yaml"
 MODELS_ENV = "BABYHUB_SPACE_MODELS"
 EXAMPLES_ENV = "BABYHUB_SPACE_EXAMPLES"
 
-__all__ = ["CHILD_TAG", "MOTHER_TAG", "TURN_SEPARATOR", "speaker_of", "strip_tag"]  # re-exported for app.py
 # An answer ends at the next speaker's tag or at a new line; a trailing `*`, `*MO`, `*MOT` may be the start
 # of a tag, so it is held back while streaming until the next token decides.
 STOP = re.compile(r"\n|\*[A-Z]{2,4}:")
@@ -225,23 +224,28 @@ class LoadedModel:
     context: int  # tokens the model can see (prompt + answer)
 
 
+# transformers' from_pretrained is not thread-safe: two loads running at once in threads (measured with
+# transformers 5.23) leave global state behind that makes every later load keep some weights on the `meta`
+# device. So every load in the process goes through this one lock; answering and scoring run in parallel.
+_LOAD_LOCK = threading.Lock()
+
+
 class ModelStore:
     """Loads each (model, revision) once, on first use, and shares it; concurrent first uses wait for one load."""
 
     def __init__(self, *, device: str = "cpu"):
         self.device = device
         self._models: dict[tuple[str, str], LoadedModel] = {}
-        self._locks: dict[tuple[str, str], threading.Lock] = {}
-        self._guard = threading.Lock()
 
     def get(self, spec: ModelSpec, revision: Revision) -> LoadedModel:
         key = (spec.source, revision.commit or revision.name)
-        with self._guard:
-            lock = self._locks.setdefault(key, threading.Lock())
-        with lock:
-            if key not in self._models:
-                self._models[key] = self._load(spec, revision)
-            return self._models[key]
+        loaded = self._models.get(key)
+        if loaded is None:
+            with _LOAD_LOCK:
+                if key not in self._models:
+                    self._models[key] = self._load(spec, revision)
+                loaded = self._models[key]
+        return loaded
 
     def loaded(self) -> int:
         return len(self._models)
@@ -497,13 +501,10 @@ def read_examples(config: SpaceConfig) -> list[tuple[str, str, str]]:
     else:
         from huggingface_hub import HfApi, hf_hub_download
 
-        names = HfApi().list_repo_files(source, repo_type="dataset")
         prefix = f"data/{config.examples_split}-"
-        files = [
-            hf_hub_download(source, name, repo_type="dataset")
-            for name in sorted(names)
-            if name.startswith(prefix) and name.endswith(".parquet")
-        ][:1]
+        names = [n for n in HfApi().list_repo_files(source, repo_type="dataset") if n.startswith(prefix)]
+        first = sorted(n for n in names if n.endswith(".parquet"))[:1]  # a few examples need one file
+        files = [hf_hub_download(source, n, repo_type="dataset") for n in first]
     if not files:
         raise SpaceConfigError(
             f"examples dataset {source!r} has no data/{config.examples_split}-*.parquet file: "
