@@ -250,7 +250,7 @@ def plot_sweep(rows: Sequence[dict], path: str | Path, *, title: str = "") -> Pa
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig, ax = plt.subplots(figsize=(9.5, 4.2))
     series = sorted({(r["dataset"], r["method"]) for r in rows})
     for dataset, method in series:
         points = [r for r in rows if (r["dataset"], r["method"]) == (dataset, method)]
@@ -267,7 +267,7 @@ def plot_sweep(rows: Sequence[dict], path: str | Path, *, title: str = "") -> Pa
     ax.set_xlabel("training step")
     ax.set_ylabel("accuracy")
     ax.set_title(title)
-    ax.legend(fontsize="small")
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -105,7 +105,12 @@ def stage_chat_space(space_dir: Path, config, out_dir: Path) -> Path:
     if local:
         raise BabyhubError(
             f"a Space cannot read the local folder(s) {local}: push them to the Hub first "
-            "(babyhub train/baby push) and give their repo ids in --models"
+            "(babyhub push FOLDER --repo-type model --repo-id NS/NAME) and give their repo ids in --models"
+        )
+    if config.examples_dataset and Path(config.examples_dataset).expanduser().is_dir():
+        raise BabyhubError(
+            f"a Space cannot read the local examples folder {config.examples_dataset}: push the eval split "
+            "(babyhub push FOLDER --repo-id NS/NAME) and give its dataset repo id in --examples-dataset"
         )
     staged = out_dir / space_dir.name
     shutil.copytree(space_dir, staged, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".*"))
@@ -129,26 +134,46 @@ def stage_chat_space(space_dir: Path, config, out_dir: Path) -> Path:
     return staged
 
 
-# ------------------------------------------------------------------------------------------------ handlers
-def run_push(args) -> int:
-    # 1. Check the folder and the repo id.
-    space_dir = check_space_dir(args.space_dir)
-    if args.repo_id.count("/") != 1 or not all(args.repo_id.split("/")):
-        raise BabyhubError(f"--repo-id {args.repo_id!r} must be NAMESPACE/NAME, e.g. me/baby-chat")
+def push_chat_space(
+    space_dir: str | Path,
+    repo_id: str,
+    *,
+    models: str | None = None,
+    examples_dataset: str | None = None,
+    private: bool = False,
+    token: str | None = None,
+    endpoint: str | None = None,
+):
+    """Push a Space folder as a Gradio Space (bundled with the scorer); for the chat Space, with `models`
+    (`repo_id[@revision],...`, the first the baseline) and `examples_dataset` written into models.yaml and the
+    card (default: the folder's models.yaml). Returns the PushResult (commit_oid None: nothing changed)."""
     from hub_tools.space_bundle import push_space
 
-    # 2. Resolve the models (command line > models.yaml) and write them into a staged copy.
-    _, config = read_chat_config(space_dir, args.models, args.examples_dataset)
+    space_dir = check_space_dir(Path(space_dir))
+    if repo_id.count("/") != 1 or not all(repo_id.split("/")):
+        raise BabyhubError(f"--repo-id {repo_id!r} must be NAMESPACE/NAME, e.g. me/baby-chat")
+    _, config = read_chat_config(space_dir, models, examples_dataset)
     with tempfile.TemporaryDirectory(prefix="babyhub-space-") as tmp:
         staged = stage_chat_space(space_dir, config, Path(tmp)) if config else space_dir
-        # 3. Bundle (scorer beside app.py) and push as one commit.
-        result = push_space(staged, args.repo_id, private=args.private, endpoint=args.endpoint)
-    if config:
-        print(f"models: {', '.join(m.source + (f'@{m.revision}' if m.revision else '') for m in config.models)}")
+        return push_space(staged, repo_id, private=private, token=token, endpoint=endpoint)
+
+
+# ------------------------------------------------------------------------------------------------ handlers
+def run_push(args) -> int:
+    # 1. Check the folder, the repo id and the models, stage the Space with them, bundle and push it.
+    result = push_chat_space(
+        args.space_dir,
+        args.repo_id,
+        models=args.models,
+        examples_dataset=args.examples_dataset,
+        private=args.private,
+        endpoint=args.endpoint,
+    )
+    # 2. Say what the Space now holds.
     if result.commit_oid is None:
         print(f"{result.repo_id}: already up to date, no new commit ({result.url})")
     else:
-        print(f"{result.repo_id}: pushed {space_dir} as commit {result.commit_oid} ({result.url})")
+        print(f"{result.repo_id}: pushed {args.space_dir} as commit {result.commit_oid} ({result.url})")
     return 0
 
 

@@ -70,6 +70,7 @@ def test_space_push_refuses_bad_input_with_a_clear_error(tiny_baby, tmp_path, ca
     cases = [
         ([space, "--repo-id", "ns/chat", "--models", str(tiny_baby)], "cannot read the local folder"),
         ([space, "--repo-id", "ns/chat", "--models", "ns/baby@"], "malformed"),
+        ([space, "--repo-id", "ns/chat", "--models", "ns/b", "--examples-dataset", str(tmp_path)], "local examples"),
         ([space, "--repo-id", "no-namespace"], "NAMESPACE/NAME"),
         ([str(tmp_path / "missing"), "--repo-id", "ns/chat"], "is not a folder"),
         ([str(tmp_path), "--repo-id", "ns/chat"], "has no app.py"),
