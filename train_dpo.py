@@ -292,6 +292,12 @@ def _branch_step(name: str) -> int:
     return int(name.rsplit("-", 1)[1])
 
 
+def metrics_file(setup: RunSetup) -> Path:
+    """Where the log rows go: --metrics_file, relative to --output_dir unless absolute."""
+    path = Path(setup.script_args.metrics_file)
+    return path if path.is_absolute() else Path(setup.training_args.output_dir) / path
+
+
 def make_callbacks(setup: RunSetup, pusher):
     """The metrics-CSV callback and (when pushing) the checkpoint-push callback."""
     from transformers import TrainerCallback
@@ -300,8 +306,7 @@ def make_callbacks(setup: RunSetup, pusher):
     from hub_tools.plots import write_metrics_csv
 
     output_dir = Path(setup.training_args.output_dir)
-    metrics_path = Path(setup.script_args.metrics_file)
-    metrics_path = metrics_path if metrics_path.is_absolute() else output_dir / metrics_path
+    metrics_path = metrics_file(setup)
 
     class MetricsCSV(TrainerCallback):
         """Every log row to logs/training_metrics.csv; on resume the rows up to the checkpoint come from its state."""
@@ -464,7 +469,7 @@ def main(script_args: ScriptArguments, training_args: DPOConfig, model_args) -> 
     # Save the final model with its curves and card
     trainer.save_model(str(output_dir))
     trainer.state.save_to_json(str(output_dir / "trainer_state.json"))  # the step of main, for `babyhub eval`
-    metrics_csv = output_dir / "logs" / "training_metrics.csv"
+    metrics_csv = metrics_file(setup)
     plots = []
     if metrics_csv.is_file():
         plots = [str(p.relative_to(output_dir)) for p in plot_metrics([metrics_csv], output_dir / "plots")]

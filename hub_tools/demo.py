@@ -136,6 +136,8 @@ def _run(args) -> int:
 # ------------------------------------------------------------------------------------------ the local hub
 def _port_is_free(port: int) -> bool:
     with socket.socket() as s:
+        # As uvicorn binds: a port in TIME_WAIT after an earlier run is free to reuse.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:

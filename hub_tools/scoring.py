@@ -41,6 +41,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 REDUCTIONS = ("sum", "mean")
 # Attention implementations that accept a ready 4-D mask (needed to pack a pair into one row).
 _PACKABLE_ATTENTION = ("sdpa", "eager")
+# Places whose logits are computed and normalised at once: a block of logits that stays in the CPU cache.
+HEAD_CHUNK = 256
 
 
 @dataclass(frozen=True)
@@ -273,15 +275,15 @@ class Scorer:
         where = needed.nonzero().squeeze(1)
         compact = torch.full_like(needed, -1, dtype=torch.long)
         compact[where] = torch.arange(where.numel(), device=device)
-        logits = self._logits(hidden.reshape(-1, hidden.shape[-1])[where])
-        log_norm = _logsumexp(logits)
         prev_c = compact[prev_flat].clamp(min=0)
-        token_lp = logits[prev_c, tokens] - log_norm[prev_c]
-        token_lp = token_lp.where(scored, 0.0)
+        log_norm, bow_lp, target_logits = self._normalizers(
+            hidden.reshape(-1, hidden.shape[-1])[where], prev_c[scored], tokens[scored], bow
+        )
+        token_lp = torch.zeros(scored.shape, dtype=log_norm.dtype, device=device)
+        token_lp[scored] = target_logits - log_norm[prev_c[scored]]
 
         if bow:
             # log P(the next token starts a word) at every computed place.
-            bow_lp = _logsumexp(logits[:, self._bow_ids]) - log_norm
             here_c = compact[flat].clamp(min=0)
             next_is_bow = torch.cat([self._is_bow[tokens[:, 1:]], torch.zeros_like(scored[:, :1])], 1)
             ends_word = (next_is_bow | (t == lengths.unsqueeze(1) - 1)) & scored
@@ -294,6 +296,26 @@ class Scorer:
         if reduction == "mean":
             total = total / scored.sum(dim=1)
         return total
+
+    def _normalizers(self, hidden: torch.Tensor, rows: torch.Tensor, targets: torch.Tensor, bow: bool):
+        """log Z per place, log P(word start) per place (if `bow`), and the logit of each (place, target) pair.
+
+        The output layer runs over HEAD_CHUNK places at a time, so each block of logits is normalised while it
+        is still in cache instead of writing all [places, vocabulary] logits to memory and reading them back.
+        """
+        n = hidden.shape[0]
+        log_norm = torch.empty(n, device=hidden.device)
+        bow_lp = torch.empty(n, device=hidden.device) if bow else None
+        target_logits = torch.empty(rows.shape[0], device=hidden.device)
+        for lo in range(0, n, HEAD_CHUNK):
+            hi = min(lo + HEAD_CHUNK, n)
+            logits = self._logits(hidden[lo:hi])
+            log_norm[lo:hi] = _logsumexp(logits)
+            if bow:
+                bow_lp[lo:hi] = _logsumexp(logits[:, self._bow_ids]) - log_norm[lo:hi]
+            here = (rows >= lo) & (rows < hi)
+            target_logits[here] = logits[rows[here] - lo, targets[here]]
+        return log_norm, bow_lp, target_logits
 
     def _hidden_states(self, input_ids: torch.Tensor, branch: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         mask = self._attention_mask(branch)

@@ -120,14 +120,20 @@ def test_killed_run_resumes_from_its_hub_branch(local_hub, tiny_baby, small_trai
     proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 240
-        while "checkpoint-2" not in _branches_or_empty(repo):
+        while "trainer_state.json" not in _files_or_empty(repo, "checkpoint-2"):
             assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
             assert time.monotonic() < deadline, "no checkpoint branch after 240 s"
-            time.sleep(0.2)
+            time.sleep(0.05)
+        # From now on the hub answers 503 to every commit: the run cannot finish its pushes (it waits for its
+        # queue before exiting), so the kill below always lands in the middle of the run, however fast it trains.
+        local_hub.faults.add("commit", "503", times=10_000)
+        time.sleep(0.5)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+        local_hub.faults.clear()
+    assert proc.returncode == -signal.SIGKILL
+    assert "main" not in _branches(repo) or "config.json" not in _files_or_empty(repo, "main")
     out = tmp_path / "b"
     assert train_dpo.run(_args(tiny_baby, small_train_dir, out, repo, "--resume_from_checkpoint",
                                f"{repo}@checkpoint-2")) == 0
@@ -137,6 +143,18 @@ def test_killed_run_resumes_from_its_hub_branch(local_hub, tiny_baby, small_trai
     metrics = pd.read_csv(out / "logs" / "training_metrics.csv")
     # The resumed run's log starts with the rows of the checkpoint it came from and continues the step count.
     assert sorted(metrics.loc[metrics["loss"].notna(), "step"]) == list(range(1, STEPS + 1))
+    # A Hub branch has no optimizer state, but the learning-rate schedule goes on where it was (linear decay).
+    learning_rate = metrics.set_index("step")["learning_rate"].dropna()
+    assert learning_rate[3] == pytest.approx(5e-5 * (1 - 2 / STEPS))
+
+
+def _files_or_empty(repo, revision):
+    from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
+
+    try:
+        return set(HfApi().list_repo_files(repo, revision=revision))
+    except (RepositoryNotFoundError, RevisionNotFoundError):
+        return set()
 
 
 def _branches_or_empty(repo):
