@@ -43,6 +43,7 @@ def parse_args(argv=None):
     parser.add_argument("--loop-pairs", type=int, default=None,
                         help="pairs for the slow per-pair loop (a) (default: all; its accuracy is then on those)")
     parser.add_argument("--batch-size", type=int, default=128, help="babyhub's batch size (default: the CLI's)")
+    parser.add_argument("--workers", type=int, default=None, help="babyhub's scoring threads (default: the CLI's)")
     parser.add_argument("--json", action="store_true", help="print the results as one JSON object")
     return parser.parse_args(argv)
 
@@ -112,7 +113,7 @@ def main(argv=None) -> dict:
         reference = IncrementalLMScorer(model, tokenizer=tokenizer, device="cpu")
 
     # 2. babyhub, as `babyhub eval minpairs` runs it (a warm-up pass first, as for every contender).
-    scorer = Scorer(model, tokenizer, batch_size=args.batch_size)
+    scorer = Scorer(model, tokenizer, batch_size=args.batch_size, workers=args.workers or torch.get_num_threads())
     evaluate_minpairs(scorer, MinimalPairsData("warm", data.prompts[:64], data.chosen[:64], data.rejected[:64]),
                       progress=False)
     start = time.perf_counter()

@@ -51,6 +51,8 @@ def _add_model_arguments(parser) -> None:
                         help="where --all-revisions writes its CSV and PNG (default: eval_results/)")
     parser.add_argument("--batch-size", type=int, default=128, help="texts per forward pass (default: 128)")
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="CPU scoring threads, each scoring whole batches (default: torch's thread count)")
     parser.add_argument("--push-results", action="store_true",
                         help="add the results to the model-index of the model card on each evaluated revision")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
@@ -101,6 +103,8 @@ def _is_local(model: str) -> bool:
 def _check_arguments(args) -> None:
     if args.batch_size < 1:
         raise BabyhubError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.workers is not None and args.workers < 1:
+        raise BabyhubError(f"--workers must be at least 1, got {args.workers}")
     if _is_local(args.model) and (args.all_revisions or args.revision or args.push_results):
         raise BabyhubError(
             f"--model {args.model} is a local folder: --revision, --all-revisions and --push-results need a Hub "
@@ -122,11 +126,14 @@ def _revisions(args):
 
 
 def _load_scorer(args, revision: str):
+    import torch
+
     from hub_tools.scoring import Scorer
 
     try:
         return Scorer.from_pretrained(
-            args.model, None if _is_local(args.model) else revision, device=args.device, batch_size=args.batch_size
+            args.model, None if _is_local(args.model) else revision, device=args.device, batch_size=args.batch_size,
+            workers=args.workers or torch.get_num_threads(),
         )
     except OSError as err:
         raise BabyhubError(

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
@@ -56,9 +57,12 @@ class _Text:
 class Scorer:
     """Scores texts with a causal LM; see the module docstring for the exact definitions."""
 
-    def __init__(self, model, tokenizer, *, device: str = "cpu", batch_size: int = 64):
+    def __init__(self, model, tokenizer, *, device: str = "cpu", batch_size: int = 64, workers: int = 1):
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if workers < 1:
+            raise ValueError(f"workers must be at least 1, got {workers}")
+        self.workers = workers
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
@@ -80,12 +84,12 @@ class Scorer:
 
     @classmethod
     def from_pretrained(
-        cls, model_id: str, revision: str | None = None, *, device: str = "cpu", batch_size: int = 64
+        cls, model_id: str, revision: str | None = None, *, device: str = "cpu", batch_size: int = 64, workers: int = 1
     ) -> Scorer:
         """Load a model and its tokenizer (a Hub id or a local folder) in float32 and wrap them."""
         tokenizer = AutoTokenizer.from_pretrained(model_id, revision=revision)
         model = AutoModelForCausalLM.from_pretrained(model_id, revision=revision, dtype=torch.float32)
-        return cls(model, tokenizer, device=device, batch_size=batch_size)
+        return cls(model, tokenizer, device=device, batch_size=batch_size, workers=workers)
 
     # ----------------------------------------------------------------------------------------- public API
     def sequence_scores(
@@ -213,15 +217,34 @@ class Scorer:
         results: list[tuple[float, ...] | None] = [None] * len(items)
         texts_per_row = max(len(g) for g in items) if items else 1
         rows_per_batch = max(1, self.batch_size // texts_per_row)
-        with torch.inference_mode():
-            for lo in range(0, len(order), rows_per_batch):
-                batch = [items[i] for i in order[lo : lo + rows_per_batch]]
-                scores = self._score_batch(batch, reduction, bow).tolist()
-                k = 0
-                for i, group in zip(order[lo : lo + rows_per_batch], batch, strict=True):
-                    results[i] = tuple(scores[k : k + len(group)])
-                    k += len(group)
+        batches = [order[lo : lo + rows_per_batch] for lo in range(0, len(order), rows_per_batch)]
+
+        def score(batch: list[int]) -> list[float]:
+            with torch.inference_mode():
+                return self._score_batch([items[i] for i in batch], reduction, bow).tolist()
+
+        for batch, scores in zip(batches, self._map(score, batches), strict=True):
+            k = 0
+            for i in batch:
+                results[i] = tuple(scores[k : k + len(items[i])])
+                k += len(items[i])
         return results
+
+    def _map(self, score, batches: list) -> list:
+        """Score the batches one after the other, or on `workers` threads of one torch thread each.
+
+        On a small model most ops are too small to split well over threads, and a thread waiting at a
+        parallel op's barrier stalls when another process takes its core; whole batches on single-threaded
+        workers keep every core busy instead.
+        """
+        if self.workers <= 1 or len(batches) < 2 or self.device.type != "cpu":
+            return [score(b) for b in batches]
+        threads = torch.get_num_threads()
+        try:
+            with ThreadPoolExecutor(self.workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+                return list(pool.map(score, batches))
+        finally:
+            torch.set_num_threads(threads)  # threads started later take this default again
 
     def _score_batch(self, batch: list[tuple[_Text, ...]], reduction: str, bow: bool) -> torch.Tensor:
         """Scores of all texts of a batch of rows (row by row, text by text), as one tensor."""

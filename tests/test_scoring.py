@@ -168,11 +168,15 @@ def test_text_longer_than_the_context_is_truncated_from_the_left(baby, eval_pair
         scorer.conditional_scores(["*MOT: look ."], [long_text])
 
 
-def test_scores_do_not_depend_on_batch_size(baby, scorer, eval_pairs):
+def test_scores_do_not_depend_on_batch_size_or_workers(baby, scorer, eval_pairs):
     texts = [join_turns(p.prompt, p.rejected) for p in eval_pairs[:20]]
     one_by_one = Scorer(*baby, batch_size=1).sequence_scores(texts)
     _assert_close(scorer.sequence_scores(texts), one_by_one)
     assert all(math.isfinite(s) and s < 0 for s in one_by_one)
+    # Batches spread over two single-threaded workers: same scores, and torch's thread count is restored.
+    threads = torch.get_num_threads()
+    _assert_close(Scorer(*baby, batch_size=4, workers=2).sequence_scores(texts), one_by_one)
+    assert torch.get_num_threads() == threads
 
 
 def test_scoring_module_imports_only_torch_and_transformers():
