@@ -186,6 +186,7 @@ class Stages:
         self.state = json.loads(self.path.read_text(encoding="utf-8")) if self.path.is_file() else {}
         self.ran: list[str] = []
         self.skipped: list[str] = []
+        self.clock = time.perf_counter()
 
     def done(self, name: str, key: str) -> dict | None:
         entry = self.state.get(name)
@@ -200,7 +201,9 @@ class Stages:
     def announce(self, name: str, skipped: bool, detail: str = "") -> None:
         (self.skipped if skipped else self.ran).append(name)
         mark = "up to date" if skipped else "done"
-        print(f"[demo] {name}: {mark}{f' — {detail}' if detail else ''}", flush=True)
+        now, seconds = time.perf_counter(), time.perf_counter() - self.clock
+        self.clock = now
+        print(f"[demo] {name}: {mark} in {seconds:.0f} s{f' — {detail}' if detail else ''}", flush=True)
 
 
 def fingerprint(*parts) -> str:

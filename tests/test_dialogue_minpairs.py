@@ -65,11 +65,11 @@ def test_metric_refuses_bad_arguments(metric, tiny_baby):
 def test_widget_computes_through_gradio(tiny_baby, eval_rows, metric):
     from gradio_client import Client
 
-    sys.path.insert(0, str(METRIC_DIR))
-    try:
-        import app
-    finally:
-        sys.path.remove(str(METRIC_DIR))
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("dialogue_minpairs_app", METRIC_DIR / "app.py")
+    app = importlib.util.module_from_spec(spec)  # a unique name: the chat Space has an app.py too
+    spec.loader.exec_module(app)
     _, data = eval_rows
     rows = [[p, c, r] for p, c, r in zip(data.prompts[:5], data.chosen[:5], data.rejected[:5], strict=True)]
     expected = metric.compute(prompt=data.prompts[:5], chosen=data.chosen[:5], rejected=data.rejected[:5],
