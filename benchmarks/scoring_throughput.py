@@ -9,7 +9,7 @@ On the same model and the evaluation pairs (rows 18,000 on of the length-matched
 - **babyhub**: what `babyhub eval minpairs` runs (`evaluation.evaluate_minpairs`, method `sequence_mean`);
 - **(a) minicons, per pair**: the original loop, `IncrementalLMScorer.sequence_score` one sentence at a time;
 - **(b) minicons, chunks of 64**: `sequence_score` given the whole list in chunks of 64 texts;
-- **(c) roofline**: the model's forward FLOPs per token times the tokens of both texts of each pair, at the
+- **(c) roofline**: the model's forward FLOPs per token times the scored tokens of both texts, at the
   FLOP/s of a large fp32 matmul measured in the same run (what a perfect implementation that runs every
   token through the model would reach; sharing the prompt of a pair can go past it).
 
@@ -141,7 +141,8 @@ def main(argv=None) -> dict:
     loop_seconds = time.perf_counter() - start
 
     # 5. (c) the roofline, measured now on this machine.
-    lengths = [len(ids) for ids in tokenizer(texts)["input_ids"]]
+    # Every token but the first of each text is scored, each from one forward position.
+    lengths = [len(ids) - 1 for ids in tokenizer(texts)["input_ids"]]
     tokens = sum(lengths)
     context = sum(length * (length + 1) / 2 for length in lengths) / tokens  # mean positions attended per token
     flops_per_token = forward_flops_per_token(model, context)
@@ -191,7 +192,7 @@ def report(r: dict) -> str:
     rate, accuracy = r["pairs_per_second"], r["accuracy"]
     lines = [
         f"model {r['model']} ({r['parameters'] / 1e6:.2f} M parameters), {r['pairs']} pairs "
-        f"({r['tokens_per_pair']:.1f} tokens per pair), {r['threads']} threads",
+        f"({r['tokens_per_pair']:.1f} scored tokens per pair), {r['threads']} threads",
         f"{'':<30}{'pairs/s':>10}{'accuracy':>10}",
         f"{'babyhub eval minpairs':<30}{rate['babyhub']:>10.0f}{accuracy['babyhub']:>10.4f}",
         f"{'(a) minicons, per sentence':<30}{rate['minicons_loop']:>10.0f}{accuracy['minicons_loop']:>10.4f}"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -18,8 +18,6 @@ from hub_tools.dialogue import TURN_SEPARATOR
 from hub_tools.errors import BabyhubError
 from hub_tools.scoring import METHODS, Scorer, compare_pairs, score_minimal_pairs
 
-# Pairs scored per progress-bar step; large enough that length-sorted batches stay full.
-CHUNK_PAIRS = 2048
 BLIMP_METHODS = ("sequence_sum_bow", "sequence_mean")
 CHECKPOINT_BRANCH = re.compile(r"^checkpoint-(\d+)$")
 SWEEP_COLUMNS = ["model", "revision", "step", "dataset", "method", "accuracy"]
@@ -119,22 +117,24 @@ def read_blimp_suite(suite_dir: str | Path, *, lower_case: bool = False) -> dict
 
 
 # ----------------------------------------------------------------------------------------------- scoring
-def _progress(total: int, desc: str, enabled: bool):
-    from tqdm.auto import tqdm
+class _PairProgress:
+    """A tqdm bar counted in pairs, fed with the number of texts each scored batch held (two per pair)."""
 
-    return tqdm(total=total, desc=desc, unit="pair", disable=not enabled, leave=False)
+    def __init__(self, total: int, desc: str, enabled: bool):
+        from tqdm.auto import tqdm
 
+        self.bar = tqdm(total=total, desc=desc, unit="pair", disable=not enabled, leave=False)
+        self.texts = 0
 
-def _score_in_chunks(
-    score: Callable[[slice], tuple[list[float], list[float]]], n: int, bar
-) -> tuple[list[float], list[float]]:
-    chosen, rejected = [], []
-    for lo in range(0, n, CHUNK_PAIRS):
-        a, b = score(slice(lo, lo + CHUNK_PAIRS))
-        chosen += a
-        rejected += b
-        bar.update(len(a))
-    return chosen, rejected
+    def __call__(self, texts: int) -> None:
+        self.texts += texts
+        self.bar.update(self.texts // 2 - self.bar.n)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.bar.close()
 
 
 def evaluate_minpairs(
@@ -150,16 +150,12 @@ def evaluate_minpairs(
                 raise BabyhubError(
                     f"dataset {data.name}, row {row}: `{column}` is empty; fill it in or drop the row"
                 )
-    with _progress(n, f"{data.name} {method}", progress) as bar:
-
-        def score(part: slice):
-            return score_minimal_pairs(
-                scorer, data.prompts[part], data.chosen[part], data.rejected[part],
-                method=method, separator=TURN_SEPARATOR,
-            )
-
+    with _PairProgress(n, f"{data.name} {method}", progress) as tick:
         try:
-            chosen, rejected = _score_in_chunks(score, n, bar)
+            chosen, rejected = score_minimal_pairs(
+                scorer, data.prompts, data.chosen, data.rejected, method=method, separator=TURN_SEPARATOR,
+                progress=tick,
+            )
         except ValueError as err:
             raise BabyhubError(f"dataset {data.name}: {err}") from err
     result = compare_pairs(chosen, rejected)
@@ -179,16 +175,15 @@ def evaluate_blimp(
     reduction, bow = ("sum", True) if method == "sequence_sum_bow" else ("mean", False)
     total = sum(len(good) for good, _ in suite.values())
     accuracies = {}
-    with _progress(total, f"BLiMP {method}", progress) as bar:
+    with _PairProgress(total, f"BLiMP {method}", progress) as tick:
         for name, (good, bad) in suite.items():
             try:
                 good_scores, bad_scores = scorer.pair_sequence_scores(
-                    good, bad, reduction=reduction, bow_correction=bow
+                    good, bad, reduction=reduction, bow_correction=bow, progress=tick
                 )
             except ValueError as err:
                 raise BabyhubError(f"BLiMP paradigm {name}: {err}") from err
             accuracies[name] = compare_pairs(good_scores, bad_scores)["accuracy"]
-            bar.update(len(good))
     macro = sum(accuracies.values()) / len(accuracies)
     return BlimpResult(method, macro, total, accuracies)
 

@@ -63,9 +63,9 @@ def test_metric_refuses_bad_arguments(metric, tiny_baby):
 
 
 def test_widget_computes_through_gradio(tiny_baby, eval_rows, metric):
-    from gradio_client import Client
-
     import importlib.util
+
+    from gradio_client import Client
 
     spec = importlib.util.spec_from_file_location("dialogue_minpairs_app", METRIC_DIR / "app.py")
     app = importlib.util.module_from_spec(spec)  # a unique name: the chat Space has an app.py too

@@ -15,7 +15,7 @@ from hub_tools.scoring import Scorer
 from tests.conftest import BLIMP_DIR, LEN_PAIRS
 
 TOLERANCE = 1e-4  # the agreement bound, per sentence
-N_PAIRS = 40
+N_PAIRS = 96
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,7 @@ def eval_pairs():
 def blimp_lines():
     lines = []
     for name in ("adjunct_island", "determiner_noun_agreement_1", "principle_A_case_1"):
-        lines += (BLIMP_DIR / f"{name}.txt").read_text().splitlines()[:12]
+        lines += (BLIMP_DIR / f"{name}.txt").read_text().splitlines()[:24]
     return lines
 
 
