@@ -90,6 +90,11 @@ def register(subparsers) -> None:
     push.add_argument("--revision", default="main", help="branch to push to (default: main)")
     push.add_argument("--private", action="store_true", help="create the repository as private")
     push.add_argument("--message", default=None, help="commit message")
+    push.add_argument(
+        "--overwrite-branch",
+        action="store_true",
+        help="let a push to a non-main --revision replace a branch that holds other content (refused by default)",
+    )
     push.set_defaults(func=_run_push)
 
 
@@ -154,6 +159,7 @@ def _run_push(args: argparse.Namespace) -> int:
         revision=args.revision,
         private=args.private,
         commit_message=args.message,
+        overwrite_branch=args.overwrite_branch,
     )
     if result.commit_oid is None:
         print(f"{result.repo_id}: already up to date at {result.revision}, no new commit ({result.url})")

@@ -275,8 +275,9 @@ def push_folder(folder, repo_id: str, *, repo_type: str = "model", revision: str
                 differs = deletions or any(p not in remote or not _same(f, remote[p]) for p, f in files.items())
                 if differs:
                     raise BabyhubError(
-                        f"branch {revision!r} of {repo_id} already holds other content; pass "
-                        "overwrite_branch=True to replace it (history keeps the old commits), or push to a new branch"
+                        f"branch {revision!r} of {repo_id} already holds other content; to replace it (history keeps "
+                        "the old commits) pass --overwrite-branch (`babyhub push`) or overwrite_branch=True, or push "
+                        "to a new branch"
                     )
         return session.result(_commit(session, head, files, deletions, message))
 

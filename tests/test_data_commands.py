@@ -87,3 +87,22 @@ def test_push_private(local_hub, tmp_path):
 def test_push_rejects_bad_arguments(argv, message, tmp_path, capsys):
     assert main([a.replace("{tmp}", str(tmp_path)) for a in argv]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_push_refuses_to_overwrite_a_branch_unless_asked(local_hub, tmp_path, capsys):
+    from huggingface_hub import HfApi, hf_hub_download
+
+    repo_id, folder = "babyhub-tests/push-branch", tmp_path / "folder"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("first\n")
+    base = ["push", str(folder), "--repo-id", repo_id, "--repo-type", "model", "--revision", "experiment"]
+    assert main(base) == 0
+    (folder / "notes.txt").write_text("second\n")
+    assert main(base) == 2
+    assert "already holds other content" in capsys.readouterr().err
+    path = hf_hub_download(repo_id, "notes.txt", revision="experiment")
+    assert open(path).read() == "first\n"  # the branch is untouched
+    assert main([*base, "--overwrite-branch"]) == 0
+    commits = HfApi().list_repo_commits(repo_id, revision="experiment")
+    path = hf_hub_download(repo_id, "notes.txt", revision="experiment")
+    assert open(path).read() == "second\n" and len(commits) == 3  # initial, first push, overwrite
