@@ -58,7 +58,7 @@ class DemoPlan:
 
 
 QUICK = DemoPlan(
-    baby_steps=400, dpo_steps=150, save_steps=50, synthetic_rows=800, eval_pairs=None, checkpoint_eval_pairs=500,
+    baby_steps=None, dpo_steps=450, save_steps=150, synthetic_rows=2400, eval_pairs=None, checkpoint_eval_pairs=500,
     blimp_pairs=100,
 )  # fmt: skip
 PLAN_FIELDS = list(DemoPlan.__dataclass_fields__)
@@ -429,8 +429,8 @@ def stage_train(stages, workdir, ns, endpoint, name, baby, train, data, plan, pu
         argv = [
             "--config", str(REPO_ROOT / "recipes" / "tiny-cpu.yaml"),
             "--model_name_or_path", baby_repo, "--model_revision", baby_commit,
-            "--dataset_name", train_repo,
-            "--eval_dataset_name", data["eval"],
+            "--dataset_name", train_repo, "--dataset_revision", head_commit(train_repo, "dataset"),
+            "--eval_dataset_name", data["eval"], "--eval_dataset_revision", head_commit(data["eval"], "dataset"),
             "--eval_max_pairs", str(plan.checkpoint_eval_pairs),
             "--output_dir", str(out),
             "--save_steps", str(plan.save_steps),
