@@ -73,7 +73,8 @@ def run_plain_trl(baby: Path, data: Path, out: Path, steps: int, *, defaults: bo
     import train_dpo
 
     start = time.perf_counter()
-    precision = {} if defaults else {"bf16": False, "gradient_checkpointing": False}
+    # TRL's defaults (bf16 + gradient checkpointing) run on a CPU only with use_cpu=True.
+    precision = {"use_cpu": True} if defaults else {"bf16": False, "gradient_checkpointing": False}
     if not defaults and hasattr(DPOConfig, "activation_checkpointing"):
         precision["activation_checkpointing"] = False
     config = DPOConfig(
