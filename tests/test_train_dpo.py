@@ -219,3 +219,43 @@ def test_tokenization_checks_count_max_length_drops_and_refuse_merged_prompts(ti
     tokenizer.eos_token = None
     with pytest.raises(BabyhubError, match="no EOS token"):
         train_dpo.check_tokenizer(tokenizer, "baby")
+
+
+def test_packed_pairs_give_trl_log_probs_metrics_and_gradients(tiny_baby, small_train_dir):
+    import copy
+
+    from transformers import AutoTokenizer
+    from trl.trainer.dpo_trainer import DataCollatorForPreference
+    from trl.trainer.utils import add_fused_lm_head
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_baby)
+    train = train_dpo.with_turn_separator(train_dpo.read_preferences(str(small_train_dir), None, "train"))
+    ids = lambda text: tokenizer(text)["input_ids"]  # noqa: E731
+    examples = [{"prompt_ids": ids(r["prompt"]), "chosen_ids": ids(r["chosen"]) + [tokenizer.eos_token_id],
+                 "rejected_ids": ids(r["rejected"]) + [tokenizer.eos_token_id]} for r in train.select(range(16))]
+    batch = DataCollatorForPreference(pad_token_id=tokenizer.pad_token_id)(examples)
+    labels = batch["input_ids"].masked_fill(batch["completion_mask"] == 0, -100)
+    outputs = ("log_probs", "entropy", "mean_logits", "is_top1", "log_sum_sq_probs")
+    trl_model = AutoModelForCausalLM.from_pretrained(tiny_baby, dtype=torch.float32)
+    packed_model = copy.deepcopy(trl_model)
+    for model in (trl_model, packed_model):
+        add_fused_lm_head(model, outputs=outputs)
+    train_dpo.add_packed_lm_head(packed_model, outputs)
+
+    packed = train_dpo.pack_pairs(batch["input_ids"], batch["attention_mask"], labels)
+    assert packed is not None and packed[0].numel() < batch["input_ids"].numel()  # prompt once, less padding
+    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"], "use_cache": False}
+    expected = trl_model(**inputs, labels=labels, fused_lm_head=True)
+    got = packed_model(**inputs, labels=labels, fused_lm_head=True)
+    for name in ("log_probs", "entropy", "mean_logits", "log_sum_sq_probs"):
+        torch.testing.assert_close(getattr(got, name), getattr(expected, name), rtol=1e-5, atol=1e-4, msg=name)
+    assert torch.equal(got.is_top1, expected.is_top1) and torch.equal(got.label_mask, expected.label_mask)
+    weights = torch.linspace(-1, 1, labels.size(0))  # any loss of the sequence log-probs: the same gradient
+    (expected.log_probs.sum(1) * weights).sum().backward()
+    (got.log_probs.sum(1) * weights).sum().backward()
+    for (name, p), q in zip(trl_model.named_parameters(), packed_model.parameters(), strict=True):
+        torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-5, msg=name)
+
+    # Chosen and rejected rows with different prompts are not pairs: TRL's head takes the batch
+    swapped = torch.cat([batch["input_ids"][:16], batch["input_ids"][16:].roll(1, 0)])
+    assert train_dpo.pack_pairs(swapped, batch["attention_mask"], labels) is None
