@@ -29,7 +29,7 @@ import shutil
 import socket
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from hub_tools.errors import BabyhubError
@@ -556,12 +556,6 @@ def report_text(result: DemoResult) -> str:
     elif result.skipped:
         out.append(f"Up to date and skipped: {', '.join(result.skipped)}")
     return "\n".join(out)
-
-
-def as_json(result: DemoResult) -> str:
-    data = asdict(result)
-    data["workdir"] = str(result.workdir)
-    return json.dumps(data, indent=2)
 
 
 if __name__ == "__main__":  # pragma: no cover
