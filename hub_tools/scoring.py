@@ -17,7 +17,9 @@ of the original work, to float precision:
 
 Speed (why it is fast): texts are tokenized at once, sorted by length and padded into batches, run
 under `torch.inference_mode`; the output layer and the log-softmax are computed only at the positions
-that are scored, and the reduction is a masked tensor sum (no Python loop over tokens). The two texts
+that are scored (without the word-start correction a text's last token is not run at all: it predicts nothing
+scored), and the reduction is a masked tensor sum (no Python loop over tokens). A fast tokenizer's Rust
+backend is called directly (its Python wrapper costs as much as the tokenizing). The two texts
 of a minimal pair share their beginning (the prompt): `pair_sequence_scores` / `pair_conditional_scores`
 pack a pair into one row — shared tokens once, then each continuation attending to the shared part
 and to itself only (a tree-shaped 4-D attention mask with explicit positions) — so the shared tokens
@@ -44,7 +46,7 @@ REDUCTIONS = ("sum", "mean")
 # Attention implementations that accept a ready 4-D mask (needed to pack a pair into one row).
 _PACKABLE_ATTENTION = ("sdpa", "eager")
 # Places whose logits are computed and normalised at once: a block of logits that stays in the CPU cache.
-HEAD_CHUNK = 256
+HEAD_CHUNK = 512
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,7 @@ class Scorer:
         self._is_bow = is_bow.to(self.device)
         self._bow_ids = bow_ids.to(self.device) if bow_ids is not None else None
         self._fast_head = self._check_fast_head()
+        self._backend = getattr(tokenizer, "backend_tokenizer", None) if getattr(tokenizer, "is_fast", False) else None
 
     @classmethod
     def from_pretrained(
@@ -164,7 +167,7 @@ class Scorer:
         texts = _as_list(texts, field)
         for i, text in enumerate(texts):
             _check_text(text, f"{field}[{i}]")
-        encoded = self.tokenizer(texts, add_special_tokens=True)["input_ids"]
+        encoded = self._token_ids(texts)
         items = [_Text(ids, 1) for ids in encoded]
         return self._fit(items, field)
 
@@ -175,8 +178,8 @@ class Scorer:
         for i, (prompt, answer) in enumerate(zip(prompts, answers, strict=True)):
             _check_text(prompt, f"prompts[{i}]")
             _check_text(answer, f"{field}[{i}]")
-        prompt_ids = self.tokenizer(prompts, add_special_tokens=True)["input_ids"]
-        full = self.tokenizer([p + separator + a for p, a in zip(prompts, answers, strict=True)])["input_ids"]
+        prompt_ids = self._token_ids(prompts)
+        full = self._token_ids([p + separator + a for p, a in zip(prompts, answers, strict=True)])
         # As minicons: the answer starts after as many tokens as the prompt has on its own (PAD-id tokens
         # aside), so the prompt's own tokenization decides where scoring starts.
         starts = [sum(1 for t in ids if t != self._minicons_pad_id) for ids in prompt_ids]
@@ -189,6 +192,24 @@ class Scorer:
                 )
             items.append(_Text(ids, max(start, 1)))
         return self._fit(items, field)
+
+    def _token_ids(self, texts: list[str]) -> list[list[int]]:
+        """Token ids of each text with the special tokens, as `tokenizer(texts)["input_ids"]` gives them.
+
+        A fast tokenizer's Rust backend is called directly: the Python wrapper around it takes about as long
+        as the tokenization itself. The first text is checked against the wrapper, which is used from then on if
+        they differ. A backend left padding or truncating (the wrapper sets both on it per call, e.g. for another
+        library sharing the tokenizer) would not give the wrapper's ids: the wrapper is used for that call.
+        """
+        backend = self._backend
+        if backend is None or not texts or backend.padding is not None or backend.truncation is not None:
+            return self.tokenizer(texts, add_special_tokens=True)["input_ids"]
+        encode = getattr(backend, "encode_batch_fast", backend.encode_batch)  # no character offsets needed
+        ids = [e.ids for e in encode(texts, add_special_tokens=True)]
+        if ids[0] != self.tokenizer(texts[:1], add_special_tokens=True)["input_ids"][0]:
+            self._backend = None
+            return self.tokenizer(texts, add_special_tokens=True)["input_ids"]
+        return ids
 
     def _fit(self, items: list[_Text], field: str) -> list[_Text]:
         """Truncate texts longer than the model's context from the left (keeping a leading BOS), with a warning."""
@@ -272,21 +293,24 @@ class Scorer:
     def _score_batch(self, batch: list[tuple[_Text, ...]], reduction: str, bow: bool) -> torch.Tensor:
         """Scores of all texts of a batch of rows (row by row, text by text), as one tensor."""
         device = self.device
-        # 1. Lay out each row: the tokens shared by its texts once, then what differs, text after text.
+        # 1. Lay out each row: the tokens shared by its texts once, then what differs, text after text. Without
+        # the word-start correction a text's last token predicts nothing that is scored: it is not run at all.
+        drop = 0 if bow else 1
         row_ids, row_branch, row_pos = [], [], []
         texts, text_row, text_shared, text_offset = [], [], [], []
         for r, group in enumerate(batch):
-            shared = _common_prefix(group)
-            ids, branch, pos = list(group[0].ids[:shared]), [0] * shared, list(range(shared))
-            for j, text in enumerate(group):
+            inputs = [text.ids[: max(1, len(text.ids) - drop)] for text in group]
+            shared = min(_common_prefix(group), *(len(ids) for ids in inputs))
+            ids, branch, pos = list(inputs[0][:shared]), [0] * shared, list(range(shared))
+            for j, (text, own) in enumerate(zip(group, inputs, strict=True)):
                 texts.append(text)
                 text_row.append(r)
                 text_shared.append(shared)
                 text_offset.append(len(ids))
-                rest = text.ids[shared:]
+                rest = own[shared:]
                 ids += rest
                 branch += [j + 1] * len(rest)
-                pos += range(shared, len(text.ids))
+                pos += range(shared, len(own))
             row_ids.append(ids)
             row_branch.append(branch)
             row_pos.append(pos)
@@ -304,11 +328,13 @@ class Scorer:
         shared = torch.tensor(text_shared, device=device)
         offset = torch.tensor(text_offset, device=device)
         rows = torch.tensor(text_row, device=device)
-        t = torch.arange(int(lengths.max()), device=device).unsqueeze(0)  # [1, T]
+        longest = int(lengths.max())
+        tokens = _pad([t.ids for t in texts], longest, self._filler_id, device)  # [texts, T]
+        t = torch.arange(longest, device=device).unsqueeze(0)  # [1, T]
         valid = t < lengths.unsqueeze(1)
+        in_row = t < (lengths - drop).clamp(min=1).unsqueeze(1)  # the tokens that were run through the model
         place = torch.where(t < shared.unsqueeze(1), t, t - shared.unsqueeze(1) + offset.unsqueeze(1))
-        flat = (rows.unsqueeze(1) * width + place).where(valid, 0)  # [texts, T]
-        tokens = input_ids.view(-1)[flat]
+        flat = (rows.unsqueeze(1) * width + place).where(in_row, 0)  # [texts, T]
         scored = valid & (t >= starts.unsqueeze(1))
         # Token t is predicted at place t-1; its word-start correction also looks at place t.
         prev_flat = torch.cat([flat[:, :1], flat[:, :-1]], dim=1)

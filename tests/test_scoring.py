@@ -188,3 +188,33 @@ def test_scoring_module_imports_only_torch_and_transformers():
     imported |= {node.module.split(".")[0] for node in ast.walk(tree)
                  if isinstance(node, ast.ImportFrom) and node.module}
     assert imported - sys.stdlib_module_names == {"torch", "transformers"}, imported
+
+
+def test_rust_tokenizer_path_gives_the_wrappers_ids_and_scores(baby, scorer, eval_pairs):
+    model, tokenizer = baby
+    texts = [join_turns(p.prompt, p.chosen) for p in eval_pairs[:16]] + ["hi", "*CHI: a ."]
+    assert scorer._backend is not None  # the tiny baby's tokenizer is fast: its Rust backend is called directly
+    assert scorer._token_ids(texts) == tokenizer(texts)["input_ids"]
+    tokenizer(texts, padding=True)  # leaves the shared backend padding (as minicons' calls do): no padded ids here
+    assert scorer._token_ids(texts) == tokenizer(texts)["input_ids"]
+    assert scorer._backend is not None
+    wrapped = Scorer(model, tokenizer, batch_size=16)
+    wrapped._backend = None  # the path of slow tokenizers and of backends with their own truncation or padding
+    for bow in (False, True):
+        _assert_close(scorer.sequence_scores(texts, bow_correction=bow),
+                      wrapped.sequence_scores(texts, bow_correction=bow))
+
+
+def test_short_texts_score_without_running_their_last_token(baby, scorer):
+    # Without the word-start correction a text's last token is not run through the model; the scores of texts of
+    # one or two scored tokens, packed in pairs or alone, still match the model run on the whole text.
+    model, tokenizer = baby
+    texts, others = ["hi", "*CHI: no", "yes ."], ["hi there", "*CHI: no", "no"]
+    expected = []
+    for text in texts:
+        ids = torch.tensor([tokenizer(text)["input_ids"]])
+        with torch.inference_mode():
+            logprobs = model(ids).logits.log_softmax(-1)[0, :-1].gather(1, ids[0, 1:, None])
+        expected.append(logprobs.mean().item())
+    _assert_close(scorer.sequence_scores(texts), expected)
+    _assert_close(scorer.pair_sequence_scores(texts, others)[0], expected)
