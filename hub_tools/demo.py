@@ -35,6 +35,7 @@ from pathlib import Path
 from hub_tools.errors import BabyhubError
 from hub_tools.hubenv import configure_for_endpoint
 from hub_tools.paths import REPO_ROOT, SPACES
+from hub_tools.publish import repo_url
 
 DEFAULT_NAMESPACE = "babyhub"
 DEFAULT_PORT = 8787
@@ -233,20 +234,10 @@ def head_commit(repo_id: str, repo_type: str = "model", revision: str = "main") 
 
 
 def checkpoint_branches(repo_id: str) -> list[str]:
-    from huggingface_hub import HfApi
-    from huggingface_hub.errors import RepositoryNotFoundError
+    """The repo's checkpoint-<step> branches, by step (none if the repo does not exist yet)."""
+    from train_dpo import hub_checkpoint_branches
 
-    try:
-        refs = HfApi().list_repo_refs(repo_id)
-    except RepositoryNotFoundError:
-        return []
-    names = [b.name for b in refs.branches if b.name.startswith("checkpoint-") and b.name[11:].isdigit()]
-    return sorted(names, key=lambda b: int(b[11:]))
-
-
-def hub_url(endpoint: str, repo_id: str, repo_type: str) -> str:
-    prefix = {"model": "", "dataset": "datasets/", "space": "spaces/"}[repo_type]
-    return f"{endpoint.rstrip('/')}/{prefix}{repo_id}"
+    return sorted(hub_checkpoint_branches(repo_id), key=lambda b: int(b.rsplit("-", 1)[1]))
 
 
 # --------------------------------------------------------------------------------------------- the study
@@ -331,7 +322,7 @@ def stage_data(stages, workdir, ns, endpoint, pairs, tok_pairs, published) -> tu
         commits[repo_id] = _publish(
             stages, "data", key, out / name, repo_id, "dataset", f"Upload {name} (babyhub demo)"
         )
-        published.append(Published(f"dataset ({split})", repo_id, "dataset", hub_url(endpoint, repo_id, "dataset"),
+        published.append(Published(f"dataset ({split})", repo_id, "dataset", repo_url(endpoint, repo_id, "dataset"),
                                    local_path=str(out / name)))  # fmt: skip
     stages.record("data", key, {**commits, "repos": repos})
     stages.announce("data", skipped, ", ".join(repos.values()))
@@ -354,7 +345,7 @@ def stage_baby(stages, workdir, ns, endpoint, data_key, data, plan, published) -
         local_train = _snapshot(data["train"], "dataset")
         bootstrap_baby(local_train, out, size="tiny", max_steps=plan.baby_steps, dataset_id=data["train"])
     commit = _publish(stages, "baby", key, out, repo_id, "model", "Upload the bootstrapped baby (babyhub demo)")
-    published.append(Published("baseline model", repo_id, "model", hub_url(endpoint, repo_id, "model"),
+    published.append(Published("baseline model", repo_id, "model", repo_url(endpoint, repo_id, "model"),
                                ["main"], str(out)))  # fmt: skip
     stages.record("baby", key, {repo_id: commit})
     stages.announce("baby", skipped, f"{repo_id}@{commit[:10]}")
@@ -409,7 +400,7 @@ def stage_synthetic(stages, workdir, ns, endpoint, baby_key, data, baby, plan, p
         label_stand_in_teacher(out)
     commit = _publish(stages, "synthetic", key, out, repo_id, "dataset", "Upload the synthetic split (babyhub demo)")
     published.append(Published("dataset (synthetic, stand-in teacher)", repo_id, "dataset",
-                               hub_url(endpoint, repo_id, "dataset"), local_path=str(out)))  # fmt: skip
+                               repo_url(endpoint, repo_id, "dataset"), local_path=str(out)))  # fmt: skip
     stages.record("synthetic", key, {repo_id: commit})
     stages.announce("synthetic", skipped, repo_id)
     return key, repo_id
@@ -448,7 +439,7 @@ def stage_train(stages, workdir, ns, endpoint, name, baby, train, data, plan, pu
                 "Run `babyhub demo` again to retry them."
             )
     branches = checkpoint_branches(repo_id)
-    published.append(Published(f"model ({MODEL_LABELS[name]})", repo_id, "model", hub_url(endpoint, repo_id, "model"),
+    published.append(Published(f"model ({MODEL_LABELS[name]})", repo_id, "model", repo_url(endpoint, repo_id, "model"),
                                [*branches, "main"], str(out)))  # fmt: skip
     stages.record(stage, key, {"repo_id": repo_id, "branches": branches})
     stages.announce(stage, skipped, f"{repo_id} ({len(branches)} checkpoint branches + main)")
@@ -520,7 +511,7 @@ def stage_spaces(stages, ns, endpoint, models, data, published) -> None:
     model_list = ",".join(models[name] for name in ("baseline", "dpo-real", "dpo-synthetic"))
     chat = push_chat_space(SPACES / "baby_chat", chat_repo, models=model_list, examples_dataset=data["eval"])
     for what, repo_id in (("metric Space (evaluate.load)", metric_repo), ("chat Space", chat_repo)):
-        published.append(Published(what, repo_id, "space", hub_url(endpoint, repo_id, "space")))
+        published.append(Published(what, repo_id, "space", repo_url(endpoint, repo_id, "space")))
     changed = [r.repo_id for r in (metric, chat) if r.commit_oid]
     stages.announce("spaces", not changed, f"{metric_repo}, {chat_repo}")
 

@@ -209,11 +209,16 @@ class _Session:
     def result(self, commit_oid: str | None) -> PushResult:
         from huggingface_hub import constants
 
-        prefix = {"model": "", "dataset": "datasets/", "space": "spaces/"}[self.repo_type]
-        url = f"{self.api.endpoint or constants.ENDPOINT}/{prefix}{self.repo_id}"
+        url = repo_url(self.api.endpoint or constants.ENDPOINT, self.repo_id, self.repo_type)
         if self.revision != "main":
             url += f"/tree/{self.revision}"
         return PushResult(self.repo_id, self.repo_type, self.revision, commit_oid, url)
+
+
+def repo_url(endpoint: str, repo_id: str, repo_type: str = "model") -> str:
+    """The web address of a repo on `endpoint` (models at the root, datasets and Spaces under their prefix)."""
+    prefix = {"model": "", "dataset": "datasets/", "space": "spaces/"}[repo_type]
+    return f"{endpoint.rstrip('/')}/{prefix}{repo_id}"
 
 
 def _same(local: _LocalFile, remote: tuple[str, str | None]) -> bool:
