@@ -253,7 +253,6 @@ def run_demo(
 ) -> DemoResult:
     """Run (or bring up to date) every stage of the study; see the module docstring."""
     workdir = Path(workdir).resolve()
-    workdir.mkdir(parents=True, exist_ok=True)
     for flag, path in (("--pairs", pairs), ("--tok-pairs", tok_pairs)):
         if path is not None and not Path(path).is_file():
             raise BabyhubError(f"{flag} {path}: no such file; give a minimal-pair CSV (see ../shared/data/README.md).")
@@ -261,6 +260,8 @@ def run_demo(
         blimp = SHARED_BLIMP
     if blimp is not None and not Path(blimp).is_dir():
         raise BabyhubError(f"--blimp {blimp}: no such folder; give the folder of BLiMP <paradigm>.txt files.")
+    # Inputs are checked above, before the work folder exists: a bad flag leaves nothing behind.
+    workdir.mkdir(parents=True, exist_ok=True)
     # Start (or reach) the hub before anything imports huggingface_hub.
     endpoint, hub = start_hub(workdir, port)
     print(f"[demo] hub: {endpoint}" + (f" (local, storage in {workdir / 'hub'})" if hub else ""), flush=True)

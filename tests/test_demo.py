@@ -90,3 +90,19 @@ def test_demo_publishes_everything_and_reruns_as_a_no_op(local_hub, tmp_path, bl
     second = capsys.readouterr().out
     assert "nothing ran" in second
     assert hub_state(api) == state
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--pairs", "{tmp}/missing.csv"], "--pairs {tmp}/missing.csv: no such file"),
+        (["--blimp", "{tmp}/no-blimp"], "--blimp {tmp}/no-blimp: no such folder"),
+        (["--dpo-steps", "0"], "--dpo-steps must be at least 1"),
+    ],
+)
+def test_demo_rejects_bad_input_and_creates_nothing(extra, message, tmp_path, capsys):
+    workdir = tmp_path / "demo"
+    argv = ["demo", "--quick", "--workdir", str(workdir), *[a.format(tmp=tmp_path) for a in extra]]
+    assert main(argv) == 2
+    assert message.format(tmp=tmp_path) in capsys.readouterr().err
+    assert not workdir.exists()
