@@ -49,7 +49,7 @@ def _add_model_arguments(parser) -> None:
                        help="evaluate every checkpoint-* branch and main, ordered by step; writes a CSV and a PNG")
     parser.add_argument("--output-dir", type=Path, default=Path("eval_results"),
                         help="where --all-revisions writes its CSV and PNG (default: eval_results/)")
-    parser.add_argument("--batch-size", type=int, default=128, help="texts per forward pass (default: 128)")
+    parser.add_argument("--batch-size", type=int, default=256, help="texts per forward pass (default: 256)")
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     parser.add_argument("--workers", type=int, default=None,
                         help="CPU scoring threads, each scoring whole batches (default: torch's thread count)")

@@ -15,16 +15,19 @@ of the original work, to float precision:
   word), a token that follows a word end (except the first scored one) loses log P(a word starts
   here). Tokenizers without a word-start marker (no `Ġ`/`▁`) ignore it, as in minicons.
 
-Speed (why it is fast): texts are tokenized at once, sorted by length and padded into batches, run
-under `torch.inference_mode`; the output layer and the log-softmax are computed only at the positions
-that are scored (without the word-start correction a text's last token is not run at all: it predicts nothing
-scored), and the reduction is a masked tensor sum (no Python loop over tokens). A fast tokenizer's Rust
-backend is called directly (its Python wrapper costs as much as the tokenizing). The two texts
-of a minimal pair share their beginning (the prompt): `pair_sequence_scores` / `pair_conditional_scores`
-pack a pair into one row — shared tokens once, then each continuation attending to the shared part
-and to itself only (a tree-shaped 4-D attention mask with explicit positions) — so the shared tokens
-are computed once instead of twice (41 -> 27 positions per eval pair). With `workers=N` whole batches
-run on N single-threaded workers: a baby's ops are too small to split well over threads.
+Speed (why it is fast): texts are tokenized at once, run under `torch.inference_mode` in batches of
+rows, and the reduction is a masked tensor sum (no Python loop over tokens). Texts that begin alike are
+computed once: they are sorted by their token ids and packed as prefix trees into rows of ROW_WIDTH places
+(every shared beginning once, each token attending to its ancestors in the tree through a 4-D attention
+mask with explicit positions), so the two texts of a minimal pair share their prompt, pairs with the same
+prompt share it too, and dialogues share their common first words: the 7,548 eval pairs (39.4 scored
+tokens per pair) run 19.6 positions per pair, against 24.8 with one pair per row. The output layer and
+the log-softmax are computed only at the places whose predictions are scored (without the word-start
+correction a text's last token predicts nothing scored and is not run at all). A fast tokenizer's Rust
+backend is called directly (its Python wrapper costs as much as the tokenizing); Python's cyclic garbage
+collector is paused while scoring, and glibc keeps freed memory mapped between batches (see
+`_keep_freed_memory`). With `workers=N` whole batches run on N single-threaded workers: a baby's ops are
+too small to split well over threads.
 
 Texts longer than the model's context (`config.max_position_embeddings`) are truncated from the left
 with a warning: the BOS token (if any) is kept, the oldest tokens after it are dropped, and the tokens
@@ -34,6 +37,10 @@ fit on its own is refused). Empty or whitespace-only texts and answers raise `Va
 
 from __future__ import annotations
 
+import ctypes
+import functools
+import gc
+import platform
 import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -43,10 +50,60 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 REDUCTIONS = ("sum", "mean")
-# Attention implementations that accept a ready 4-D mask (needed to pack a pair into one row).
+# Attention implementations that accept a ready 4-D mask (needed to pack several texts into one row).
 _PACKABLE_ATTENTION = ("sdpa", "eager")
 # Places whose logits are computed and normalised at once: a block of logits that stays in the CPU cache.
 HEAD_CHUNK = 512
+# Places per packed row. Texts that begin alike share their beginning in one row (a prefix tree); wider rows share
+# more, but every place attends over the whole row, so attention grows with the width. On the eval pairs 64, 80,
+# 96 and 112 places gave 3,440-3,530 pairs/s at 256 texts per batch (96 the best), 48 places 3,130.
+ROW_WIDTH = 96
+
+
+# Freed memory glibc's malloc keeps per arena instead of returning it to the kernel (see `_keep_freed_memory`).
+MALLOC_TOP_PAD = 64 << 20
+_M_TOP_PAD = -2  # mallopt's parameter number, from glibc's malloc.h
+_malloc_tuned = False
+
+
+def _keep_freed_memory() -> None:
+    """Have glibc keep MALLOC_TOP_PAD bytes of freed memory mapped, so each batch reuses the last batch's pages.
+
+    A batch allocates and frees tens of MiB of activations. By default glibc gives most of it back to the kernel
+    after the batch and the next batch faults it in again page by page: scoring the 7,548 eval pairs took
+    470,000 page faults and 0.6 s of system time in a 2.5 s run, and 5,000 faults with this setting. It is
+    process-wide and only decides how much freed memory stays mapped (PyTorch's CPU tuning guide swaps in
+    jemalloc or tcmalloc for the same reason). Other C libraries (musl, macOS) are left alone.
+    """
+    global _malloc_tuned
+    if _malloc_tuned or platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return
+    try:
+        ctypes.CDLL(None).mallopt(_M_TOP_PAD, MALLOC_TOP_PAD)
+    except (OSError, AttributeError):
+        pass
+    _malloc_tuned = True
+
+
+def _gc_paused(method):
+    """Run `method` with Python's cyclic garbage collector paused (restored afterwards).
+
+    Scoring makes tens of thousands of small lists (token ids) and no reference cycles, and those allocations
+    trigger collections that walk every object of a process that has imported torch and transformers: one full
+    collection costs about 0.14 s, 5 % of scoring the 7,548 eval pairs. Reference counting still frees everything.
+    """
+
+    @functools.wraps(method)
+    def paused(*args, **kwargs):
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return method(*args, **kwargs)
+        finally:
+            if enabled:
+                gc.enable()
+
+    return paused
 
 
 @dataclass(frozen=True)
@@ -55,6 +112,17 @@ class _Text:
 
     ids: list[int]
     start: int
+
+
+@dataclass
+class _Row:
+    """One row of a batch: the places of a prefix tree of texts (see `Scorer._layout`)."""
+
+    ids: list[int]  # the token at each place
+    depth: list[int]  # each place's depth in the tree: the token's position in its texts
+    texts: list[int]  # the texts of the row (indices into the scored list), in sorted order
+    keeps: list[int]  # per text, how many of its first tokens it shares with the text before it in the row
+    offsets: list[int]  # per text, the place of its first token that is not shared
 
 
 class Scorer:
@@ -67,6 +135,8 @@ class Scorer:
             raise ValueError(f"workers must be at least 1, got {workers}")
         self.workers = workers
         self.device = torch.device(device)
+        if self.device.type == "cpu":
+            _keep_freed_memory()
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
         self.batch_size = batch_size
@@ -96,6 +166,7 @@ class Scorer:
         return cls(model, tokenizer, device=device, batch_size=batch_size, workers=workers)
 
     # ----------------------------------------------------------------------------------------- public API
+    @_gc_paused
     def sequence_scores(
         self,
         texts: Sequence[str],
@@ -109,9 +180,9 @@ class Scorer:
         `progress`, if given, is called after each batch with the number of texts it scored (e.g. a tqdm's update).
         """
         _check_reduction(reduction)
-        items = [(t,) for t in self._encode_texts(texts, "texts")]
-        return [s for (s,) in self._score(items, reduction, bow_correction, progress)]
+        return self._score(self._encode_texts(texts, "texts"), reduction, bow_correction, progress)
 
+    @_gc_paused
     def conditional_scores(
         self,
         prompts: Sequence[str],
@@ -125,9 +196,10 @@ class Scorer:
         """log p(answer | prompt + separator), summed or averaged over the answer's tokens."""
         _check_reduction(reduction)
         _check_same_length(prompts=prompts, answers=answers)
-        items = [(t,) for t in self._encode_conditional(prompts, answers, separator, "answers")]
-        return [s for (s,) in self._score(items, reduction, bow_correction, progress)]
+        texts = self._encode_conditional(prompts, answers, separator, "answers")
+        return self._score(texts, reduction, bow_correction, progress)
 
+    @_gc_paused
     def pair_sequence_scores(
         self,
         texts_a: Sequence[str],
@@ -137,13 +209,15 @@ class Scorer:
         bow_correction: bool = False,
         progress: Callable[[int], object] | None = None,
     ) -> tuple[list[float], list[float]]:
-        """`sequence_scores` of two aligned lists (e.g. chosen and rejected); shared beginnings are computed once."""
+        """`sequence_scores` of two aligned lists (e.g. chosen and rejected), as two lists."""
         _check_reduction(reduction)
         _check_same_length(texts_a=texts_a, texts_b=texts_b)
         a = self._encode_texts(texts_a, "texts_a")
         b = self._encode_texts(texts_b, "texts_b")
-        return _unzip(self._score(self._pairs(a, b), reduction, bow_correction, progress))
+        scores = self._score(a + b, reduction, bow_correction, progress)
+        return scores[: len(a)], scores[len(a) :]
 
+    @_gc_paused
     def pair_conditional_scores(
         self,
         prompts: Sequence[str],
@@ -160,7 +234,8 @@ class Scorer:
         _check_same_length(prompts=prompts, answers_a=answers_a, answers_b=answers_b)
         a = self._encode_conditional(prompts, answers_a, separator, "answers_a")
         b = self._encode_conditional(prompts, answers_b, separator, "answers_b")
-        return _unzip(self._score(self._pairs(a, b), reduction, bow_correction, progress))
+        scores = self._score(a + b, reduction, bow_correction, progress)
+        return scores[: len(a)], scores[len(a) :]
 
     # ------------------------------------------------------------------------------------------ tokenizing
     def _encode_texts(self, texts: Sequence[str], field: str) -> list[_Text]:
@@ -240,38 +315,34 @@ class Scorer:
         )
         return fitted
 
-    def _pairs(self, a: list[_Text], b: list[_Text]) -> list[tuple[_Text, ...]]:
-        # Without 4-D mask support each text gets its own row; scores are the same, only slower.
-        if self._packable:
-            return list(zip(a, b, strict=True))
-        return [(x,) for x in a] + [(y,) for y in b]
-
     # ------------------------------------------------------------------------------------------- scoring
-    def _score(
-        self, items: list[tuple[_Text, ...]], reduction: str, bow_correction: bool, progress=None
-    ) -> list[tuple[float, ...]]:
-        """Score groups of one text or of two texts packed in one row; returns the scores per group, in order."""
+    def _score(self, texts: list[_Text], reduction: str, bow_correction: bool, progress=None) -> list[float]:
+        """Score texts (packed into rows as prefix trees, see `_layout`); returns their scores in order."""
         bow = bow_correction and self._bow_ids is not None
-        lengths = [_row_length(group) for group in items]
-        # Longest first: the first batches set glibc's mmap threshold to the largest buffers, so later (smaller)
+        rows = self._layout(texts, drop=0 if bow else 1)
+        # Widest first: the first batches set glibc's mmap threshold to the largest buffers, so later (smaller)
         # buffers come from the heap instead of fresh pages (growing sizes cost ~20 % more in page faults).
-        order = sorted(range(len(items)), key=lambda i: lengths[i], reverse=True)
-        results: list[tuple[float, ...] | None] = [None] * len(items)
-        texts_per_row = max(len(g) for g in items) if items else 1
-        rows_per_batch = max(1, self.batch_size // texts_per_row)
-        batches = [order[lo : lo + rows_per_batch] for lo in range(0, len(order), rows_per_batch)]
+        rows.sort(key=lambda row: len(row.ids), reverse=True)
+        batches: list[list[_Row]] = []
+        count = self.batch_size
+        for row in rows:
+            if count + len(row.texts) > self.batch_size:
+                batches.append([])
+                count = 0
+            batches[-1].append(row)
+            count += len(row.texts)
+        results = [0.0] * len(texts)
 
-        def score(batch: list[int]) -> list[float]:
+        def score(batch: list[_Row]) -> list[float]:
             with torch.inference_mode():
-                return self._score_batch([items[i] for i in batch], reduction, bow).tolist()
+                return self._score_batch(batch, texts, reduction, bow).tolist()
 
         for batch, scores in zip(batches, self._map(score, batches), strict=True):
-            k = 0
-            for i in batch:
-                results[i] = tuple(scores[k : k + len(items[i])])
-                k += len(items[i])
+            members = [i for row in batch for i in row.texts]
+            for i, value in zip(members, scores, strict=True):
+                results[i] = value
             if progress is not None:
-                progress(k)
+                progress(len(members))
         return results
 
     def _map(self, score, batches: list) -> list:
@@ -290,51 +361,75 @@ class Scorer:
         finally:
             torch.set_num_threads(threads)  # threads started later take this default again
 
-    def _score_batch(self, batch: list[tuple[_Text, ...]], reduction: str, bow: bool) -> torch.Tensor:
+    def _layout(self, texts: list[_Text], drop: int) -> list[_Row]:
+        """Pack the texts into rows of at most ROW_WIDTH places, each row a prefix tree of its texts.
+
+        Texts are sorted by their token ids, so texts that begin alike (the two answers of a pair, pairs with the
+        same prompt, prompts that begin alike) are neighbours; a text shares with the row the longest beginning it
+        has in common with the text before it (in sorted order no earlier text shares more) and adds the rest of
+        its tokens. The row is thus the tree laid out depth-first, and a token's depth in the tree is its position
+        in its text. Without the word-start correction a text's last token predicts nothing that is scored, so it
+        is not run at all (`drop=1`). Without 4-D mask support each text gets a row of its own.
+        """
+        inputs = [text.ids[: max(1, len(text.ids) - drop)] for text in texts]
+        if self._packable:
+            order = sorted(range(len(texts)), key=inputs.__getitem__)
+        else:
+            order = sorted(range(len(texts)), key=lambda i: len(inputs[i]), reverse=True)
+        rows: list[_Row] = []
+        previous: list[int] = []
+        for i in order:
+            own = inputs[i]
+            keep = _common_prefix(previous, own) if rows else 0
+            row = rows[-1] if rows else None
+            if (
+                row is None
+                or not self._packable
+                or len(row.ids) + len(own) - keep > ROW_WIDTH
+                or len(row.texts) >= self.batch_size
+            ):
+                row, keep = _Row([], [], [], [], []), 0
+                rows.append(row)
+            row.texts.append(i)
+            row.keeps.append(keep)
+            row.offsets.append(len(row.ids))
+            row.ids += own[keep:]
+            row.depth += range(keep, len(own))
+            previous = own
+        return rows
+
+    def _score_batch(self, batch: list[_Row], texts: list[_Text], reduction: str, bow: bool) -> torch.Tensor:
         """Scores of all texts of a batch of rows (row by row, text by text), as one tensor."""
         device = self.device
-        # 1. Lay out each row: the tokens shared by its texts once, then what differs, text after text. Without
-        # the word-start correction a text's last token predicts nothing that is scored: it is not run at all.
         drop = 0 if bow else 1
-        row_ids, row_branch, row_pos = [], [], []
-        texts, text_row, text_shared, text_offset = [], [], [], []
-        for r, group in enumerate(batch):
-            inputs = [text.ids[: max(1, len(text.ids) - drop)] for text in group]
-            shared = min(_common_prefix(group), *(len(ids) for ids in inputs))
-            ids, branch, pos = list(inputs[0][:shared]), [0] * shared, list(range(shared))
-            for j, (text, own) in enumerate(zip(group, inputs, strict=True)):
-                texts.append(text)
-                text_row.append(r)
-                text_shared.append(shared)
-                text_offset.append(len(ids))
-                rest = own[shared:]
-                ids += rest
-                branch += [j + 1] * len(rest)
-                pos += range(shared, len(own))
-            row_ids.append(ids)
-            row_branch.append(branch)
-            row_pos.append(pos)
-        width = max(len(ids) for ids in row_ids)
-        input_ids = _pad(row_ids, width, self._filler_id, device)
-        branch = _pad(row_branch, width, -1, device)
-        positions = _pad(row_pos, width, 0, device)
+        # 1. The rows as tensors: token ids, depth in the tree (= position in the text), which places are real.
+        width = max(len(row.ids) for row in batch)
+        input_ids = _pad([row.ids for row in batch], width, self._filler_id, device)
+        depth = _pad([row.depth for row in batch], width, 0, device)
+        used = torch.tensor([len(row.ids) for row in batch], device=device)
+        real = torch.arange(width, device=device).unsqueeze(0) < used.unsqueeze(1)
 
         # 2. Run the model once on the batch and keep the hidden states.
-        hidden = self._hidden_states(input_ids, branch, positions)  # [rows, width, dim]
+        hidden = self._hidden_states(input_ids, depth, real)  # [rows, width, dim]
 
         # 3. Map every text's token t to its place in the flattened batch (shared tokens map to the same place).
-        lengths = torch.tensor([len(t.ids) for t in texts], device=device)
-        starts = torch.tensor([t.start for t in texts], device=device)
-        shared = torch.tensor(text_shared, device=device)
-        offset = torch.tensor(text_offset, device=device)
-        rows = torch.tensor(text_row, device=device)
+        members = [texts[i] for row in batch for i in row.texts]
+        lengths = torch.tensor([len(t.ids) for t in members], device=device)
+        starts = torch.tensor([t.start for t in members], device=device)
+        rows = torch.tensor([r for r, row in enumerate(batch) for _ in row.texts], device=device)
         longest = int(lengths.max())
-        tokens = _pad([t.ids for t in texts], longest, self._filler_id, device)  # [texts, T]
+        tokens = _pad([t.ids for t in members], longest, self._filler_id, device)  # [texts, T]
+        keeps = torch.tensor([k for row in batch for k in row.keeps], device=device)
+        offsets = torch.tensor([o for row in batch for o in row.offsets], device=device)
         t = torch.arange(longest, device=device).unsqueeze(0)  # [1, T]
+        # Token t of a text is at the place added by the last text (up to and including it) that did not share
+        # token t with the text before it; a row's first text shares nothing, so this never leaves the row.
+        added_by = torch.where(keeps.unsqueeze(1) <= t, torch.arange(len(members), device=device).unsqueeze(1), -1)
+        added_by = added_by.cummax(dim=0).values  # [texts, T]
+        paths = offsets[added_by] + t - keeps[added_by]
         valid = t < lengths.unsqueeze(1)
         in_row = t < (lengths - drop).clamp(min=1).unsqueeze(1)  # the tokens that were run through the model
-        place = torch.where(t < shared.unsqueeze(1), t, t - shared.unsqueeze(1) + offset.unsqueeze(1))
-        flat = (rows.unsqueeze(1) * width + place).where(in_row, 0)  # [texts, T]
+        flat = (rows.unsqueeze(1) * width + paths).where(in_row, 0)  # [texts, T]
         scored = valid & (t >= starts.unsqueeze(1))
         # Token t is predicted at place t-1; its word-start correction also looks at place t.
         prev_flat = torch.cat([flat[:, :1], flat[:, :-1]], dim=1)
@@ -389,13 +484,13 @@ class Scorer:
             target_logits[here] = logits[rows[here] - lo, targets[here]]
         return log_norm, bow_lp, target_logits
 
-    def _hidden_states(self, input_ids: torch.Tensor, branch: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        mask = self._attention_mask(branch)
+    def _hidden_states(self, input_ids: torch.Tensor, depth: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        mask = self._attention_mask(depth, real)
         if self._fast_head:
             return self.model.base_model(
-                input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=False
+                input_ids=input_ids, attention_mask=mask, position_ids=depth, use_cache=False
             )[0]
-        return self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=False).logits
+        return self.model(input_ids=input_ids, attention_mask=mask, position_ids=depth, use_cache=False).logits
 
     def _logits(self, selected: torch.Tensor) -> torch.Tensor:
         """Logits (float32) at the selected places: the output layer applied there, or already computed."""
@@ -403,20 +498,23 @@ class Scorer:
             return self.model.get_output_embeddings()(selected).float()
         return selected.float()  # the full model already produced logits
 
-    def _attention_mask(self, branch: torch.Tensor) -> torch.Tensor:
-        """Causal mask where a token sees the shared part and its own text (branch 0 = shared, -1 = padding)."""
+    def _attention_mask(self, depth: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        """Tree mask: a token sees its ancestors in its row's prefix tree and itself (see `_layout`)."""
         if not self._packable:
-            return (branch >= 0).long()  # one text per row: the usual 2-D padding mask
-        width = branch.shape[1]
-        causal = torch.ones(width, width, dtype=torch.bool, device=branch.device).tril()
-        q, k = branch.unsqueeze(2), branch.unsqueeze(1)
-        allowed = causal & (k >= 0) & ((k == 0) | (k == q))
-        # Padding queries attend to themselves only, so no row of the mask is empty (empty rows give NaN).
-        allowed |= torch.eye(width, dtype=torch.bool, device=branch.device) & (q < 0)
-        allowed = allowed.unsqueeze(1)
+            return real.long()  # one text per row: the usual 2-D padding mask
+        width = depth.shape[1]
+        place = torch.arange(width, device=depth.device)
+        # Laid out depth-first, the descendants of place j are the places after it up to the next place that is
+        # no deeper than j (`end[j]`), so place i sees place j iff j <= i < end[j]. Padding has depth 0: it ends
+        # every tree before it and sees only itself (so no row of the mask is empty: empty rows give NaN).
+        after = place.unsqueeze(1) < place.unsqueeze(0)  # [j, k]: k comes after j
+        closes = after & (depth.unsqueeze(1) <= depth.unsqueeze(2))  # [rows, j, k]: k is no deeper than j
+        end = torch.where(closes, place, width).amin(dim=2)  # [rows, j]
+        i, j = place.view(1, -1, 1), place.view(1, 1, -1)
+        allowed = ((j <= i) & (i < end.unsqueeze(1))).unsqueeze(1)  # [rows, 1, i, j]
         if self.model.config._attn_implementation == "eager":
             dtype = self.model.dtype
-            return torch.zeros(allowed.shape, dtype=dtype, device=branch.device).masked_fill(
+            return torch.zeros(allowed.shape, dtype=dtype, device=depth.device).masked_fill(
                 ~allowed, torch.finfo(dtype).min
             )
         return allowed
@@ -528,10 +626,7 @@ def _logsumexp(logits: torch.Tensor) -> torch.Tensor:
     return logits[:, 0] + torch.nn.functional.cross_entropy(logits, first, reduction="none")
 
 
-def _common_prefix(group: tuple[_Text, ...]) -> int:
-    if len(group) == 1:
-        return len(group[0].ids)
-    a, b = group[0].ids, group[1].ids
+def _common_prefix(a: list[int], b: list[int]) -> int:
     n = 0
     for x, y in zip(a, b):  # noqa: B905 - lengths differ by design
         if x != y:
@@ -540,20 +635,8 @@ def _common_prefix(group: tuple[_Text, ...]) -> int:
     return n
 
 
-def _row_length(group: tuple[_Text, ...]) -> int:
-    shared = _common_prefix(group)
-    return shared + sum(len(t.ids) - shared for t in group)
-
-
 def _pad(rows: list[list[int]], width: int, value: int, device: torch.device) -> torch.Tensor:
     return torch.tensor([r + [value] * (width - len(r)) for r in rows], dtype=torch.long, device=device)
-
-
-def _unzip(results: list[tuple[float, ...]]) -> tuple[list[float], list[float]]:
-    if results and len(results[0]) == 2:
-        return [r[0] for r in results], [r[1] for r in results]
-    half = len(results) // 2  # unpacked pairs: all first texts, then all second texts
-    return [r[0] for r in results[:half]], [r[0] for r in results[half:]]
 
 
 def _as_list(texts: Sequence[str], field: str) -> list[str]:

@@ -218,3 +218,64 @@ def test_short_texts_score_without_running_their_last_token(baby, scorer):
         expected.append(logprobs.mean().item())
     _assert_close(scorer.sequence_scores(texts), expected)
     _assert_close(scorer.pair_sequence_scores(texts, others)[0], expected)
+
+
+def _alone(model, ids: list[int]) -> float:
+    """Summed log-probability of ids[1:] with the model run on this one text (no packing, no batching)."""
+    tensor = torch.tensor([ids])
+    with torch.inference_mode():
+        return model(tensor).logits.log_softmax(-1)[0, :-1].gather(1, tensor[0, 1:, None]).sum().item()
+
+
+@pytest.mark.parametrize("bow", [False, True])
+def test_texts_that_begin_alike_share_a_row_and_score_as_alone(baby, reference, bow):
+    # Texts that are prefixes of others, duplicates, several answers to one prompt and prompts that begin alike:
+    # they are packed as one prefix tree per row, and each still scores exactly as minicons scores it alone.
+    model, tokenizer = baby
+    texts = [
+        "*MOT: what is that ? *CHI: a dog .",
+        "*MOT: what is that ? *CHI: a dog . a big dog .",
+        "*MOT: what is that ?",
+        "*MOT: what is that ? *CHI: a cat .",
+        "*MOT: what is that ? *CHI: a dog .",
+        "*MOT: what",
+        "*MOT: where is the ball ? *CHI: there .",
+        "*MOT: what is this ? *CHI: ball .",
+        "*CHI: no .",
+    ]
+    scorer = Scorer(model, tokenizer, batch_size=64)
+    rows = scorer._layout(scorer._encode_texts(texts, "texts"), drop=0 if bow else 1)
+    assert len(rows) == 1 and len(rows[0].ids) < sum(len(ids) for ids in tokenizer(texts)["input_ids"]) / 2
+    expected = reference.sequence_score(texts, reduction=lambda x: x.sum(0).item(), bow_correction=bow)
+    _assert_close(scorer.sequence_scores(texts, reduction="sum", bow_correction=bow), expected)
+    # Rows that are full start a new tree: a narrow row width gives the same scores.
+    narrow = Scorer(model, tokenizer, batch_size=3)  # at most 3 texts per row and per batch
+    _assert_close(narrow.sequence_scores(texts, reduction="sum", bow_correction=bow), expected)
+
+
+def test_texts_without_a_shared_first_token_form_separate_trees(baby, scorer):
+    # A tokenizer without BOS gives texts whose first tokens differ: each is the root of its own tree in the row,
+    # and must not see the tokens of the trees before it.
+    model, tokenizer = baby
+    ids = [tokenizer(text, add_special_tokens=False)["input_ids"] for text in
+           ("*MOT: look at the dog .", "*MOT: look at the cat .", "the dog is big .", "the dog .", "yes .")]
+    assert len({i[0] for i in ids}) > 1
+    texts = [scoring._Text(i, 1) for i in ids]
+    (row,) = scorer._layout(texts, drop=1)
+    assert row.depth.count(0) == len({i[0] for i in ids})  # one root per distinct first token
+    ours = scorer._score(texts, "sum", False)
+    _assert_close(ours, [_alone(model, i) for i in ids])
+
+
+def test_scoring_pauses_the_garbage_collector_and_restores_it(scorer):
+    import gc
+
+    seen = []
+    scorer.sequence_scores(["*CHI: hi ."], progress=lambda n: seen.append(gc.isenabled()))
+    assert seen == [False] and gc.isenabled()
+    gc.disable()
+    try:
+        scorer.sequence_scores(["*CHI: hi ."])
+        assert not gc.isenabled()  # a caller's own choice is left as it was
+    finally:
+        gc.enable()
