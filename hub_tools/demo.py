@@ -449,6 +449,9 @@ def stage_train(stages, workdir, ns, endpoint, name, baby, train, data, plan, pu
 
 def stage_evaluate(stages, keys, models, data, blimp, plan) -> list[dict]:
     """Score every model on the evaluation split(s) and BLiMP; write the results into each model's card."""
+    import torch
+
+    from hub_tools.eval_commands import EVAL_BATCH_SIZE
     from hub_tools.evaluation import (
         blimp_eval_result,
         evaluate_blimp,
@@ -480,7 +483,9 @@ def stage_evaluate(stages, keys, models, data, blimp, plan) -> list[dict]:
     rows = []
     for name, repo in models.items():
         commit = head_commit(repo)
-        scorer = Scorer.from_pretrained(repo, revision=commit)
+        scorer = Scorer.from_pretrained(
+            repo, revision=commit, batch_size=EVAL_BATCH_SIZE, workers=torch.get_num_threads()
+        )
         row = {"model": MODEL_LABELS[name], "repo_id": repo, "commit": commit[:10]}
         results = []
         for split, pairs in sets.items():

@@ -14,6 +14,9 @@ from pathlib import Path
 
 from hub_tools.errors import BabyhubError
 
+# Texts per batch for `babyhub eval` and the demo: the fastest of 64-512 on the eval pairs (benchmarks/README.md).
+EVAL_BATCH_SIZE = 256
+
 MINPAIR_METHODS = ("sequence_mean", "sequence_sum_bow", "answer_sum", "answer_mean")  # = scoring.METHODS
 BLIMP_METHODS = ("sequence_sum_bow", "sequence_mean")
 
@@ -49,7 +52,8 @@ def _add_model_arguments(parser) -> None:
                        help="evaluate every checkpoint-* branch and main, ordered by step; writes a CSV and a PNG")
     parser.add_argument("--output-dir", type=Path, default=Path("eval_results"),
                         help="where --all-revisions writes its CSV and PNG (default: eval_results/)")
-    parser.add_argument("--batch-size", type=int, default=256, help="texts per forward pass (default: 256)")
+    parser.add_argument("--batch-size", type=int, default=EVAL_BATCH_SIZE,
+                        help=f"texts per forward pass (default: {EVAL_BATCH_SIZE})")
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     parser.add_argument("--workers", type=int, default=None,
                         help="CPU scoring threads, each scoring whole batches (default: torch's thread count)")

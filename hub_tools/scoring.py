@@ -42,7 +42,7 @@ import functools
 import gc
 import platform
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -345,19 +345,20 @@ class Scorer:
                 progress(len(members))
         return results
 
-    def _map(self, score, batches: list) -> list:
-        """Score the batches one after the other, or on `workers` threads of one torch thread each.
+    def _map(self, score, batches: list) -> Iterator:
+        """Score the batches one after the other, or on `workers` threads of one torch thread each, in order.
 
         On a small model most ops are too small to split well over threads, and a thread waiting at a
         parallel op's barrier stalls when another process takes its core; whole batches on single-threaded
-        workers keep every core busy instead.
+        workers keep every core busy instead. Results are yielded as they come, so progress is shown per batch.
         """
         if self.workers <= 1 or len(batches) < 2 or self.device.type != "cpu":
-            return [score(b) for b in batches]
+            yield from map(score, batches)
+            return
         threads = torch.get_num_threads()
         try:
             with ThreadPoolExecutor(self.workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
-                return list(pool.map(score, batches))
+                yield from pool.map(score, batches)
         finally:
             torch.set_num_threads(threads)  # threads started later take this default again
 
