@@ -173,19 +173,39 @@ def evaluate_blimp(
     if method not in BLIMP_METHODS:
         raise BabyhubError(f"BLiMP is scored with a sequence method ({', '.join(BLIMP_METHODS)}), not {method!r}")
     reduction, bow = ("sum", True) if method == "sequence_sum_bow" else ("mean", False)
-    total = sum(len(good) for good, _ in suite.values())
-    accuracies = {}
-    with _PairProgress(total, f"BLiMP {method}", progress) as tick:
-        for name, (good, bad) in suite.items():
-            try:
-                good_scores, bad_scores = scorer.pair_sequence_scores(
-                    good, bad, reduction=reduction, bow_correction=bow, progress=tick
-                )
-            except ValueError as err:
-                raise BabyhubError(f"BLiMP paradigm {name}: {err}") from err
-            accuracies[name] = compare_pairs(good_scores, bad_scores)["accuracy"]
+    if not suite:
+        raise BabyhubError("the BLiMP suite has no paradigms")
+    # All paradigms in one call: the scorer fills whole batches and shares the beginnings that sentences of a
+    # paradigm have in common, instead of 67 calls of a few batches each.
+    good_all: list[str] = []
+    bad_all: list[str] = []
+    ends = {}
+    for name, (good, bad) in suite.items():
+        if not good or len(good) != len(bad):
+            raise BabyhubError(
+                f"BLiMP paradigm {name}: {len(good)} grammatical and {len(bad)} ungrammatical sentences; "
+                "give at least one pair, the grammatical sentence first"
+            )
+        for kind, texts in (("grammatical", good), ("ungrammatical", bad)):
+            for pair, text in enumerate(texts):
+                if not isinstance(text, str) or not text.strip():
+                    raise BabyhubError(f"BLiMP paradigm {name}, pair {pair}: the {kind} sentence is empty")
+        good_all += good
+        bad_all += bad
+        ends[name] = len(good_all)
+    with _PairProgress(len(good_all), f"BLiMP {method}", progress) as tick:
+        try:
+            good_scores, bad_scores = scorer.pair_sequence_scores(
+                good_all, bad_all, reduction=reduction, bow_correction=bow, progress=tick
+            )
+        except ValueError as err:
+            raise BabyhubError(f"BLiMP: {err}") from err
+    accuracies, start = {}, 0
+    for name, end in ends.items():
+        accuracies[name] = compare_pairs(good_scores[start:end], bad_scores[start:end])["accuracy"]
+        start = end
     macro = sum(accuracies.values()) / len(accuracies)
-    return BlimpResult(method, macro, total, accuracies)
+    return BlimpResult(method, macro, len(good_all), accuracies)
 
 
 # --------------------------------------------------------------------------------------------- revisions

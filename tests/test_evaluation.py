@@ -88,10 +88,16 @@ def test_blimp_accuracy_is_the_macro_average_of_paradigms(scorer, tmp_path):
     result = evaluate_blimp(scorer, small, progress=False)
     assert result.n == 124 and set(result.paradigms) == set(small)
     assert result.accuracy == pytest.approx(sum(result.paradigms.values()) / 4)
-    good, bad = scorer.pair_sequence_scores(*small["tiny"], reduction="sum", bow_correction=True)
-    assert result.paradigms["tiny"] == sum(g > b for g, b in zip(good, bad, strict=True)) / 4
+    # All paradigms are scored in one call; each accuracy is still that of its own pairs scored alone.
+    for name, pairs in small.items():
+        good, bad = scorer.pair_sequence_scores(*pairs, reduction="sum", bow_correction=True)
+        assert result.paradigms[name] == sum(g > b for g, b in zip(good, bad, strict=True)) / len(good), name
     with pytest.raises(BabyhubError, match="sequence method"):
         evaluate_blimp(scorer, small, "answer_sum", progress=False)
+    with pytest.raises(BabyhubError, match="BLiMP paradigm tiny: 4 grammatical and 3 ungrammatical"):
+        evaluate_blimp(scorer, {**small, "tiny": (small["tiny"][0], small["tiny"][1][:3])}, progress=False)
+    with pytest.raises(BabyhubError, match="BLiMP paradigm tiny, pair 1: the ungrammatical sentence is empty"):
+        evaluate_blimp(scorer, {**small, "tiny": (small["tiny"][0], ["a b .", " ", "c .", "d ."])}, progress=False)
 
 
 def test_list_revisions_orders_checkpoints_by_step_and_main_last(local_hub, tiny_baby, tmp_path):
