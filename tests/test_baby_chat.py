@@ -307,6 +307,25 @@ def test_app_streams_each_column_and_switches_revision(chat_app):
     assert len(texts(final)) == 4 and texts(final)[-1].startswith("assistant: *CHI:")
 
 
+def test_app_refresh_revisions_offers_checkpoints_pushed_after_start(chat_app, tiny_baby):
+    from hub_tools.publish import push_folder
+
+    _, _, client, hub = chat_app
+    _, _, history, _ = say(client, "where is the ball ?")
+    with pytest.raises(Exception, match="checkpoint-4"):
+        client.predict(history, "checkpoint-4", api_name="/answer_0")
+    # A checkpoint pushed while the Space runs (as training does) is offered after a refresh.
+    folder = perturb(tiny_baby, SESSION_DIR / "space-chat" / "checkpoint-4", seed=4)
+    pushed = push_folder(folder, hub["repo"], revision="checkpoint-4")
+    menus = client.predict("main", "checkpoint-2", api_name="/refresh_revisions")
+    assert [menu["value"] for menu in menus] == ["main", "checkpoint-2"]  # each column keeps its choice
+    for menu in menus:
+        assert [value for _, value in menu["choices"]] == ["main", "checkpoint-2", "checkpoint-4"]
+        assert f"checkpoint-4 · {pushed.commit_oid[:7]}" in [label for label, _ in menu["choices"]]
+    _, final, status = answer(client, 0, history, "checkpoint-4")
+    assert pushed.commit_oid[:7] in status and texts(final)[-1].startswith("assistant: *CHI: ")
+
+
 def test_app_sampling_seed_regenerate_and_clear(chat_app):
     _, _, client, _ = chat_app
     _, _, history, _ = say(client, "do you want some milk ?")

@@ -128,6 +128,28 @@ def build_demo(
         select_revision.__name__ = f"revision_{i}"
         return select_revision
 
+    def refresh_revisions(*selected):
+        """Read every column's branches again: checkpoints pushed since the Space started become choosable."""
+        updates = []
+        for i, spec in enumerate(specs):
+            try:
+                fresh = {r.name: r for r in bc.list_revisions(spec)}
+            except bc.SpaceConfigError as err:
+                raise gr.Error(bc.redact(str(err))) from err
+            revisions[i] = fresh  # one assignment: an answer running now sees the old or the new branches
+            keep = selected[i] if selected[i] in fresh else bc.default_revision(spec, list(fresh.values()))
+            updates.append(revision_dropdown(i, keep))
+        return updates
+
+    def revision_dropdown(i: int, value: str, **layout) -> gr.Dropdown:
+        """Column i's revision menu (in the layout), or an update of its choices (returned by an event)."""
+        return gr.Dropdown(
+            choices=[(f"{n} · {r.short_commit}", n) for n, r in revisions[i].items()],
+            value=value,
+            interactive=len(revisions[i]) > 1,
+            **layout,
+        )
+
     def drop_last_answers(*histories):
         out = []
         for h in histories:
@@ -183,16 +205,9 @@ def build_demo(
                     with gr.Column(min_width=240):
                         role = "baseline" if i == 0 else f"DPO, β = {spec.beta:g}"
                         gr.Markdown(f"### {spec.label}\n{role}")
-                        names = list(revisions[i])
                         value = bc.default_revision(spec, list(revisions[i].values()))
                         dropdowns.append(
-                            gr.Dropdown(
-                                choices=[(f"{n} · {r.short_commit}", n) for n, r in revisions[i].items()],
-                                value=value,
-                                label=f"revision of {spec.label}",
-                                interactive=len(names) > 1,
-                                elem_id=f"revision-{i}",
-                            )
+                            revision_dropdown(i, value, label=f"revision of {spec.label}", elem_id=f"revision-{i}")
                         )
                         rev_boxes.append(gr.Markdown(commit_note(i, value), elem_id=f"commit-{i}"))
                         chatbots.append(
@@ -218,6 +233,7 @@ def build_demo(
                 stop_btn = gr.Button("Stop", variant="stop", elem_id="stop")
                 regen_btn = gr.Button("Regenerate", elem_id="regenerate")
                 clear_btn = gr.Button("Clear", elem_id="clear")
+                refresh_btn = gr.Button("Refresh revisions", elem_id="refresh-revisions")
             with gr.Accordion("Sampling", open=False):
                 with gr.Row():
                     mode = gr.Radio(["greedy", "sample"], value="greedy", label="decoding")
@@ -301,6 +317,7 @@ def build_demo(
             api_visibility="undocumented",
             **light,
         )
+        refresh_btn.click(refresh_revisions, dropdowns, dropdowns, api_name="refresh_revisions", **light)
         for i, dropdown in enumerate(dropdowns):
             dropdown.change(make_select_revision(i), dropdown, rev_boxes[i], api_name=f"revision_{i}", **cpu)
 
