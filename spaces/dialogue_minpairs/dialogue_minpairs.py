@@ -7,6 +7,7 @@ file by babyhub's Space bundle and linked here in a checkout), so the accuracy e
 
 import datasets
 import evaluate
+import torch
 
 from .dialogue import TURN_SEPARATOR
 from .scoring import METHODS, Scorer, compare_pairs, score_minimal_pairs
@@ -44,7 +45,7 @@ Args:
         - `sequence_sum_bow`: summed log-probability of the same text with the beginning-of-word correction
           (the later evaluation script's numbers);
         - `answer_sum` / `answer_mean`: log-probability of the answer given the prompt, summed / averaged.
-    batch_size (`int`, default 64): texts per forward pass.
+    batch_size (`int`, default 256): texts per forward pass (on a CPU, whole batches run on one worker per core).
     device (`str`, default `"cpu"`): torch device.
     return_margins (`bool`, default `False`): also return each pair's score(chosen) - score(rejected).
 Returns:
@@ -111,7 +112,7 @@ class DialogueMinpairs(evaluate.Metric):
         model_id=None,
         revision=None,
         method="sequence_mean",
-        batch_size=64,
+        batch_size=256,
         device="cpu",
         return_margins=False,
     ):
@@ -121,7 +122,11 @@ class DialogueMinpairs(evaluate.Metric):
             raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
         key = (model_id, revision, device)
         if key not in _SCORERS:
-            _SCORERS[key] = Scorer.from_pretrained(model_id, revision, device=device, batch_size=batch_size)
+            # On a CPU, whole batches on one single-threaded worker per core (as `babyhub eval` does).
+            workers = torch.get_num_threads() if torch.device(device).type == "cpu" else 1
+            _SCORERS[key] = Scorer.from_pretrained(
+                model_id, revision, device=device, batch_size=batch_size, workers=workers
+            )
         scorer = _SCORERS[key]
         scorer.batch_size = batch_size
         chosen_scores, rejected_scores = score_minimal_pairs(
