@@ -246,6 +246,10 @@ def test_texts_that_begin_alike_share_a_row_and_score_as_alone(baby, reference, 
     scorer = Scorer(model, tokenizer, batch_size=64)
     rows = scorer._layout(scorer._encode_texts(texts, "texts"), drop=0 if bow else 1)
     assert len(rows) == 1 and len(rows[0].ids) < sum(len(ids) for ids in tokenizer(texts)["input_ids"]) / 2
+    # Texts longer than a row (ROW_WIDTH places) get rows of their own; one that only repeats such a text joins it.
+    long = " ".join(["*MOT: what is that ? *CHI: a dog . *MOT: a big dog ? *CHI: yes ."] * 8)
+    texts += [long, long + " *MOT: good !", long]
+    assert len(tokenizer(long)["input_ids"]) > scoring.ROW_WIDTH
     expected = reference.sequence_score(texts, reduction=lambda x: x.sum(0).item(), bow_correction=bow)
     _assert_close(scorer.sequence_scores(texts, reduction="sum", bow_correction=bow), expected)
     # Rows that are full start a new tree: a narrow row width gives the same scores.
