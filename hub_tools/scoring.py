@@ -56,7 +56,7 @@ _PACKABLE_ATTENTION = ("sdpa", "eager")
 HEAD_CHUNK = 512
 # Places per packed row. Texts that begin alike share their beginning in one row (a prefix tree); wider rows share
 # more, but every place attends over the whole row, so attention grows with the width. On the eval pairs 64, 80,
-# 96 and 112 places gave 3,440-3,530 pairs/s at 256 texts per batch (96 the best), 48 places 3,130.
+# 96 and 112 places gave 3,440-3,530 pairs/s at 256 texts per batch (96 the best); 48 places at 128 texts, 3,130.
 ROW_WIDTH = 96
 
 
