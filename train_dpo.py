@@ -33,6 +33,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -481,8 +482,11 @@ def make_callbacks(setup: RunSetup, pusher):
             # Without optimizer state (a Hub branch holds none) the Trainer starts the LR schedule at 0: move it on.
             scheduler = kwargs.get("lr_scheduler")
             if state.global_step and scheduler is not None and scheduler.last_epoch < state.global_step:
-                for _ in range(state.global_step - scheduler.last_epoch):
-                    scheduler.step()
+                with warnings.catch_warnings():
+                    # Stepping the schedule before the optimizer is the point here, not the mistake torch warns of.
+                    warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before")
+                    for _ in range(state.global_step - scheduler.last_epoch):
+                        scheduler.step()
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             write_metrics_csv(metrics_path, state.log_history)
