@@ -469,16 +469,16 @@ def make_callbacks(setup: RunSetup, pusher):
     from transformers import TrainerCallback
 
     from hub_tools.checkpoints import checkpoint_branch, stage_checkpoint
-    from hub_tools.plots import write_metrics_csv
+    from hub_tools.plots import MetricsLog
 
     output_dir = Path(setup.training_args.output_dir)
-    metrics_path = metrics_file(setup)
+    metrics = MetricsLog(metrics_file(setup))
 
     class MetricsCSV(TrainerCallback):
         """Every log row to logs/training_metrics.csv; on resume the rows up to the checkpoint come from its state."""
 
         def on_train_begin(self, args, state, control, **kwargs):
-            write_metrics_csv(metrics_path, [r for r in state.log_history if r.get("step", 0) <= state.global_step])
+            metrics.update([r for r in state.log_history if r.get("step", 0) <= state.global_step])
             # Without optimizer state (a Hub branch holds none) the Trainer starts the LR schedule at 0: move it on.
             scheduler = kwargs.get("lr_scheduler")
             if state.global_step and scheduler is not None and scheduler.last_epoch < state.global_step:
@@ -489,7 +489,7 @@ def make_callbacks(setup: RunSetup, pusher):
                         scheduler.step()
 
         def on_log(self, args, state, control, logs=None, **kwargs):
-            write_metrics_csv(metrics_path, state.log_history)
+            metrics.update(state.log_history)
 
     class PushCheckpoints(TrainerCallback):
         """On every save: stage the checkpoint's model files and queue them for branch checkpoint-<step>."""

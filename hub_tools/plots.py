@@ -117,16 +117,13 @@ def _run_names(files: list[Path]) -> list[str]:
 def write_metrics_csv(path: str | Path, log_history: Sequence[dict]) -> Path:
     """Write the trainer's log rows as `step` then the logged keys (union over rows, in first-seen order).
 
-    The whole file is rewritten each time (it is small): a key that appears late (e.g. the end-of-training
-    summary) gets its column, and a resumed run writes exactly the rows of its history.
+    The whole file is written to a temporary file that then replaces it: readers never see half of it.
     """
     import csv
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    columns = ["step"]
-    for row in log_history:
-        columns += [k for k in row if k not in columns]
+    columns = _metrics_columns(log_history)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns)
@@ -135,3 +132,44 @@ def write_metrics_csv(path: str | Path, log_history: Sequence[dict]) -> Path:
             writer.writerow({k: row.get(k, "") for k in columns})
     tmp.replace(path)  # readers never see a half-written file
     return path
+
+
+class MetricsLog:
+    """Keeps a metrics CSV equal to `write_metrics_csv(path, log_history)` as the trainer's history grows.
+
+    New rows are appended: rewriting the whole file at every log made each log row cost more than the last
+    (a run that logs every step for 10,000 steps would write 50 million rows in all). The file is rewritten
+    only when a row brings a column the file lacks (e.g. the end-of-training summary) or when the history is
+    not a continuation of what was written (e.g. a resumed run's history).
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.columns: list[str] = []
+        self.written = 0
+        self.last_row: dict | None = None
+
+    def update(self, log_history: Sequence[dict]) -> Path:
+        import csv
+
+        written = self.written
+        new = log_history[written:]
+        continues = 0 < written <= len(log_history) and log_history[written - 1] is self.last_row
+        if continues and all(k in self.columns for row in new for k in row) and self.path.is_file():
+            with open(self.path, "a", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=self.columns)
+                for row in new:
+                    writer.writerow({k: row.get(k, "") for k in self.columns})
+        else:
+            write_metrics_csv(self.path, log_history)
+            self.columns = _metrics_columns(log_history)
+        self.written = len(log_history)
+        self.last_row = log_history[-1] if log_history else None
+        return self.path
+
+
+def _metrics_columns(log_history: Sequence[dict]) -> list[str]:
+    columns = ["step"]
+    for row in log_history:
+        columns += [k for k in row if k not in columns]
+    return columns

@@ -6,7 +6,7 @@ import sys
 import pandas as pd
 from PIL import Image
 
-from hub_tools.plots import build_figures, read_metrics, write_metrics_csv
+from hub_tools.plots import MetricsLog, build_figures, read_metrics, write_metrics_csv
 
 # Log rows as TRL 1.x logs them, then as an older TRL spelled them (train/ prefix, no margins, extra keys).
 NEW = [
@@ -30,6 +30,27 @@ def test_metrics_csv_is_step_then_the_logged_keys(tmp_path):
     assert list(frame.columns[:3]) == ["step", "loss", "rewards/chosen"]
     assert "train_runtime" in frame.columns
     assert frame["loss"].tolist()[:2] == [0.69, 0.61] and pd.isna(frame["loss"].iloc[2])
+
+
+def test_metrics_log_appends_rows_and_equals_a_whole_rewrite(tmp_path):
+    log = MetricsLog(tmp_path / "logs" / "training_metrics.csv")
+    history = []
+    for row in NEW:  # the last row brings columns the file lacks: it is rewritten with them
+        history.append(row)
+        log.update(history)
+        assert log.path.read_text() == write_metrics_csv(tmp_path / "whole.csv", history).read_text()
+    size = log.path.stat().st_size
+    history.append({"loss": 0.5, "epoch": 0.3, "step": 30})  # known columns: appended, nothing before it changes
+    with open(log.path, "r+") as f:
+        f.write("#")  # a mark a rewrite would erase
+    log.update(history)
+    data = log.path.read_bytes()
+    assert data.startswith(b"#") and data[size:] == b"30,0.5,,,,,0.3,,\r\n"  # csv's line ending
+    # A history that does not continue what was written (a resumed run's) rewrites the file.
+    resumed = [dict(row) for row in NEW[:2]]
+    log.update(resumed)
+    assert log.path.read_text() == write_metrics_csv(tmp_path / "whole.csv", resumed).read_text()
+    assert pd.read_csv(log.path)["step"].tolist() == [10, 20]
 
 
 def test_logs_of_two_trl_versions_share_each_figure(tmp_path):
