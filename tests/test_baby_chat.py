@@ -317,8 +317,9 @@ def test_app_refresh_revisions_offers_checkpoints_pushed_after_start(chat_app, t
     # A checkpoint pushed while the Space runs (as training does) is offered after a refresh.
     folder = perturb(tiny_baby, SESSION_DIR / "space-chat" / "checkpoint-4", seed=4)
     pushed = push_folder(folder, hub["repo"], revision="checkpoint-4")
-    menus = client.predict("main", "checkpoint-2", api_name="/refresh_revisions")
+    *menus, note_0, note_1 = client.predict("main", "checkpoint-2", api_name="/refresh_revisions")
     assert [menu["value"] for menu in menus] == ["main", "checkpoint-2"]  # each column keeps its choice
+    assert hub["commits"]["main"][:7] in note_0 and hub["commits"]["checkpoint-2"][:7] in note_1
     for menu in menus:
         assert [value for _, value in menu["choices"]] == ["main", "checkpoint-2", "checkpoint-4"]
         assert f"checkpoint-4 · {pushed.commit_oid[:7]}" in [label for label, _ in menu["choices"]]

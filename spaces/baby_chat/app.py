@@ -130,7 +130,7 @@ def build_demo(
 
     def refresh_revisions(*selected):
         """Read every column's branches again: checkpoints pushed since the Space started become choosable."""
-        updates = []
+        menus, notes = [], []
         for i, spec in enumerate(specs):
             try:
                 fresh = {r.name: r for r in bc.list_revisions(spec)}
@@ -138,8 +138,9 @@ def build_demo(
                 raise gr.Error(bc.redact(str(err))) from err
             revisions[i] = fresh  # one assignment: an answer running now sees the old or the new branches
             keep = selected[i] if selected[i] in fresh else bc.default_revision(spec, list(fresh.values()))
-            updates.append(revision_dropdown(i, keep))
-        return updates
+            menus.append(revision_dropdown(i, keep))
+            notes.append(commit_note(i, keep))  # a branch may have moved on to a new commit
+        return *menus, *notes
 
     def revision_dropdown(i: int, value: str, **layout) -> gr.Dropdown:
         """Column i's revision menu (in the layout), or an update of its choices (returned by an event)."""
@@ -317,7 +318,9 @@ def build_demo(
             api_visibility="undocumented",
             **light,
         )
-        refresh_btn.click(refresh_revisions, dropdowns, dropdowns, api_name="refresh_revisions", **light)
+        refresh_btn.click(
+            refresh_revisions, dropdowns, [*dropdowns, *rev_boxes], api_name="refresh_revisions", **light
+        )
         for i, dropdown in enumerate(dropdowns):
             dropdown.change(make_select_revision(i), dropdown, rev_boxes[i], api_name=f"revision_{i}", **cpu)
 
