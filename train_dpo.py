@@ -44,6 +44,7 @@ configure_for_endpoint()
 
 import trl  # noqa: E402
 
+from hub_tools.checkpoints import hub_checkpoint_branches  # noqa: E402
 from hub_tools.dialogue import TURN_SEPARATOR  # noqa: E402
 from hub_tools.errors import BabyhubError  # noqa: E402
 
@@ -538,26 +539,6 @@ def resolve_resume(value: str | None, output_dir: Path) -> tuple[str | None, int
     if not (target / "trainer_state.json").is_file():
         raise BabyhubError(f"{value} has no trainer_state.json: it was not pushed by babyhub's checkpoint queue.")
     return str(target), int(match["step"])
-
-
-def hub_checkpoint_branches(repo_id: str) -> set[str]:
-    """The checkpoint-<step> branches of a model repo (empty if the repo does not exist yet)."""
-    from huggingface_hub import HfApi
-    from huggingface_hub.errors import RepositoryNotFoundError
-
-    try:
-        refs = HfApi().list_repo_refs(repo_id)
-    except RepositoryNotFoundError:
-        return set()
-    except Exception as err:  # fail before training, not after it, when the Hub cannot be reached
-        from huggingface_hub import constants
-
-        raise BabyhubError(
-            f"cannot reach the Hub at {constants.ENDPOINT} to check {repo_id} ({type(err).__name__}: {err}). "
-            "Start the local hub (`babyhub hub serve`) or check HF_ENDPOINT and HF_TOKEN, or train without "
-            "--push_to_hub."
-        ) from err
-    return {b.name for b in refs.branches if re.fullmatch(r"checkpoint-\d+", b.name)}
 
 
 def main(script_args: ScriptArguments, training_args: DPOConfig, model_args) -> int:

@@ -13,12 +13,15 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import re
 import shutil
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from hub_tools.errors import BabyhubError
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +48,26 @@ EXCLUDED_FILES = ["optimizer.pt", "optimizer.bin", "scheduler.pt", "rng_state*.p
 def checkpoint_branch(step: int) -> str:
     """The branch of the checkpoint saved at `step`."""
     return f"checkpoint-{step}"
+
+
+def hub_checkpoint_branches(repo_id: str) -> set[str]:
+    """The checkpoint-<step> branches of a model repo (empty if the repo does not exist yet)."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    try:
+        refs = HfApi().list_repo_refs(repo_id)
+    except RepositoryNotFoundError:
+        return set()
+    except Exception as err:  # fail before training, not after it, when the Hub cannot be reached
+        from huggingface_hub import constants
+
+        raise BabyhubError(
+            f"cannot reach the Hub at {constants.ENDPOINT} to check {repo_id} ({type(err).__name__}: {err}). "
+            "Start the local hub (`babyhub hub serve`) or check HF_ENDPOINT and HF_TOKEN, or train without "
+            "--push_to_hub."
+        ) from err
+    return {b.name for b in refs.branches if re.fullmatch(r"checkpoint-\d+", b.name)}
 
 
 def stage_checkpoint(checkpoint_dir: Path, staging_dir: Path) -> Path:

@@ -235,7 +235,7 @@ def head_commit(repo_id: str, repo_type: str = "model", revision: str = "main") 
 
 def checkpoint_branches(repo_id: str) -> list[str]:
     """The repo's checkpoint-<step> branches, by step (none if the repo does not exist yet)."""
-    from train_dpo import hub_checkpoint_branches
+    from hub_tools.checkpoints import hub_checkpoint_branches
 
     return sorted(hub_checkpoint_branches(repo_id), key=lambda b: int(b.rsplit("-", 1)[1]))
 
@@ -409,8 +409,6 @@ def stage_synthetic(stages, workdir, ns, endpoint, baby_key, data, baby, plan, p
 
 def stage_train(stages, workdir, ns, endpoint, name, baby, train, data, plan, published) -> tuple[str, str]:
     """DPO with recipes/tiny-cpu.yaml through train_dpo.py, every checkpoint pushed to its branch."""
-    import train_dpo
-
     (baby_repo, baby_commit), (train_key, train_repo) = baby, train
     repo_id = f"{ns}/baby-llama-{name}"
     stage = f"train ({name})"
@@ -418,6 +416,8 @@ def stage_train(stages, workdir, ns, endpoint, name, baby, train, data, plan, pu
     out = workdir / "runs" / f"baby-llama-{name}"
     skipped = stages.done(stage, key) is not None and head_commit(repo_id) is not None
     if not skipped:
+        import train_dpo  # imports TRL (seconds): only when there is training to do
+
         argv = [
             "--config", str(REPO_ROOT / "recipes" / "tiny-cpu.yaml"),
             "--model_name_or_path", baby_repo, "--model_revision", baby_commit,
