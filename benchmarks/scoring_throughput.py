@@ -36,13 +36,16 @@ TARGET_ROOFLINE = 0.60
 
 
 def parse_args(argv=None):
+    from hub_tools.eval_commands import EVAL_BATCH_SIZE
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", help="model folder or Hub id (default: bootstrap a tiny baby under --work-dir)")
     parser.add_argument("--work-dir", type=Path, default=Path("/tmp/babyhub-bench"), help="for the bootstrapped baby")
     parser.add_argument("--pairs", type=int, default=None, help="evaluate only the first N eval pairs")
     parser.add_argument("--loop-pairs", type=int, default=None,
                         help="pairs for the slow per-pair loop (a) (default: all; its accuracy is then on those)")
-    parser.add_argument("--batch-size", type=int, default=256, help="babyhub's batch size (default: the CLI's)")
+    parser.add_argument("--batch-size", type=int, default=EVAL_BATCH_SIZE,
+                        help="babyhub's batch size (default: the CLI's)")
     parser.add_argument("--workers", type=int, default=None, help="babyhub's scoring threads (default: the CLI's)")
     parser.add_argument("--json", action="store_true", help="print the results as one JSON object")
     return parser.parse_args(argv)
@@ -100,7 +103,7 @@ def main(argv=None) -> dict:
     from hub_tools.dialogue import join_turns
     from hub_tools.evaluation import MinimalPairsData, evaluate_minpairs
     from hub_tools.minpairs import read_minimal_pairs
-    from hub_tools.scoring import Scorer, score_minimal_pairs
+    from hub_tools.scoring import Scorer, default_workers, score_minimal_pairs
 
     args = parse_args(argv)
     # 1. The model and the evaluation pairs.
@@ -118,7 +121,7 @@ def main(argv=None) -> dict:
         reference = IncrementalLMScorer(model, tokenizer=tokenizer, device="cpu")
 
     # 2. babyhub, as `babyhub eval minpairs` runs it (a warm-up pass first, as for every contender).
-    scorer = Scorer(model, tokenizer, batch_size=args.batch_size, workers=args.workers or torch.get_num_threads())
+    scorer = Scorer(model, tokenizer, batch_size=args.batch_size, workers=args.workers or default_workers())
     evaluate_minpairs(scorer, MinimalPairsData("warm", data.prompts[:64], data.chosen[:64], data.rejected[:64]),
                       progress=False)
     start = time.perf_counter()

@@ -449,8 +449,6 @@ def stage_train(stages, workdir, ns, endpoint, name, baby, train, data, plan, pu
 
 def stage_evaluate(stages, keys, models, data, blimp, plan) -> list[dict]:
     """Score every model on the evaluation split(s) and BLiMP; write the results into each model's card."""
-    import torch
-
     from hub_tools.eval_commands import EVAL_BATCH_SIZE
     from hub_tools.evaluation import (
         blimp_eval_result,
@@ -461,7 +459,7 @@ def stage_evaluate(stages, keys, models, data, blimp, plan) -> list[dict]:
         read_blimp_suite,
         read_minpairs_data,
     )
-    from hub_tools.scoring import Scorer
+    from hub_tools.scoring import Scorer, default_workers
 
     eval_sets = {split: repo for split, repo in data.items() if split != "train"}
     key = fingerprint(keys, str(blimp), plan.eval_pairs, plan.blimp_pairs)
@@ -484,7 +482,7 @@ def stage_evaluate(stages, keys, models, data, blimp, plan) -> list[dict]:
     for name, repo in models.items():
         commit = head_commit(repo)
         scorer = Scorer.from_pretrained(
-            repo, revision=commit, batch_size=EVAL_BATCH_SIZE, workers=torch.get_num_threads()
+            repo, revision=commit, batch_size=EVAL_BATCH_SIZE, workers=default_workers()
         )
         row = {"model": MODEL_LABELS[name], "repo_id": repo, "commit": commit[:10]}
         results = []

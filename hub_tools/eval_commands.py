@@ -130,14 +130,12 @@ def _revisions(args):
 
 
 def _load_scorer(args, revision: str):
-    import torch
-
-    from hub_tools.scoring import Scorer
+    from hub_tools.scoring import Scorer, default_workers
 
     try:
         return Scorer.from_pretrained(
             args.model, None if _is_local(args.model) else revision, device=args.device, batch_size=args.batch_size,
-            workers=args.workers or torch.get_num_threads(),
+            workers=args.workers or default_workers(args.device),
         )
     except OSError as err:
         raise BabyhubError(

@@ -145,11 +145,9 @@ def evaluate_minpairs(
     if n == 0:
         raise BabyhubError(f"dataset {data.name} has no pairs")
     for column, texts in (("prompt", data.prompts), ("chosen", data.chosen), ("rejected", data.rejected)):
-        for row, text in enumerate(texts):
-            if not isinstance(text, str) or not text.strip():
-                raise BabyhubError(
-                    f"dataset {data.name}, row {row}: `{column}` is empty; fill it in or drop the row"
-                )
+        row = _first_empty(texts)
+        if row is not None:
+            raise BabyhubError(f"dataset {data.name}, row {row}: `{column}` is empty; fill it in or drop the row")
     with _PairProgress(n, f"{data.name} {method}", progress) as tick:
         try:
             chosen, rejected = score_minimal_pairs(
@@ -187,9 +185,9 @@ def evaluate_blimp(
                 "give at least one pair, the grammatical sentence first"
             )
         for kind, texts in (("grammatical", good), ("ungrammatical", bad)):
-            for pair, text in enumerate(texts):
-                if not isinstance(text, str) or not text.strip():
-                    raise BabyhubError(f"BLiMP paradigm {name}, pair {pair}: the {kind} sentence is empty")
+            pair = _first_empty(texts)
+            if pair is not None:
+                raise BabyhubError(f"BLiMP paradigm {name}, pair {pair}: the {kind} sentence is empty")
         good_all += good
         bad_all += bad
         ends[name] = len(good_all)
@@ -206,6 +204,11 @@ def evaluate_blimp(
         start = end
     macro = sum(accuracies.values()) / len(accuracies)
     return BlimpResult(method, macro, len(good_all), accuracies)
+
+
+def _first_empty(texts: Sequence[str]) -> int | None:
+    """Index of the first text that is not a string or is only whitespace (the scorer refuses those)."""
+    return next((i for i, text in enumerate(texts) if not isinstance(text, str) or not text.strip()), None)
 
 
 # --------------------------------------------------------------------------------------------- revisions

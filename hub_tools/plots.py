@@ -119,11 +119,13 @@ def write_metrics_csv(path: str | Path, log_history: Sequence[dict]) -> Path:
 
     The whole file is written to a temporary file that then replaces it: readers never see half of it.
     """
+    return _write_metrics(Path(path), log_history, _metrics_columns(log_history))
+
+
+def _write_metrics(path: Path, log_history: Sequence[dict], columns: list[str]) -> Path:
     import csv
 
-    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    columns = _metrics_columns(log_history)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns)
@@ -161,8 +163,8 @@ class MetricsLog:
                 for row in new:
                     writer.writerow({k: row.get(k, "") for k in self.columns})
         else:
-            write_metrics_csv(self.path, log_history)
             self.columns = _metrics_columns(log_history)
+            _write_metrics(self.path, log_history, self.columns)
         self.written = len(log_history)
         self.last_row = log_history[-1] if log_history else None
         return self.path

@@ -72,8 +72,9 @@ def _keep_freed_memory() -> None:
     A batch allocates and frees tens of MiB of activations. By default glibc gives most of it back to the kernel
     after the batch and the next batch faults it in again page by page: scoring the 7,548 eval pairs took
     470,000 page faults and 0.6 s of system time in a 2.5 s run, and 5,000 faults with this setting. It is
-    process-wide and only decides how much freed memory stays mapped (PyTorch's CPU tuning guide swaps in
-    jemalloc or tcmalloc for the same reason). Other C libraries (musl, macOS) are left alone.
+    process-wide, and like any mallopt setting it also stops glibc from moving its mmap threshold (PyTorch's
+    CPU tuning guide swaps in jemalloc or tcmalloc for the same reasons). Other C libraries (musl, macOS) are
+    left alone.
     """
     global _malloc_tuned
     if _malloc_tuned or platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
@@ -320,8 +321,8 @@ class Scorer:
         """Score texts (packed into rows as prefix trees, see `_layout`); returns their scores in order."""
         bow = bow_correction and self._bow_ids is not None
         rows = self._layout(texts, drop=0 if bow else 1)
-        # Widest first: the first batches set glibc's mmap threshold to the largest buffers, so later (smaller)
-        # buffers come from the heap instead of fresh pages (growing sizes cost ~20 % more in page faults).
+        # Widest first: rows of like width share a batch and pad little; the few rows wider than ROW_WIDTH (texts
+        # longer than a row) pad each other instead of the rest.
         rows.sort(key=lambda row: len(row.ids), reverse=True)
         batches: list[list[_Row]] = []
         count = self.batch_size
@@ -534,6 +535,11 @@ class Scorer:
             except (TypeError, ValueError):
                 return False
             return hidden.shape[-1] == head.in_features and torch.allclose(head(hidden), expected, atol=1e-5)
+
+
+def default_workers(device: str = "cpu") -> int:
+    """Scoring workers for `device`: one single-threaded worker per torch thread on a CPU (see `Scorer._map`)."""
+    return torch.get_num_threads() if torch.device(device).type == "cpu" else 1
 
 
 # ------------------------------------------------------------------------------------ minimal pairs

@@ -7,10 +7,9 @@ file by babyhub's Space bundle and linked here in a checkout), so the accuracy e
 
 import datasets
 import evaluate
-import torch
 
 from .dialogue import TURN_SEPARATOR
-from .scoring import METHODS, Scorer, compare_pairs, score_minimal_pairs
+from .scoring import METHODS, Scorer, compare_pairs, default_workers, score_minimal_pairs
 
 _CITATION = """\
 @inproceedings{padovani-etal-2025-dialogue,
@@ -122,10 +121,8 @@ class DialogueMinpairs(evaluate.Metric):
             raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
         key = (model_id, revision, device)
         if key not in _SCORERS:
-            # On a CPU, whole batches on one single-threaded worker per core (as `babyhub eval` does).
-            workers = torch.get_num_threads() if torch.device(device).type == "cpu" else 1
             _SCORERS[key] = Scorer.from_pretrained(
-                model_id, revision, device=device, batch_size=batch_size, workers=workers
+                model_id, revision, device=device, batch_size=batch_size, workers=default_workers(device)
             )
         scorer = _SCORERS[key]
         scorer.batch_size = batch_size
