@@ -47,6 +47,7 @@ import trl  # noqa: E402
 from hub_tools.checkpoints import hub_checkpoint_branches  # noqa: E402
 from hub_tools.dialogue import TURN_SEPARATOR  # noqa: E402
 from hub_tools.errors import BabyhubError  # noqa: E402
+from hub_tools.preferences import read_preferences  # noqa: E402
 
 HUB_CHECKPOINT = re.compile(r"^(?P<repo>[\w.-]+/[\w.-]+)@(?P<branch>checkpoint-(?P<step>\d+))$")
 # The training settings a card states (a whitelist: a card must never carry a token or a local secret).
@@ -148,27 +149,6 @@ class DataReport:
     dropped_by_max_length: int
     truncated_by_max_length: int
     kept: int
-
-
-def read_preferences(name: str, revision: str | None, split: str):
-    """One split of a preference dataset (folder or Hub id), checked for prompt/chosen/rejected."""
-    import datasets
-
-    try:
-        dataset = datasets.load_dataset(name, revision=revision)
-    except Exception as err:  # datasets raises many types; all mean "cannot read this dataset"
-        raise BabyhubError(
-            f"cannot load dataset {name}{'@' + revision if revision else ''}: {err}. Pass a folder built by "
-            "`babyhub data build` or a Hub dataset id."
-        ) from err
-    if split not in dataset:
-        raise BabyhubError(f"{name} has no split {split!r} (splits: {list(dataset)}).")
-    rows = dataset[split]
-    missing = {"prompt", "chosen", "rejected"} - set(rows.column_names)
-    if missing:
-        raise BabyhubError(f"{name}: columns {sorted(missing)} are missing; a preference dataset has prompt, chosen, "
-                           "rejected.")
-    return rows
 
 
 def with_turn_separator(dataset):

@@ -100,25 +100,10 @@ def read_bootstrap_texts(train_dir: str | Path) -> tuple[list[str], int]:
 
     Only the `train` split is read: evaluation rows must never reach the baby.
     """
-    import datasets
+    from hub_tools.preferences import read_preferences
 
     source = str(train_dir)
-    try:
-        dataset = datasets.load_dataset(source)
-    except Exception as err:  # datasets raises many types; all mean "cannot read this dataset"
-        raise BabyhubError(
-            f"cannot read the training dataset {source}: {err}. Pass a folder built by `babyhub data build` "
-            "(e.g. DIR/child-dpo-preferences) or its Hub id."
-        ) from err
-    if "train" not in dataset:
-        raise BabyhubError(f"{source} has no `train` split (splits: {list(dataset)}): pass the DPO training dataset.")
-    train = dataset["train"]
-    missing = {"prompt", "chosen", "rejected"} - set(train.column_names)
-    if missing:
-        raise BabyhubError(
-            f"{source}: the train split lacks column(s) {sorted(missing)}; a preference dataset has prompt, chosen, "
-            "rejected."
-        )
+    train = read_preferences(source)
     texts = []
     for i, row in enumerate(train):
         for field in ("prompt", "chosen", "rejected"):

@@ -36,6 +36,28 @@ COLUMNS = ("prompt", "chosen", "rejected")
 CARD_TEMPLATE = "child_dpo_preferences.md"
 
 
+def read_preferences(name: str, revision: str | None = None, split: str = "train"):
+    """One split of a preference dataset (folder or Hub id), checked for prompt/chosen/rejected."""
+    import datasets
+
+    try:
+        dataset = datasets.load_dataset(name, revision=revision)
+    except Exception as err:  # datasets raises many types; all mean "cannot read this dataset"
+        raise BabyhubError(
+            f"cannot load dataset {name}{'@' + revision if revision else ''}: {err}. Pass a folder built by "
+            "`babyhub data build` or a Hub dataset id."
+        ) from err
+    if split not in dataset:
+        raise BabyhubError(f"{name} has no split {split!r} (splits: {list(dataset)}).")
+    rows = dataset[split]
+    missing = set(COLUMNS) - set(rows.column_names)
+    if missing:
+        raise BabyhubError(
+            f"{name}: columns {sorted(missing)} are missing; a preference dataset has prompt, chosen, rejected."
+        )
+    return rows
+
+
 @dataclass
 class Leakage:
     """How much of an evaluation split also occurs in the training split (counted in evaluation rows)."""

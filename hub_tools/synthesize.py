@@ -360,22 +360,15 @@ class RunState:
 
 
 def read_train_rows(train: str | Path) -> list[dict]:
-    """The rows of a preference dataset: a local folder (Hub layout) or a Hub dataset id."""
-    import datasets
+    """The rows of a preference dataset's `train` split: a local folder (Hub layout) or a Hub dataset id."""
+    from hub_tools.preferences import read_preferences
 
     source = str(train)
     if not Path(source).is_dir() and source.count("/") != 1:
         raise BabyhubError(
             f"--train {source}: no such folder; pass a folder built by `babyhub data build` or a Hub id."
         )
-    try:
-        rows = datasets.load_dataset(source)["train"].to_list()
-    except (FileNotFoundError, ValueError) as err:
-        raise BabyhubError(f"--train {source}: cannot load it as a preference dataset ({err}).") from err
-    missing = {"prompt", "chosen", "rejected"} - set(rows[0] if rows else {})
-    if missing:
-        raise BabyhubError(f"--train {source}: the split `train` lacks column(s) {sorted(missing)}.")
-    return rows
+    return read_preferences(source).to_list()
 
 
 def _train_is_made_up(train: str | Path) -> bool:

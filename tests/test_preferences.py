@@ -5,7 +5,13 @@ import pandas as pd
 import pytest
 
 from hub_tools.errors import BabyhubError
-from hub_tools.preferences import EVAL_NAME, EVAL_TOKENS_NAME, TRAIN_NAME, build_preference_datasets
+from hub_tools.preferences import (
+    EVAL_NAME,
+    EVAL_TOKENS_NAME,
+    TRAIN_NAME,
+    build_preference_datasets,
+    read_preferences,
+)
 from tests.conftest import LEN_PAIRS, TOK_PAIRS
 from tests.test_minpairs import BAD_ROWS, VALID, _write_csv
 
@@ -99,3 +105,18 @@ def test_too_many_train_rows_is_an_error(tmp_path):
     with pytest.raises(BabyhubError, match="unknown text format 'xml'"):
         build_preference_datasets(VALID, tmp_path / "out", train_rows=4, text_format="xml")
     assert not (tmp_path / "out").exists()
+
+
+def test_read_preferences_checks_the_split_and_the_columns(small_train_dir, tmp_path):
+    # The one reader of a preference split (train_dpo, the baby bootstrap and synthesis all use it).
+    rows = read_preferences(str(small_train_dir))
+    assert rows.num_rows == 200 and {"prompt", "chosen", "rejected"} <= set(rows.column_names)
+    with pytest.raises(BabyhubError, match=r"has no split 'test' \(splits: \['train'\]\)"):
+        read_preferences(str(small_train_dir), split="test")
+    no_rejected = tmp_path / "no-rejected"
+    no_rejected.mkdir()
+    pd.DataFrame({"prompt": ["*MOT: hi ."], "chosen": ["*CHI: hi ."]}).to_parquet(no_rejected / "train.parquet")
+    with pytest.raises(BabyhubError, match=r"columns \['rejected'\] are missing"):
+        read_preferences(str(no_rejected))
+    with pytest.raises(BabyhubError, match=r"cannot load dataset .*missing.*Pass a folder built by"):
+        read_preferences(str(tmp_path / "missing"))
