@@ -105,7 +105,9 @@ def _run_build(args: argparse.Namespace) -> int:
     pairs = args.pairs or SAMPLE_PAIRS
     if args.pairs is None:
         print(f"no --pairs given: building from the made-up sample {SAMPLE_PAIRS.name} (not CHILDES data)")
-    train_rows = args.train_rows or (SAMPLE_TRAIN_ROWS if args.pairs is None else PUBLISHED_TRAIN_ROWS)
+    train_rows = args.train_rows
+    if train_rows is None:  # `or` would take an explicit 0 for "not given" and skip the build's check
+        train_rows = SAMPLE_TRAIN_ROWS if args.pairs is None else PUBLISHED_TRAIN_ROWS
     report = build_preference_datasets(
         pairs,
         args.out,
@@ -131,7 +133,7 @@ def _run_synthesize(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         seed=args.seed,
         limit=args.limit,
-        max_words=args.max_words or DEFAULT_MAX_WORDS,
+        max_words=DEFAULT_MAX_WORDS if args.max_words is None else args.max_words,
         device=args.device,
         api_base=args.api_base,
         restart=args.restart,

@@ -89,6 +89,22 @@ def test_push_rejects_bad_arguments(argv, message, tmp_path, capsys):
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["data", "build", "--train-rows", "0", "--out", "{tmp}/out"], "--train-rows must be at least 1 (got 0)"),
+        (
+            ["data", "synthesize", "--train", "{tmp}", "--teacher", "x/y", "--max-words", "0", "--out", "{tmp}/out"],
+            "--batch-size, --max-words and --limit must be at least 1",
+        ),
+    ],
+)
+def test_zero_is_refused_not_taken_for_the_default(argv, message, tmp_path, capsys):
+    assert main([a.replace("{tmp}", str(tmp_path)) for a in argv]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 def test_push_refuses_to_overwrite_a_branch_unless_asked(local_hub, tmp_path, capsys):
     from huggingface_hub import HfApi, hf_hub_download
 
