@@ -212,16 +212,6 @@ def fingerprint(*parts) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def file_digest(path: Path | None) -> str | None:
-    if path is None:
-        return None
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def head_commit(repo_id: str, repo_type: str = "model", revision: str = "main") -> str | None:
     """The commit a revision points to on the hub, or None if the repo or revision does not exist."""
     from huggingface_hub import HfApi
@@ -302,12 +292,12 @@ def _publish(stages, stage: str, key: str, folder: Path, repo_id: str, repo_type
 def stage_data(stages, workdir, ns, endpoint, pairs, tok_pairs, published) -> tuple[str, dict]:
     """Build the preference datasets and publish each with its card."""
     from hub_tools.minpairs import SAMPLE_PAIRS, SAMPLE_TRAIN_ROWS
-    from hub_tools.preferences import PUBLISHED_TRAIN_ROWS, build_preference_datasets
+    from hub_tools.preferences import PUBLISHED_TRAIN_ROWS, build_preference_datasets, file_sha256
 
     source = Path(pairs) if pairs else SAMPLE_PAIRS
     train_rows = PUBLISHED_TRAIN_ROWS if pairs else SAMPLE_TRAIN_ROWS
     out = workdir / "data"
-    key = fingerprint(file_digest(source), file_digest(tok_pairs), train_rows)
+    key = fingerprint(file_sha256(source), tok_pairs and file_sha256(tok_pairs), train_rows)
     names = {"train": "child-dpo-preferences", "eval": "child-dpo-preferences-eval"}
     if tok_pairs:
         names["eval_tokens"] = "child-dpo-preferences-eval-tokens"

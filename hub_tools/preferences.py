@@ -154,11 +154,13 @@ def drop_train_pairs(train: list[dict], evaluation: list[dict]) -> list[dict]:
     return [row for row in evaluation if (row["prompt"], row["chosen"]) not in pairs]
 
 
-def file_sha256(path: Path) -> str:
+def file_sha256(*paths: Path) -> str:
+    """SHA-256 of the files' bytes, one after the other, read 1 MiB at a time."""
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
+    for path in paths:
+        with open(path, "rb") as handle:
+            for block in iter(lambda handle=handle: handle.read(1 << 20), b""):
+                digest.update(block)
     return digest.hexdigest()
 
 

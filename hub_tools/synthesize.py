@@ -204,10 +204,10 @@ def _teacher_revision(teacher: str, model) -> str:
     commit = getattr(model.config, "_commit_hash", None)
     folder = Path(teacher)
     if folder.is_dir():
-        digest = hashlib.sha256()
-        for weights in sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin")):
-            digest.update(weights.read_bytes())
-        return f"local-sha256:{digest.hexdigest()[:16]}"
+        from hub_tools.preferences import file_sha256
+
+        weights = sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin"))
+        return f"local-sha256:{file_sha256(*weights)[:16]}"
     return commit or "unknown"
 
 
