@@ -44,6 +44,7 @@ configure_for_endpoint()
 
 import trl  # noqa: E402
 
+from hub_tools.branches import checkpoint_step  # noqa: E402
 from hub_tools.checkpoints import hub_checkpoint_branches  # noqa: E402
 from hub_tools.dialogue import TURN_SEPARATOR  # noqa: E402
 from hub_tools.errors import BabyhubError  # noqa: E402
@@ -435,10 +436,6 @@ def write_card(folder: Path, setup: RunSetup, *, revision: str, step: int, epoch
     render_training_card(info).save(readme)
 
 
-def _branch_step(name: str) -> int:
-    return int(name.rsplit("-", 1)[1])
-
-
 def metrics_file(setup: RunSetup) -> Path:
     """Where the log rows go: --metrics_file, relative to --output_dir unless absolute."""
     path = Path(setup.script_args.metrics_file)
@@ -449,7 +446,8 @@ def make_callbacks(setup: RunSetup, pusher):
     """The metrics-CSV callback and (when pushing) the checkpoint-push callback."""
     from transformers import TrainerCallback
 
-    from hub_tools.checkpoints import checkpoint_branch, stage_checkpoint
+    from hub_tools.branches import checkpoint_branch
+    from hub_tools.checkpoints import stage_checkpoint
     from hub_tools.plots import MetricsLog
 
     output_dir = Path(setup.training_args.output_dir)
@@ -480,7 +478,7 @@ def make_callbacks(setup: RunSetup, pusher):
             checkpoint = output_dir / f"checkpoint-{step}"
             staged = stage_checkpoint(checkpoint, output_dir / ".push" / checkpoint_branch(step))
             setup.known_branches.add(checkpoint_branch(step))
-            branches = sorted((b for b in setup.known_branches if _branch_step(b) <= step), key=_branch_step)
+            branches = sorted((b for b in setup.known_branches if checkpoint_step(b) <= step), key=checkpoint_step)
             metrics, epoch = metrics_at(state.log_history, step), state.epoch
 
             def prepare(job):  # runs in the push thread: scoring the eval set never blocks training
@@ -576,7 +574,7 @@ def main(script_args: ScriptArguments, training_args: DPOConfig, model_args) -> 
                 "resume that run with --resume_from_checkpoint NAMESPACE/NAME@checkpoint-<step>, or choose another "
                 "--hub_model_id."
             )
-        setup.known_branches = {b for b in existing if resume_step is not None and _branch_step(b) <= resume_step}
+        setup.known_branches = {b for b in existing if resume_step is not None and checkpoint_step(b) <= resume_step}
         pusher = CheckpointPushQueue(training_args.hub_model_id, private=bool(training_args.hub_private_repo),
                                      overwrite_after=resume_step, remove_after_push=True)
 
@@ -605,8 +603,8 @@ def main(script_args: ScriptArguments, training_args: DPOConfig, model_args) -> 
     if metrics_csv.is_file():
         plots = [str(p.relative_to(output_dir)) for p in plot_metrics([metrics_csv], output_dir / "plots")]
     step = trainer.state.global_step
-    setup.known_branches |= {f"checkpoint-{s}" for s in _saved_steps(output_dir)}
-    branches = sorted(setup.known_branches, key=_branch_step)
+    setup.known_branches |= {p.name for p in output_dir.glob("checkpoint-*") if checkpoint_step(p.name) is not None}
+    branches = sorted(setup.known_branches, key=checkpoint_step)
     write_card(output_dir, setup, revision="main", step=step, epoch=trainer.state.epoch,
                metrics=metrics_at(trainer.state.log_history, step), branches=branches, plots=plots)
     print(f"train_dpo: model saved to {output_dir} (step {step}).")
@@ -627,7 +625,7 @@ def main(script_args: ScriptArguments, training_args: DPOConfig, model_args) -> 
         print(f"train_dpo: pushed the final model to {result.url}")
     except Exception as err:  # report with the others: the files are safe in output_dir
         failed["main"] = f"{type(err).__name__}: {err}"
-    for revision in sorted(queue_report.pushed, key=lambda b: _branch_step(b)):
+    for revision in sorted(queue_report.pushed, key=checkpoint_step):
         print(f"train_dpo: pushed {training_args.hub_model_id}@{revision}")
     if failed:
         for revision, error in failed.items():
@@ -636,10 +634,6 @@ def main(script_args: ScriptArguments, training_args: DPOConfig, model_args) -> 
               "to retry the pushes.", file=sys.stderr)
         return 1
     return 0
-
-
-def _saved_steps(output_dir: Path) -> list[int]:
-    return sorted(int(p.name.split("-")[1]) for p in output_dir.glob("checkpoint-*") if p.name.split("-")[1].isdigit())
 
 
 def parse_args(argv: list[str] | None = None, prog: str = "train_dpo.py"):

@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import os
 import queue
-import re
 import shutil
 import threading
 import time
@@ -21,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hub_tools.branches import checkpoint_branch, checkpoint_step
 from hub_tools.errors import BabyhubError
 
 logger = logging.getLogger(__name__)
@@ -45,11 +45,6 @@ RETRY_WAIT = 2.0  # seconds between a queue's own attempts at one job (push_fold
 EXCLUDED_FILES = ["optimizer.pt", "optimizer.bin", "scheduler.pt", "rng_state*.pth", "training_args.bin"]
 
 
-def checkpoint_branch(step: int) -> str:
-    """The branch of the checkpoint saved at `step`."""
-    return f"checkpoint-{step}"
-
-
 def hub_checkpoint_branches(repo_id: str) -> set[str]:
     """The checkpoint-<step> branches of a model repo (empty if the repo does not exist yet)."""
     from huggingface_hub import HfApi
@@ -67,7 +62,7 @@ def hub_checkpoint_branches(repo_id: str) -> set[str]:
             "Start the local hub (`babyhub hub serve`) or check HF_ENDPOINT and HF_TOKEN, or train without "
             "--push_to_hub."
         ) from err
-    return {b.name for b in refs.branches if re.fullmatch(r"checkpoint-\d+", b.name)}
+    return {b.name for b in refs.branches if checkpoint_step(b.name) is not None}
 
 
 def stage_checkpoint(checkpoint_dir: Path, staging_dir: Path) -> Path:

@@ -225,9 +225,10 @@ def head_commit(repo_id: str, repo_type: str = "model", revision: str = "main") 
 
 def checkpoint_branches(repo_id: str) -> list[str]:
     """The repo's checkpoint-<step> branches, by step (none if the repo does not exist yet)."""
+    from hub_tools.branches import checkpoint_step
     from hub_tools.checkpoints import hub_checkpoint_branches
 
-    return sorted(hub_checkpoint_branches(repo_id), key=lambda b: int(b.rsplit("-", 1)[1]))
+    return sorted(hub_checkpoint_branches(repo_id), key=checkpoint_step)
 
 
 # --------------------------------------------------------------------------------------------- the study

@@ -117,7 +117,8 @@ def _check_arguments(args) -> None:
 
 
 def _revisions(args):
-    from hub_tools.evaluation import CHECKPOINT_BRANCH, Revision, list_revisions
+    from hub_tools.branches import checkpoint_step
+    from hub_tools.evaluation import Revision, list_revisions
 
     if args.all_revisions:
         revisions = list_revisions(args.model)
@@ -125,8 +126,7 @@ def _revisions(args):
             raise BabyhubError(f"--model {args.model}: the repo has no main or checkpoint-* branch to evaluate")
         return revisions
     name = args.revision or "main"
-    match = CHECKPOINT_BRANCH.match(name)
-    return [Revision(name, int(match.group(1)) if match else None)]
+    return [Revision(name, checkpoint_step(name))]
 
 
 def _load_scorer(args, revision: str):

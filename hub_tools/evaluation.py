@@ -9,17 +9,16 @@ a plot of accuracy against step, and the `model-index` of a model card.
 from __future__ import annotations
 
 import csv
-import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from hub_tools.branches import checkpoint_step
 from hub_tools.dialogue import TURN_SEPARATOR
 from hub_tools.errors import BabyhubError
 from hub_tools.scoring import METHODS, Scorer, compare_pairs, score_minimal_pairs
 
 BLIMP_METHODS = ("sequence_sum_bow", "sequence_mean")
-CHECKPOINT_BRANCH = re.compile(r"^checkpoint-(\d+)$")
 SWEEP_COLUMNS = ["model", "revision", "step", "dataset", "method", "accuracy"]
 
 
@@ -224,7 +223,7 @@ def list_revisions(model_id: str, *, token: str | None = None) -> list[Revision]
         raise BabyhubError(
             f"--model {model_id}: no such model repo on the Hub; check the id (and HF_ENDPOINT)"
         ) from err
-    revisions = [Revision(b, int(m.group(1))) for b in branches if (m := CHECKPOINT_BRANCH.match(b))]
+    revisions = [Revision(b, checkpoint_step(b)) for b in branches if checkpoint_step(b) is not None]
     if "main" in branches:
         revisions.append(Revision("main", read_trained_step(model_id, "main", token=token)))
     last = max((r.step for r in revisions if r.step is not None), default=0)
