@@ -8,7 +8,8 @@ The text convention is babyhub's (hub_tools/dialogue.py): turns `*TAG: utterance
 This file travels inside the Space, whose environment has only gradio/torch/transformers (+ their
 dependencies). From babyhub it uses two standalone modules, the text convention and the scorer (the
 same one `babyhub eval minpairs` uses): a checkout imports them from `hub_tools`, and in the Space they
-sit beside this file, placed there by the Space bundle (hub_tools/space_bundle.py).
+sit beside this file, placed there by the Space bundle (hub_tools/space_bundle.py). The scorer (torch,
+transformers) is imported on first use, so reading the configuration (`babyhub space run/push`) stays fast.
 """
 
 from __future__ import annotations
@@ -17,15 +18,34 @@ import os
 import re
 import threading
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 try:  # a checkout with babyhub installed
     from hub_tools.dialogue import CHILD_TAG, MOTHER_TAG, TURN_SEPARATOR, speaker_of, strip_tag  # noqa: F401
-    from hub_tools.scoring import Scorer, score_minimal_pairs
 except ImportError:  # the Space bundle: dialogue.py and scoring.py sit beside this file
     from dialogue import CHILD_TAG, MOTHER_TAG, TURN_SEPARATOR, speaker_of, strip_tag  # noqa: F401 (app.py)
-    from scoring import Scorer, score_minimal_pairs
+
+if TYPE_CHECKING:
+    from hub_tools.scoring import Scorer
+
+
+def _scoring() -> dict:
+    """The scorer (torch, transformers), imported on first use rather than with this module."""
+    try:  # a checkout with babyhub installed
+        from hub_tools.scoring import Scorer, score_minimal_pairs
+    except ImportError:  # the Space bundle: scoring.py sits beside this file
+        from scoring import Scorer, score_minimal_pairs
+    return {"Scorer": Scorer, "score_minimal_pairs": score_minimal_pairs}
+
+
+def __getattr__(name: str):
+    # `babychat.Scorer` and `babychat.score_minimal_pairs` stay available, imported when first asked for.
+    if name in ("Scorer", "score_minimal_pairs"):
+        return _scoring()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 HERE = Path(__file__).resolve().parent
 MODELS_FILE = HERE / "models.yaml"
@@ -147,16 +167,14 @@ def read_space_config(env: Mapping[str, str] | None = None, path: str | Path = M
     models_text = env.get(MODELS_ENV, "").strip()
     file_config = read_models_file(path) if not models_text or Path(path).is_file() else None
     if models_text:
-        config = SpaceConfig(models=parse_model_list(models_text))
-        if file_config is not None:  # keep the file's example settings
-            config = SpaceConfig(
-                config.models, file_config.examples_dataset, file_config.examples_split, file_config.examples_count
-            )
+        models = parse_model_list(models_text)
+        # Keep the file's example settings (and any other setting) when there is a file.
+        config = SpaceConfig(models=models) if file_config is None else replace(file_config, models=models)
     else:
         config = file_config
     examples = env.get(EXAMPLES_ENV, "").strip()
     if examples:
-        config = SpaceConfig(config.models, examples, config.examples_split, config.examples_count)
+        config = replace(config, examples_dataset=examples)
     return config
 
 
@@ -251,18 +269,14 @@ class ModelStore:
         return len(self._models)
 
     def _load(self, spec: ModelSpec, revision: Revision) -> LoadedModel:
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
         # Load the exact commit the dropdown shows, so the page never lies about what answers.
         rev = None if spec.is_local else (revision.commit or revision.name)
-        tokenizer = AutoTokenizer.from_pretrained(spec.source, revision=rev)
-        model = AutoModelForCausalLM.from_pretrained(spec.source, revision=rev, dtype=torch.float32)
-        model.to(self.device).eval()
+        # The scorer's own load (tokenizer, float32 model, on the device, eval mode) is the one the chat uses.
+        scorer = _scoring()["Scorer"].from_pretrained(spec.source, rev, device=self.device)
+        model, tokenizer = scorer.model, scorer.tokenizer
         context = getattr(model.config, "max_position_embeddings", None) or 512
         if 0 < getattr(tokenizer, "model_max_length", 0) < context:
             context = tokenizer.model_max_length
-        scorer = Scorer(model, tokenizer, device=self.device)
         return LoadedModel(spec.source, revision.name, revision.commit, model, tokenizer, scorer, int(context))
 
 
@@ -460,6 +474,7 @@ def score_answers(
     `mother` and the answers are tagged turns (`*MOT: ...`, `*CHI: ...`), scored by the very function of
     `babyhub eval minpairs --method answer_sum` (log p(answer | mother + " "), the mother line computed once).
     """
+    score_minimal_pairs = _scoring()["score_minimal_pairs"]
     scores = []
     for spec, loaded in zip(specs, models, strict=True):
         pair = ([mother], [answer_a], [answer_b])
