@@ -26,6 +26,7 @@ from pathlib import Path
 
 from hub_tools.errors import BabyhubError
 from hub_tools.hubenv import is_local_endpoint
+from hub_tools.local_hub.storage import git_blob_hasher, git_blob_sha1
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +35,8 @@ BACKOFF_MAX = 30.0
 # Files a push never sends: local caches and VCS folders (as huggingface_hub's upload_folder).
 ALWAYS_IGNORED = [".git/*", "*/.git/*", ".cache/huggingface/*", "*/.cache/huggingface/*", ".DS_Store", "*/.DS_Store"]
 KEEP_ON_BRANCH = {".gitattributes"}  # files of the first commit a mirror push never deletes
+URL_PREFIXES = {"model": "", "dataset": "datasets/", "space": "spaces/"}  # where each repo type lives in web URLs
+REPO_TYPE_PLURALS = {"models": "model", "datasets": "dataset", "spaces": "space"}  # API paths, `--repo TYPE/NS/NAME`
 
 
 @dataclass
@@ -55,18 +58,14 @@ class _LocalFile:
 
     @classmethod
     def build(cls, path_in_repo: str, source: Path | bytes) -> "_LocalFile":
-        sha256 = hashlib.sha256()
         if isinstance(source, bytes):
-            size = len(source)
-            sha256.update(source)
-            sha1 = hashlib.sha1(b"blob %d\0" % size + source)
-        else:
-            size = source.stat().st_size
-            sha1 = hashlib.sha1(b"blob %d\0" % size)
-            with open(source, "rb") as f:
-                for chunk in iter(lambda: f.read(1 << 20), b""):
-                    sha256.update(chunk)
-                    sha1.update(chunk)
+            return cls(path_in_repo, source, len(source), hashlib.sha256(source).hexdigest(), git_blob_sha1(source))
+        size = source.stat().st_size
+        sha256, sha1 = hashlib.sha256(), git_blob_hasher(size)
+        with open(source, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                sha256.update(chunk)
+                sha1.update(chunk)
         return cls(path_in_repo, source, size, sha256.hexdigest(), sha1.hexdigest())
 
 
@@ -217,8 +216,7 @@ class _Session:
 
 def repo_url(endpoint: str, repo_id: str, repo_type: str = "model") -> str:
     """The web address of a repo on `endpoint` (models at the root, datasets and Spaces under their prefix)."""
-    prefix = {"model": "", "dataset": "datasets/", "space": "spaces/"}[repo_type]
-    return f"{endpoint.rstrip('/')}/{prefix}{repo_id}"
+    return f"{endpoint.rstrip('/')}/{URL_PREFIXES[repo_type]}{repo_id}"
 
 
 def _same(local: _LocalFile, remote: tuple[str, str | None]) -> bool:
@@ -226,18 +224,22 @@ def _same(local: _LocalFile, remote: tuple[str, str | None]) -> bool:
     return local.sha256 == sha256 if sha256 else local.sha1 == blob_id
 
 
-def _commit(session: _Session, head: str, files: dict[str, _LocalFile], deletions: list[str], message: str,
-            *, check_parent: bool = True) -> str | None:
+def _changed(files: dict[str, _LocalFile], remote: dict[str, tuple[str, str | None]]) -> list[_LocalFile]:
+    """The local files that `remote` lacks or holds with other content."""
+    return [f for path, f in files.items() if path not in remote or not _same(f, remote[path])]
+
+
+def _commit(session: _Session, head: str, remote: dict[str, tuple[str, str | None]], files: dict[str, _LocalFile],
+            deletions: list[str], message: str, *, check_parent: bool = True) -> str | None:
     """One commit with the changed files; None (and no commit) when nothing changed since `head`.
 
-    With `check_parent` the commit only lands on `head` (a mirror push must not delete files someone
-    added meanwhile); pure additions may land on a newer head, so concurrent pushers do not collide.
+    `remote` is `session.remote_files(head)`. With `check_parent` the commit only lands on `head` (a mirror
+    push must not delete files someone added meanwhile); pure additions may land on a newer head, so
+    concurrent pushers do not collide.
     """
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete
 
-    remote = session.remote_files(head)
-    additions = [f for path, f in files.items() if path not in remote or not _same(f, remote[path])]
-    ops = [CommitOperationAdd(path_in_repo=f.path_in_repo, path_or_fileobj=f.source) for f in additions]
+    ops = [CommitOperationAdd(path_in_repo=f.path_in_repo, path_or_fileobj=f.source) for f in _changed(files, remote)]
     ops += [CommitOperationDelete(path_in_repo=p) for p in deletions if p in remote]
     if not ops:
         # Nothing left to send. If the head moved since the push began, an earlier attempt's commit
@@ -275,16 +277,14 @@ def push_folder(folder, repo_id: str, *, repo_type: str = "model", revision: str
         deletions = [p for p in remote if p not in files and p not in KEEP_ON_BRANCH and _matches(p, allow, ignore)]
         if revision != "main" and session.branch_existed and not overwrite_branch:
             pushed_by_us = head != session.head_before
-            at_first_commit = head == session.first_commit()
-            if not pushed_by_us and not at_first_commit:
-                differs = deletions or any(p not in remote or not _same(f, remote[p]) for p, f in files.items())
-                if differs:
-                    raise BabyhubError(
-                        f"branch {revision!r} of {repo_id} already holds other content; to replace it (history keeps "
-                        "the old commits) pass --overwrite-branch (`babyhub push`) or overwrite_branch=True, or push "
-                        "to a new branch"
-                    )
-        return session.result(_commit(session, head, files, deletions, message))
+            # first_commit() lists main's whole history: only asked when the head is not our own commit.
+            if not pushed_by_us and head != session.first_commit() and (deletions or _changed(files, remote)):
+                raise BabyhubError(
+                    f"branch {revision!r} of {repo_id} already holds other content; to replace it (history keeps "
+                    "the old commits) pass --overwrite-branch (`babyhub push`) or overwrite_branch=True, or push "
+                    "to a new branch"
+                )
+        return session.result(_commit(session, head, remote, files, deletions, message))
 
     return _with_retries(attempt, max_retries, f"push of {folder} to {repo_id}@{revision}")
 
@@ -307,6 +307,8 @@ def push_files(files: dict, repo_id: str, *, repo_type: str = "model", revision:
 
     def attempt(number: int) -> PushResult:
         session.ensure_repo(False, local)
-        return session.result(_commit(session, session.head(), local, [], message, check_parent=False))
+        head = session.head()
+        return session.result(_commit(session, head, session.remote_files(head), local, [], message,
+                                      check_parent=False))
 
     return _with_retries(attempt, max_retries, f"push of {len(local)} file(s) to {repo_id}@{revision}")

@@ -91,9 +91,8 @@ def _copy_space(space: Path, target: Path) -> None:
             shutil.copy2(path, destination)
 
 
-def _place_modules(bundle: Path) -> list[str]:
+def _place_modules(bundle: Path) -> None:
     """Place hub_tools/<name>.py beside the Space for every such module its Python files import (transitively)."""
-    placed = []
     pending = sorted(bundle.glob("*.py"))
     while pending:
         file = pending.pop()
@@ -103,13 +102,11 @@ def _place_modules(bundle: Path) -> list[str]:
             if not source.is_file() or destination.exists():
                 continue
             shutil.copyfile(source, destination)
-            placed.append(name)
             pending.append(destination)
     # Every hub_tools module in the bundle (placed, or copied through a link) must stand alone.
     for file in sorted(bundle.glob("*.py")):
         if (PACKAGE_DIR / file.name).is_file() and file.read_bytes() == (PACKAGE_DIR / file.name).read_bytes():
             _check_standalone(file)
-    return placed
 
 
 def _imported_module_names(file: Path) -> set[str]:

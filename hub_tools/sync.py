@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hub_tools.errors import BabyhubError
-from hub_tools.publish import hub_api
+from hub_tools.local_hub.storage import git_blob_sha1
+from hub_tools.publish import REPO_TYPE_PLURALS, hub_api
 
 logger = logging.getLogger(__name__)
 
 TRAILER = "Synced-From: "
-TYPE_PREFIXES = {"models": "model", "datasets": "dataset", "spaces": "space"}
 
 
 @dataclass
@@ -52,8 +52,8 @@ class SyncReport:
 def parse_repo_ref(text: str) -> RepoRef:
     """'ns/name' (a model), or 'datasets/ns/name', 'spaces/ns/name', 'models/ns/name'."""
     parts = text.strip("/").split("/")
-    if len(parts) == 3 and parts[0] in TYPE_PREFIXES:
-        return RepoRef(TYPE_PREFIXES[parts[0]], f"{parts[1]}/{parts[2]}")
+    if len(parts) == 3 and parts[0] in REPO_TYPE_PLURALS:
+        return RepoRef(REPO_TYPE_PLURALS[parts[0]], f"{parts[1]}/{parts[2]}")
     if len(parts) == 2:
         return RepoRef("model", text.strip("/"))
     raise BabyhubError(f"--repo {text!r}: expected NS/NAME, or datasets/NS/NAME, spaces/NS/NAME")
@@ -92,10 +92,10 @@ class _RepoSync:
             sdk = getattr(info, "sdk", None) or ("gradio" if self.ref.repo_type == "space" else None)
             self.dst.create_repo(private=bool(info.private), space_sdk=sdk, exist_ok=True, **self.kw)
 
-    def read_mapping(self) -> None:
+    def read_mapping(self, dst_branches: dict[str, str]) -> None:
         """Map source commits to destination commits from the trailers on every destination branch."""
-        for branch in self.dst.list_repo_refs(**self.kw).branches:
-            for commit in self.dst.list_repo_commits(revision=branch.target_commit, **self.kw):
+        for target_commit in dst_branches.values():
+            for commit in self.dst.list_repo_commits(revision=target_commit, **self.kw):
                 for line in (commit.message or "").splitlines():
                     if line.startswith(TRAILER):
                         self.mapping.setdefault(line[len(TRAILER):].strip(), commit.commit_id)
@@ -109,7 +109,7 @@ class _RepoSync:
         data = Path(self.download(src_file.path, revision)).read_bytes()
         if dst_file.lfs:
             return dst_file.lfs.sha256 == hashlib.sha256(data).hexdigest()
-        return dst_file.blob_id == hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+        return dst_file.blob_id == git_blob_sha1(data)
 
     def download(self, path: str, revision: str) -> str:
         return self.src.hf_hub_download(filename=path, revision=revision, cache_dir=self.workdir, **self.kw)
@@ -135,9 +135,9 @@ class _RepoSync:
         self.report.files_uploaded += sum(isinstance(op, CommitOperationAdd) for op in ops)
         return info.oid
 
-    def sync_branch(self, branch: str) -> None:
+    def sync_branch(self, branch: str, dst_branches: dict[str, str]) -> None:
+        """`dst_branches`: the destination's branch heads when the run began (only this call moves `branch`)."""
         history = self.src.list_repo_commits(revision=branch, **self.kw)  # newest first
-        dst_branches = {b.name: b.target_commit for b in self.dst.list_repo_refs(**self.kw).branches}
         # Find where the destination already is: the newest source commit it has (the roots always match).
         pending = []
         for commit in history:
@@ -163,9 +163,8 @@ class _RepoSync:
             head = self.replay(commit, branch, head)
             self.mapping[commit.commit_id] = head
 
-    def sync_tags(self) -> None:
-        dst_tags = {t.name for t in self.dst.list_repo_refs(**self.kw).tags}
-        for tag in self.src.list_repo_refs(**self.kw).tags:
+    def sync_tags(self, src_tags: list, dst_tags: set[str]) -> None:
+        for tag in src_tags:
             if tag.name in dst_tags:
                 continue
             target = self.mapping.get(tag.target_commit)
@@ -178,11 +177,14 @@ class _RepoSync:
 
     def run(self) -> None:
         self.ensure_destination()
-        self.read_mapping()
-        branches = [b.name for b in self.src.list_repo_refs(**self.kw).branches]
+        # Refs are read once: syncing a branch moves only that destination branch, and creates no tag.
+        src_refs, dst_refs = self.src.list_repo_refs(**self.kw), self.dst.list_repo_refs(**self.kw)
+        dst_branches = {b.name: b.target_commit for b in dst_refs.branches}
+        self.read_mapping(dst_branches)
+        branches = [b.name for b in src_refs.branches]
         for branch in sorted(branches, key=lambda name: (name != "main", name)):
-            self.sync_branch(branch)
-        self.sync_tags()
+            self.sync_branch(branch, dst_branches)
+        self.sync_tags(src_refs.tags, {t.name for t in dst_refs.tags})
 
 
 def sync_repos(source: str, dest: str, *, repos: list[str] | None = None, source_token: str | None = None,

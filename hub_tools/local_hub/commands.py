@@ -72,11 +72,13 @@ def run_serve(args) -> int:
 
 
 def _read_token(path: Path | None) -> str | None:
+    from hub_tools.local_hub.storage import read_token_file
+
     if path is None:
         return None
     if not path.is_file():
         raise BabyhubError(f"token file {path} not found")
-    lines = [line.strip() for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    lines = read_token_file(path)
     if not lines:
         raise BabyhubError(f"token file {path} is empty: put the token on its first line")
     return lines[0]

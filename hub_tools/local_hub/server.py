@@ -45,9 +45,12 @@ from hub_tools.local_hub.storage import (
     bad_request,
     check_path,
     check_ref_name,
+    git_blob_hasher,
     git_blob_sha1,
     lfs_pointer,
+    read_token_file,
 )
+from hub_tools.publish import REPO_TYPE_PLURALS, repo_url
 
 logger = logging.getLogger("babyhub.local_hub")
 
@@ -58,8 +61,26 @@ LFS_EXTENSIONS = (".parquet", ".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".
                   ".npy", ".npz", ".pkl", ".zip", ".gz", ".tar", ".model")
 LFS_THRESHOLD = 10 * 1024 * 1024
 TREE_PAGE = 1000
-TYPE_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
-PLURAL = {"models": "model", "datasets": "dataset", "spaces": "space"}
+# A README's front matter: the YAML between its first two '---' lines.
+_FRONT_MATTER_RE = re.compile(r"^---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(\r?\n|$)", re.S)
+
+
+class _InvalidMetadata(Exception):
+    """A README front matter that is not valid YAML, or not a mapping."""
+
+
+def _front_matter(text: str) -> tuple[bool, dict | None]:
+    """(whether `text` has front matter, its YAML mapping or None when empty); _InvalidMetadata otherwise."""
+    match = _FRONT_MATTER_RE.match(text)
+    if not match:
+        return False, None
+    try:
+        data = yaml.safe_load(match.group(1))
+    except yaml.YAMLError as err:
+        raise _InvalidMetadata(f"Invalid YAML: {err}") from None
+    if data is not None and not isinstance(data, dict):
+        raise _InvalidMetadata("The metadata must be a YAML mapping")
+    return True, data
 
 
 def error_response(err: HubError) -> Response:
@@ -195,8 +216,7 @@ class LocalHub:
             self._file_tokens = set()
             return
         if mtime != self._token_mtime:
-            lines = self.token_file.read_text().splitlines()
-            self._file_tokens = {line.strip() for line in lines if line.strip() and not line.startswith("#")}
+            self._file_tokens = set(read_token_file(self.token_file))
             self._token_mtime = mtime
 
     def _token_of(self, request: Request) -> str | None:
@@ -316,10 +336,10 @@ class LocalHub:
             return await self.validate_yaml(request)
         if len(segs) == 2 and segs[0] == "lfs-upload" and method == "PUT":
             return await self.lfs_put(request, unquote(segs[1]))
-        if len(segs) == 1 and segs[0] in PLURAL and method == "GET":
-            return self.list_repos(request, PLURAL[segs[0]])
-        if len(segs) >= 3 and segs[0] in PLURAL:
-            repo_type = PLURAL[segs[0]]
+        if len(segs) == 1 and segs[0] in REPO_TYPE_PLURALS and method == "GET":
+            return self.list_repos(request, REPO_TYPE_PLURALS[segs[0]])
+        if len(segs) >= 3 and segs[0] in REPO_TYPE_PLURALS:
+            repo_type = REPO_TYPE_PLURALS[segs[0]]
             repo_id = f"{unquote(segs[1])}/{unquote(segs[2])}"
             rest = segs[3:]
             return await self._route_repo_api(request, method, repo_type, repo_id, rest, base)
@@ -361,8 +381,8 @@ class LocalHub:
         raise HubError(404, f"Not found: {request.url.path}")
 
     # ---- body helpers ----
-    async def _body(self, request: Request, limit: int | None = None) -> bytes:
-        limit = limit or self.max_api_body
+    async def _body(self, request: Request) -> bytes:
+        limit = self.max_api_body
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > limit:
             raise HubError(413, f"Request body too large ({declared} bytes, limit {limit})")
@@ -389,9 +409,6 @@ class LocalHub:
         return data
 
     # ---- repos ----
-    def repo_url(self, base: str, repo_type: str, repo_id: str) -> str:
-        return f"{base}/{TYPE_PREFIX[repo_type]}{repo_id}"
-
     async def create_repo(self, request: Request, base: str) -> Response:
         user = self.require_user(request)
         data = await self._json(request)
@@ -405,7 +422,7 @@ class LocalHub:
         private = data.get("private")
         if data.get("visibility") is not None:
             private = data["visibility"] != "public"
-        url = self.repo_url(base, repo_type, repo_id)
+        url = repo_url(base, repo_id, repo_type)
         try:
             self.store.create_repo(repo_type, repo_id, private=bool(private), sdk=data.get("sdk"), author=user)
         except HubError as err:
@@ -479,14 +496,10 @@ class LocalHub:
         if entry is None or entry["size"] > 1024 * 1024:
             return None
         text = self.store.blob_path(entry["sha256"]).read_text(errors="replace")
-        match = re.match(r"^---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(\r?\n|$)", text, re.S)
-        if not match:
-            return None
         try:
-            data = yaml.safe_load(match.group(1))
-        except yaml.YAMLError:
+            return _front_matter(text)[1]
+        except _InvalidMetadata:
             return None
-        return data if isinstance(data, dict) else None
 
     # ---- refs, branches, tags, commits ----
     def list_refs(self, request: Request, repo_type: str, repo_id: str) -> Response:
@@ -685,7 +698,7 @@ class LocalHub:
             await _drain(request.receive)
             return Response(status_code=200)
         tmp = self.store.new_tmp_file()
-        sha256, sha1 = hashlib.sha256(), hashlib.sha1(b"blob %d\0" % size)
+        sha256, sha1 = hashlib.sha256(), git_blob_hasher(size)
         total = 0
         try:
             with open(tmp, "wb") as f:
@@ -755,7 +768,7 @@ class LocalHub:
             revision = revision[len("refs/heads/"):]
         oid = self.store.commit(repo, revision, operations, title=title, message=str(message), author=user,
                                 parent_commit=parent if isinstance(parent, str) else None)
-        url = f"{self.repo_url(base, repo_type, repo_id)}/commit/{oid}"
+        url = f"{repo_url(base, repo_id, repo_type)}/commit/{oid}"
         return JSONResponse({"commitUrl": url, "commitOid": oid, "pullRequestUrl": None, "success": True})
 
     # ---- downloads ----
@@ -808,16 +821,12 @@ class LocalHub:
         if not isinstance(content, str):
             raise bad_request("'content' must be a string")
         # `content` is the whole README: only its front matter (between the first two '---') is metadata.
-        match = re.match(r"^---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(\r?\n|$)", content, re.S)
-        if not match:
-            return JSONResponse({"errors": [], "warnings": [{"message": "Empty or missing yaml metadata"}]})
         try:
-            data = yaml.safe_load(match.group(1))
-        except yaml.YAMLError as err:
-            return JSONResponse({"errors": [{"message": f"Invalid YAML: {err}"}], "warnings": []}, status_code=400)
-        if data is not None and not isinstance(data, dict):
-            return JSONResponse({"errors": [{"message": "The metadata must be a YAML mapping"}], "warnings": []},
-                                status_code=400)
+            found, _ = _front_matter(content)
+        except _InvalidMetadata as err:
+            return JSONResponse({"errors": [{"message": str(err)}], "warnings": []}, status_code=400)
+        if not found:
+            return JSONResponse({"errors": [], "warnings": [{"message": "Empty or missing yaml metadata"}]})
         return JSONResponse({"errors": [], "warnings": []})
 
 

@@ -63,8 +63,20 @@ def bad_request(message: str) -> HubError:
     return HubError(400, message)
 
 
+def git_blob_hasher(size: int):
+    """A sha1 primed with the git blob header: feed it the `size` bytes of content, then hexdigest() is the blob id."""
+    return hashlib.sha1(b"blob %d\0" % size)
+
+
 def git_blob_sha1(data: bytes) -> str:
-    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+    h = git_blob_hasher(len(data))
+    h.update(data)
+    return h.hexdigest()
+
+
+def read_token_file(path: Path) -> list[str]:
+    """The tokens of a token file, in order: one per line; blank lines and '#' comments skipped."""
+    return [line.strip() for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
 
 
 def lfs_pointer(sha256: str, size: int) -> bytes:
@@ -198,7 +210,7 @@ class Store:
         sha1_path = path.with_name(path.name + ".sha1")
         if sha1_path.is_file():
             return sha1_path.read_text().strip()
-        h = hashlib.sha1(b"blob %d\0" % path.stat().st_size)
+        h = git_blob_hasher(path.stat().st_size)
         with open(path, "rb") as f:
             for chunk in iter(lambda: f.read(1 << 20), b""):
                 h.update(chunk)
@@ -235,7 +247,7 @@ class Store:
     def create_repo(self, repo_type: str, repo_id: str, *, private: bool, sdk: str | None, author: str) -> Repo:
         with self.lock:
             if self.get_repo(repo_type, repo_id) is not None:
-                raise HubError(409, f"You already created this {repo_type} repo", extra={"url": repo_id})
+                raise HubError(409, f"You already created this {repo_type} repo")
             path = self._repo_dir(repo_type, repo_id)
             # Like the Hub, a new repo has one first commit holding .gitattributes: branches start there.
             entry = self.put_bytes(DEFAULT_GITATTRIBUTES)
