@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 import platform
-import random
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
@@ -269,16 +268,14 @@ def bootstrap_baby(
     size: str = "tiny",
     max_steps: int | None = None,
     seed: int = 0,
-    vocab_size: int | None = None,
-    max_rows: int | None = None,
     dataset_id: str | None = None,
     device: str | None = None,
     progress: bool = True,
 ) -> Path:
     """Train a tokenizer and a baby Llama on the training split of `train_dir`; save an HF folder at `out_dir`.
 
-    `max_steps` overrides the size's epoch budget (tests use a few dozen steps); `max_rows` reads only the
-    first rows; `dataset_id` names the dataset on the Hub in the card. Returns `out_dir`.
+    `max_steps` overrides the size's epoch budget (tests use a few dozen steps); `dataset_id` names the dataset
+    on the Hub in the card. Returns `out_dir`.
     """
     import torch
 
@@ -287,19 +284,14 @@ def bootstrap_baby(
     if max_steps is not None and max_steps < 1:
         raise BabyhubError(f"max_steps must be at least 1, got {max_steps}.")
     spec = SIZES[size]
-    if vocab_size is not None:
-        spec = BabySize(**{**asdict(spec), "vocab_size": vocab_size})
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):
         raise BabyhubError(f"{out} exists and is not empty: choose a new --out folder or remove it.")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    random.seed(seed)
     start = time.perf_counter()
 
     # Read the training split only and build the corpus in the shared dialogue convention.
     texts, rows = read_bootstrap_texts(train_dir)
-    if max_rows is not None:
-        texts, rows = texts[: 2 * max_rows], min(rows, max_rows)
     # Train the tokenizer, then pack the corpus into blocks.
     tokenizer = build_tokenizer(texts, spec.vocab_size)
     blocks, corpus_tokens = pack_blocks(texts, tokenizer, spec.block_size)

@@ -120,8 +120,6 @@ class CheckpointPushQueue:
         repo_id: str,
         *,
         private: bool = False,
-        token: str | None = None,
-        endpoint: str | None = None,
         overwrite_after: int | None = None,
         max_attempts: int = 3,
         retry_wait: float | None = None,
@@ -132,8 +130,6 @@ class CheckpointPushQueue:
 
         self.repo_id = repo_id
         self.private = private
-        self.token = token
-        self.endpoint = endpoint
         # Steps after a resume point are re-trained: their branches (from the abandoned run) are replaced by a
         # new commit; the old one stays in the branch history.
         self.overwrite_after = overwrite_after
@@ -186,7 +182,7 @@ class CheckpointPushQueue:
 
     def _run(self, job: PushJob, *, final: bool) -> None:
         overwrite = self.overwrite_after is not None and job.step > self.overwrite_after
-        for _ in range(self.max_attempts):
+        for attempt in range(1, self.max_attempts + 1):
             job.attempts += 1
             try:
                 if job.prepare is not None:
@@ -201,14 +197,13 @@ class CheckpointPushQueue:
                     allow_patterns=CHECKPOINT_FILES,
                     ignore_patterns=EXCLUDED_FILES,
                     overwrite_branch=overwrite,
-                    token=self.token,
-                    endpoint=self.endpoint,
                 )
             except Exception as err:  # keep the queue alive whatever one push does
                 job.error = f"{type(err).__name__}: {err}"
                 logger.warning("push of %s to %s failed (attempt %d): %s", job.revision, self.repo_id,
                                job.attempts, job.error)
-                time.sleep(self.retry_wait)
+                if attempt < self.max_attempts:  # no wait after the last attempt: the next job is waiting
+                    time.sleep(self.retry_wait)
                 continue
             job.error = None
             self.report.pushed[job.revision] = result.commit_oid

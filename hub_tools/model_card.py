@@ -61,9 +61,9 @@ class TrainingCardInfo:
     max_steps: int | None = None
 
 
-def _hub_id(ref: DatasetRef) -> bool:
+def _hub_id(name: str) -> bool:
     """A Hub id (namespace/name), not a local path: only those go into the card's `datasets` metadata."""
-    return ref.id.count("/") == 1 and not ref.id.startswith((".", "/", "~"))
+    return name.count("/") == 1 and not name.startswith((".", "/", "~"))
 
 
 def framework_versions() -> dict[str, str]:
@@ -89,6 +89,8 @@ def render_training_card(info: TrainingCardInfo):
     """The ModelCard of one revision of a DPO-trained baby."""
     from huggingface_hub import ModelCard, ModelCardData
 
+    from hub_tools.publish import repo_url
+
     eval_results = None
     if info.eval_score is not None:
         # The same model-index entry as `babyhub eval minpairs` writes, so the Hub compares them.
@@ -97,10 +99,10 @@ def render_training_card(info: TrainingCardInfo):
         score = info.eval_score
         result = MinpairsResult(score.dataset.id, score.method, score.accuracy, score.pairs, score.ties)
         eval_results = [minpairs_eval_result(result, dataset_revision=score.dataset.revision)]
-    hub_datasets = [d.id for d in info.datasets if _hub_id(d)]
+    hub_datasets = [d.id for d in info.datasets if _hub_id(d.id)]
     card_data = ModelCardData(
         model_name=info.repo_id.split("/")[-1],
-        base_model=info.base_model if _hub_id(DatasetRef(info.base_model)) else None,
+        base_model=info.base_model if _hub_id(info.base_model) else None,
         datasets=hub_datasets or None,
         language="en",
         library_name="transformers",
@@ -108,8 +110,8 @@ def render_training_card(info: TrainingCardInfo):
         tags=["trl", "dpo", "babylm", "childes", "babyhub"],
         eval_results=eval_results,
     )
-    base = info.endpoint.rstrip("/")
-    branch_links = [(b, f"{base}/{info.repo_id}/tree/{b}") for b in info.branches]
+    url = repo_url(info.endpoint, info.repo_id)
+    branch_links = [(b, f"{url}/tree/{b}") for b in info.branches]
     import yaml
 
     return ModelCard.from_template(
@@ -117,7 +119,7 @@ def render_training_card(info: TrainingCardInfo):
         template_path=str(require_dir(MODEL_CARDS) / TEMPLATE),
         info=info,
         is_main=info.revision == "main",
-        repo_url=f"{base}/{info.repo_id}",
+        repo_url=url,
         branch_links=branch_links,
         metrics=[(k, info.metrics[k]) for k in DPO_METRICS if k in info.metrics],
         config_yaml=yaml.safe_dump(info.config, sort_keys=True).strip(),

@@ -2,6 +2,8 @@
 
 import argparse
 
+from hub_tools.baby import SIZES
+
 
 def register(subparsers) -> None:
     """Add this module's subcommands to `babyhub`."""
@@ -15,7 +17,7 @@ def register(subparsers) -> None:
     )
     boot.add_argument("--train", required=True, help="training preference dataset: folder or Hub dataset id")
     boot.add_argument("--out", required=True, help="new folder for the model (must not exist or be empty)")
-    boot.add_argument("--size", choices=["tiny", "small"], default="tiny", help="tiny ≈1 M params (CPU); small: GPU")
+    boot.add_argument("--size", choices=list(SIZES), default="tiny", help="tiny ≈1 M params (CPU); small: GPU")
     boot.add_argument("--max-steps", type=int, default=None, help="optimizer steps (default: the size's epochs)")
     boot.add_argument("--seed", type=int, default=0)
     boot.add_argument("--dataset-id", default=None, help="Hub id of the training dataset, named in the card")
