@@ -150,9 +150,9 @@ def _run_push(args: argparse.Namespace) -> int:
     folder = Path(args.folder)
     if not folder.is_dir():
         raise BabyhubError(f"{folder} is not a folder: pass a folder built by babyhub (e.g. `babyhub data build`).")
-    if args.repo_id.count("/") != 1 or not all(args.repo_id.split("/")):
-        raise BabyhubError(f"--repo-id {args.repo_id!r} must be NAMESPACE/NAME, e.g. me/child-dpo-preferences.")
-    from hub_tools.publish import push_folder
+    from hub_tools.publish import check_repo_id, push_folder
+
+    check_repo_id(args.repo_id, "me/child-dpo-preferences")
 
     result = push_folder(
         folder,

@@ -92,9 +92,7 @@ def run_blimp(args) -> int:
         scorer = _load_scorer(args, revision.name)
         for method in args.method:
             result = evaluation.evaluate_blimp(scorer, suite, method, progress=not args.json)
-            rows.append({"model": args.model, "revision": revision.name, "step": revision.step, "dataset": "blimp",
-                         "method": method, "accuracy": result.accuracy, "n": result.n,
-                         "paradigms": result.paradigms})
+            rows.append({**evaluation.result_row(args.model, revision, result), "dataset": "blimp"})
             card_results.setdefault(revision.name, []).append(evaluation.blimp_eval_result(result))
     return _finish(args, "blimp", rows, card_results)
 

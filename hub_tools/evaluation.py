@@ -358,7 +358,7 @@ def push_results_to_card(model_id: str, revision: str, results: Sequence, *, tok
     )
 
 
-def result_row(model: str, revision: Revision, result: MinpairsResult) -> dict:
+def result_row(model: str, revision: Revision, result: MinpairsResult | BlimpResult) -> dict:
     """A sweep-table row (and the JSON record) of one result."""
     return {"model": model, "revision": revision.name, "step": revision.step, **asdict(result)}
 

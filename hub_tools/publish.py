@@ -214,6 +214,12 @@ class _Session:
         return PushResult(self.repo_id, self.repo_type, self.revision, commit_oid, url)
 
 
+def check_repo_id(repo_id: str, example: str) -> None:
+    """Refuse a `--repo-id` that is not NAMESPACE/NAME, before anything is staged or sent."""
+    if repo_id.count("/") != 1 or not all(repo_id.split("/")):
+        raise BabyhubError(f"--repo-id {repo_id!r} must be NAMESPACE/NAME, e.g. {example}")
+
+
 def repo_url(endpoint: str, repo_id: str, repo_type: str = "model") -> str:
     """The web address of a repo on `endpoint` (models at the root, datasets and Spaces under their prefix)."""
     return f"{endpoint.rstrip('/')}/{URL_PREFIXES[repo_type]}{repo_id}"

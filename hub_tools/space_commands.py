@@ -147,11 +147,11 @@ def push_chat_space(
     """Push a Space folder as a Gradio Space (bundled with the scorer); for the chat Space, with `models`
     (`repo_id[@revision],...`, the first the baseline) and `examples_dataset` written into models.yaml and the
     card (default: the folder's models.yaml). Returns the PushResult (commit_oid None: nothing changed)."""
+    from hub_tools.publish import check_repo_id
     from hub_tools.space_bundle import push_space
 
     space_dir = check_space_dir(Path(space_dir))
-    if repo_id.count("/") != 1 or not all(repo_id.split("/")):
-        raise BabyhubError(f"--repo-id {repo_id!r} must be NAMESPACE/NAME, e.g. me/baby-chat")
+    check_repo_id(repo_id, "me/baby-chat")
     _, config = read_chat_config(space_dir, models, examples_dataset)
     with tempfile.TemporaryDirectory(prefix="babyhub-space-") as tmp:
         staged = stage_chat_space(space_dir, config, Path(tmp)) if config else space_dir
