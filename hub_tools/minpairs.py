@@ -64,13 +64,30 @@ class MinimalPairsRead:
     """The valid pairs of a CSV, and how many rows of each problem kind were skipped."""
 
     pairs: list[MinimalPair]
-    skipped: dict[str, int] = field(default_factory=dict)
     rows_read: int = 0
     skipped_rows: list[tuple[int, str]] = field(default_factory=list)  # (data row, kind)
 
     @property
+    def skipped(self) -> dict[str, int]:
+        """Skipped rows per problem kind."""
+        return self.skipped_in(0, None)
+
+    @property
     def skipped_total(self) -> int:
-        return sum(self.skipped.values())
+        return len(self.skipped_rows)
+
+    def skipped_in(self, lo: int, hi: int | None) -> dict[str, int]:
+        """Skipped rows per problem kind among the data rows [lo, hi) (hi None: to the end)."""
+        counts: dict[str, int] = {}
+        for row, kind in self.skipped_rows:
+            if in_rows(row, lo, hi):
+                counts[kind] = counts.get(kind, 0) + 1
+        return counts
+
+
+def in_rows(row: int, lo: int, hi: int | None) -> bool:
+    """Whether data row `row` is in [lo, hi) (hi None: to the end): how splits are cut by CSV row number."""
+    return row >= lo and (hi is None or row < hi)
 
 
 class InvalidRow(BabyhubError):
@@ -139,7 +156,6 @@ def read_minimal_pairs(path: str | Path, *, skip_invalid: bool = False) -> Minim
             f"{path}: no such file; pass the path of a minimal-pair CSV (e.g. len_pairs_no_overlap_1.csv)."
         )
     pairs: list[MinimalPair] = []
-    skipped: dict[str, int] = {}
     skipped_rows: list[tuple[int, str]] = []
     # surrogateescape keeps undecodable bytes as lone surrogates, so they are reported per row, not per file.
     with open(path, newline="", encoding="utf-8-sig", errors="surrogateescape") as handle:
@@ -164,6 +180,5 @@ def read_minimal_pairs(path: str | Path, *, skip_invalid: bool = False) -> Minim
             except InvalidRow as err:
                 if not skip_invalid:
                     raise
-                skipped[err.kind] = skipped.get(err.kind, 0) + 1
                 skipped_rows.append((row, err.kind))
-    return MinimalPairsRead(pairs=pairs, skipped=skipped, rows_read=row + 1, skipped_rows=skipped_rows)
+    return MinimalPairsRead(pairs=pairs, rows_read=row + 1, skipped_rows=skipped_rows)

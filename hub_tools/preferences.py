@@ -24,12 +24,11 @@ from pathlib import Path
 
 from hub_tools.dialogue import join_turns, strip_tag
 from hub_tools.errors import BabyhubError
-from hub_tools.minpairs import SAMPLE_PAIRS, MinimalPair, MinimalPairsRead, read_minimal_pairs
+from hub_tools.minpairs import SAMPLE_PAIRS, MinimalPair, MinimalPairsRead, in_rows, read_minimal_pairs
 
 TRAIN_NAME = "child-dpo-preferences"
 EVAL_NAME = "child-dpo-preferences-eval"
 EVAL_TOKENS_NAME = "child-dpo-preferences-eval-tokens"
-SYNTHETIC_NAME = "child-dpo-preferences-synthetic"
 PUBLISHED_TRAIN_ROWS = 18_000
 TEXT_FORMATS = ("tags", "plain")
 COLUMNS = ("prompt", "chosen", "rejected")
@@ -212,14 +211,6 @@ def install_folders(staging: Path, out_dir: Path, names: list[str]) -> None:
         (staging / name).rename(target)
 
 
-def _split_skipped(read: MinimalPairsRead, lo: int, hi: int | None) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for row, kind in read.skipped_rows:
-        if row >= lo and (hi is None or row < hi):
-            counts[kind] = counts.get(kind, 0) + 1
-    return counts
-
-
 def _card(
     name: str,
     rows: list[dict],
@@ -320,12 +311,13 @@ def build_preference_datasets(
             )
 
     # 2. split by the published rule: the source row number decides, so a skipped row never shifts the split
-    def rows_of(path: Path, lo: int, hi: int | None) -> list[dict]:
-        return [format_pair(p, text_format) for p in reads[path].pairs if p.row >= lo and (hi is None or p.row < hi)]
-
-    rows = {TRAIN_NAME: rows_of(pairs_csv, 0, train_rows), EVAL_NAME: rows_of(pairs_csv, train_rows, None)}
-    if tok_pairs_csv is not None:
-        rows[EVAL_TOKENS_NAME] = rows_of(Path(tok_pairs_csv), train_rows, None)
+    ranges = {name: (0, train_rows) if name == TRAIN_NAME else (train_rows, None) for _, names in sources
+              for name in names}  # fmt: skip
+    rows = {
+        name: [format_pair(p, text_format) for p in reads[path].pairs if in_rows(p.row, *ranges[name])]
+        for path, names in sources
+        for name in names
+    }
 
     # 3. measure leakage of each evaluation split against training; --dedupe-eval drops shared (prompt, chosen)
     leakage: dict[str, Leakage] = {}
@@ -346,8 +338,7 @@ def build_preference_datasets(
         for path, names in sources:
             read, sha256 = reads[path], file_sha256(path)
             for name in names:
-                lo, hi = (0, train_rows) if name == TRAIN_NAME else (train_rows, None)
-                skipped = _split_skipped(read, lo, hi)
+                skipped = read.skipped_in(*ranges[name])
                 data_file = data_file_for(rows[name])
                 card = _card(
                     name,

@@ -398,7 +398,7 @@ def synthesize_preferences(
     """Write a child-dpo-preferences-synthetic folder at out_dir; see the module docstring."""
     from tqdm.auto import tqdm
 
-    from hub_tools.preferences import data_file_for, write_dataset_folder
+    from hub_tools.preferences import data_file_for, install_folders, write_dataset_folder
 
     start = time.perf_counter()
     if batch_size < 1 or max_words < 1 or (limit is not None and limit < 1):
@@ -473,10 +473,8 @@ def synthesize_preferences(
             made_up=_train_is_made_up(train_dir),
             data_file=data_file,
         )
-        write_dataset_folder(staging / "dataset", synthetic, card, data_file)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        (staging / "dataset").rename(out_dir)
+        write_dataset_folder(staging / out_dir.name, synthetic, card, data_file)
+        install_folders(staging, out_dir.parent, [out_dir.name])  # an older build goes with the staging folder
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     shutil.rmtree(state.folder)
