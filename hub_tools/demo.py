@@ -146,12 +146,6 @@ def _port_is_free(port: int) -> bool:
     return True
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_hub(workdir: Path, port: int):
     """Use HF_ENDPOINT if set; else start a local hub with its storage and token file in WORKDIR/hub.
 
@@ -167,15 +161,15 @@ def start_hub(workdir: Path, port: int):
     if not token_file.is_file():
         token_file.write_text(f"hf_demo_{secrets.token_hex(16)}\n", encoding="utf-8")
         token_file.chmod(0o600)
-    port = port if _port_is_free(port) else _free_port()
-    endpoint = f"http://127.0.0.1:{port}"
-    configure_for_endpoint(endpoint)
+    from hub_tools.local_hub.server import start_background  # imports no huggingface_hub: it may come first
+
+    # Port 0 when the asked one is taken: the server binds a free port itself (no probe-then-bind race).
+    hub = start_background(root, port=port if _port_is_free(port) else 0, token_file=token_file)
+    configure_for_endpoint(hub.url)
     # The demo's own cache: files of this hub never mix with a huggingface.co cache under the same repo ids.
     os.environ.setdefault("HF_HOME", str(workdir / "hf_home"))
     os.environ["HF_TOKEN"] = token_file.read_text(encoding="utf-8").split()[0]
-    from hub_tools.local_hub.server import start_background
-
-    return endpoint, start_background(root, port=port, token_file=token_file)
+    return hub.url, hub
 
 
 # ------------------------------------------------------------------------------------------------ stages

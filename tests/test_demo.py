@@ -106,3 +106,31 @@ def test_demo_rejects_bad_input_and_creates_nothing(extra, message, tmp_path, ca
     assert main(argv) == 2
     assert message.format(tmp=tmp_path) in capsys.readouterr().err
     assert not workdir.exists()
+
+
+def test_demo_hub_binds_a_free_port_when_the_asked_one_is_taken(tmp_path, monkeypatch):
+    import os
+    import socket
+    import urllib.request
+    import warnings
+
+    from hub_tools.demo import start_hub
+
+    monkeypatch.delenv("HF_ENDPOINT")  # no hub given: the demo starts its own (the variables are restored after)
+    monkeypatch.setenv("HF_TOKEN", os.environ["HF_TOKEN"])
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # this test session imported huggingface_hub for its own hub
+            endpoint, hub = start_hub(tmp_path, port)
+        try:
+            assert hub.port != port and endpoint == f"http://127.0.0.1:{hub.port}" == os.environ["HF_ENDPOINT"]
+            token = (tmp_path / "hub" / "tokens").read_text().split()[0]
+            assert os.environ["HF_TOKEN"] == token
+            request = urllib.request.Request(f"{endpoint}/api/whoami-v2", headers={"authorization": f"Bearer {token}"})
+            with urllib.request.urlopen(request, timeout=10) as response:
+                assert response.status == 200
+        finally:
+            hub.stop()
