@@ -327,6 +327,22 @@ def test_app_refresh_revisions_offers_checkpoints_pushed_after_start(chat_app, t
     assert pushed.commit_oid[:7] in status and texts(final)[-1].startswith("assistant: *CHI: ")
 
 
+def test_app_refresh_revisions_reports_a_repo_that_is_gone(local_hub, tiny_baby):
+    from gradio_client import Client
+    from huggingface_hub import HfApi
+
+    from hub_tools.publish import push_folder
+
+    repo = push_folder(tiny_baby, "space-tests/tiny-baby-gone").repo_id
+    app, url = launch_app({bc.MODELS_ENV: repo, bc.EXAMPLES_ENV: ""})
+    try:
+        HfApi().delete_repo(repo)
+        with pytest.raises(Exception, match=r"cannot list the revisions of 'space-tests/tiny-baby-gone'"):
+            Client(url, verbose=False).predict("main", api_name="/refresh_revisions")
+    finally:
+        app.demo.close()
+
+
 def test_app_sampling_seed_regenerate_and_clear(chat_app):
     _, _, client, _ = chat_app
     _, _, history, _ = say(client, "do you want some milk ?")
