@@ -200,8 +200,9 @@ def check_tokenization(dataset, tokenizer, max_length: int | None) -> tuple[obje
         )
     dropped = keep.count(False)
     kept = dataset.select([i for i, k in enumerate(keep) if k]) if dropped else dataset
-    report = DataReport(rows=len(dataset), dropped_by_max_length=dropped, truncated_by_max_length=len(truncated),
-                        kept=len(kept))
+    report = DataReport(
+        rows=len(dataset), dropped_by_max_length=dropped, truncated_by_max_length=len(truncated), kept=len(kept)
+    )
     return kept, report
 
 
@@ -275,8 +276,14 @@ def pack_pairs(input_ids, attention_mask, labels):
     mask = (owner_t[:, :, None] == owner_t[:, None, :]) & causal
     mask &= (kind_t[:, None, :] == 0) | (kind_t[:, None, :] == kind_t[:, :, None])
     as_tensor = lambda x: torch.tensor(x, dtype=torch.long, device=device)  # noqa: E731
-    return packed, torch.tensor(positions, device=device), mask[:, None], as_tensor(source), as_tensor(rows), \
-        as_tensor(cols)
+    return (
+        packed,
+        torch.tensor(positions, device=device),
+        mask[:, None],
+        as_tensor(source),
+        as_tensor(rows),
+        as_tensor(cols),
+    )
 
 
 def add_packed_lm_head(model, outputs: tuple[str, ...] = ("log_probs",)) -> None:
@@ -331,9 +338,15 @@ def add_packed_lm_head(model, outputs: tuple[str, ...] = ("log_probs",)) -> None
             if "is_top1" in outputs:
                 is_top1 = spread(logits.argmax(-1) == targets)  # argmax: the first maximum, as TRL's head
         label_mask = labels[:, 1:] != -100
-        return FusedCausalLMOutput(loss=-log_probs.sum() / label_mask.sum().clamp(min=1), log_probs=log_probs,
-                                   entropy=entropy, log_sum_sq_probs=log_sum_sq_probs, mean_logits=mean_logits,
-                                   is_top1=is_top1, label_mask=label_mask)
+        return FusedCausalLMOutput(
+            loss=-log_probs.sum() / label_mask.sum().clamp(min=1),
+            log_probs=log_probs,
+            entropy=entropy,
+            log_sum_sq_probs=log_sum_sq_probs,
+            mean_logits=mean_logits,
+            is_top1=is_top1,
+            label_mask=label_mask,
+        )
 
     model.forward = types.MethodType(forward, model)
 
@@ -390,8 +403,17 @@ def metrics_at(log_history: list[dict], step: int) -> dict:
     return dict(rows[-1]) if rows else {}
 
 
-def write_card(folder: Path, setup: RunSetup, *, revision: str, step: int, epoch: float | None, metrics: dict,
-               branches: list[str], plots: list[str] | None = None) -> None:
+def write_card(
+    folder: Path,
+    setup: RunSetup,
+    *,
+    revision: str,
+    step: int,
+    epoch: float | None,
+    metrics: dict,
+    branches: list[str],
+    plots: list[str] | None = None,
+) -> None:
     """Render the card of `revision` into folder/README.md (scoring the eval set first when configured)."""
     from huggingface_hub import constants
 
@@ -482,8 +504,15 @@ def make_callbacks(setup: RunSetup, pusher):
             metrics, epoch = metrics_at(state.log_history, step), state.epoch
 
             def prepare(job):  # runs in the push thread: scoring the eval set never blocks training
-                write_card(job.folder, setup, revision=job.revision, step=step, epoch=epoch, metrics=metrics,
-                           branches=branches)
+                write_card(
+                    job.folder,
+                    setup,
+                    revision=job.revision,
+                    step=step,
+                    epoch=epoch,
+                    metrics=metrics,
+                    branches=branches,
+                )
 
             pusher.submit(step, staged, prepare=prepare)
 
@@ -551,14 +580,18 @@ def main(script_args: ScriptArguments, training_args: DPOConfig, model_args) -> 
         f"training on {report.kept}."
     )
     if report.kept == 0:
-        raise BabyhubError(f"every example's prompt is at least max_length={training_args.max_length} tokens: raise "
-                           "--max_length.")
+        raise BabyhubError(
+            f"every example's prompt is at least max_length={training_args.max_length} tokens: raise --max_length."
+        )
     setup = RunSetup(script_args, training_args, model_args)
     if script_args.eval_dataset_name:
         from hub_tools.evaluation import read_minpairs_data
 
-        data = read_minpairs_data(script_args.eval_dataset_name, split=script_args.eval_dataset_split,
-                                  revision=script_args.eval_dataset_revision)
+        data = read_minpairs_data(
+            script_args.eval_dataset_name,
+            split=script_args.eval_dataset_split,
+            revision=script_args.eval_dataset_revision,
+        )
         n = script_args.eval_max_pairs or len(data.prompts)
         data.prompts, data.chosen, data.rejected = data.prompts[:n], data.chosen[:n], data.rejected[:n]
         setup.eval_data = data
@@ -575,8 +608,12 @@ def main(script_args: ScriptArguments, training_args: DPOConfig, model_args) -> 
                 "--hub_model_id."
             )
         setup.known_branches = {b for b in existing if resume_step is not None and checkpoint_step(b) <= resume_step}
-        pusher = CheckpointPushQueue(training_args.hub_model_id, private=bool(training_args.hub_private_repo),
-                                     overwrite_after=resume_step, remove_after_push=True)
+        pusher = CheckpointPushQueue(
+            training_args.hub_model_id,
+            private=bool(training_args.hub_private_repo),
+            overwrite_after=resume_step,
+            remove_after_push=True,
+        )
 
     # Load the model in fp32 on a CPU (bf16 is emulated there and slower)
     dtype = model_args.dtype if model_args.dtype not in (None, "auto") else None
@@ -605,8 +642,16 @@ def main(script_args: ScriptArguments, training_args: DPOConfig, model_args) -> 
     step = trainer.state.global_step
     setup.known_branches |= {p.name for p in output_dir.glob("checkpoint-*") if checkpoint_step(p.name) is not None}
     branches = sorted(setup.known_branches, key=checkpoint_step)
-    write_card(output_dir, setup, revision="main", step=step, epoch=trainer.state.epoch,
-               metrics=metrics_at(trainer.state.log_history, step), branches=branches, plots=plots)
+    write_card(
+        output_dir,
+        setup,
+        revision="main",
+        step=step,
+        epoch=trainer.state.epoch,
+        metrics=metrics_at(trainer.state.log_history, step),
+        branches=branches,
+        plots=plots,
+    )
     print(f"train_dpo: model saved to {output_dir} (step {step}).")
     if pusher is None:
         return 0
@@ -630,8 +675,11 @@ def main(script_args: ScriptArguments, training_args: DPOConfig, model_args) -> 
     if failed:
         for revision, error in failed.items():
             print(f"train_dpo: FAILED to push {revision}: {error}", file=sys.stderr)
-        print(f"train_dpo: the files are in {output_dir}; run the same command with --resume_from_checkpoint "
-              "to retry the pushes.", file=sys.stderr)
+        print(
+            f"train_dpo: the files are in {output_dir}; run the same command with --resume_from_checkpoint "
+            "to retry the pushes.",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

@@ -42,10 +42,15 @@ def parse_args(argv=None):
     parser.add_argument("--model", help="model folder or Hub id (default: bootstrap a tiny baby under --work-dir)")
     parser.add_argument("--work-dir", type=Path, default=Path("/tmp/babyhub-bench"), help="for the bootstrapped baby")
     parser.add_argument("--pairs", type=int, default=None, help="evaluate only the first N eval pairs")
-    parser.add_argument("--loop-pairs", type=int, default=None,
-                        help="pairs for the slow per-pair loop (a) (default: all; its accuracy is then on those)")
-    parser.add_argument("--batch-size", type=int, default=EVAL_BATCH_SIZE,
-                        help="babyhub's batch size (default: the CLI's)")
+    parser.add_argument(
+        "--loop-pairs",
+        type=int,
+        default=None,
+        help="pairs for the slow per-pair loop (a) (default: all; its accuracy is then on those)",
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=EVAL_BATCH_SIZE, help="babyhub's batch size (default: the CLI's)"
+    )
     parser.add_argument("--workers", type=int, default=None, help="babyhub's scoring threads (default: the CLI's)")
     parser.add_argument("--json", action="store_true", help="print the results as one JSON object")
     return parser.parse_args(argv)
@@ -122,8 +127,9 @@ def main(argv=None) -> dict:
 
     # 2. babyhub, as `babyhub eval minpairs` runs it (a warm-up pass first, as for every contender).
     scorer = Scorer(model, tokenizer, batch_size=args.batch_size, workers=args.workers or default_workers())
-    evaluate_minpairs(scorer, MinimalPairsData("warm", data.prompts[:64], data.chosen[:64], data.rejected[:64]),
-                      progress=False)
+    evaluate_minpairs(
+        scorer, MinimalPairsData("warm", data.prompts[:64], data.chosen[:64], data.rejected[:64]), progress=False
+    )
     start = time.perf_counter()
     ours = evaluate_minpairs(scorer, data, "sequence_mean", progress=False)
     ours_seconds = time.perf_counter() - start
@@ -163,8 +169,12 @@ def main(argv=None) -> dict:
     differing = [i for i, d in enumerate(decisions(chunked_chosen, chunked_rejected)) if d != ours_decisions[i]]
     differing += [i for i, d in enumerate(decisions(loop_chosen, loop_rejected)) if d != ours_decisions[i]]
     not_ties = sorted({i for i in differing if abs(margins[i]) > 1e-4})
-    rate = {"babyhub": n / ours_seconds, "minicons_loop": loop_n / loop_seconds,
-            "minicons_chunks_64": n / chunked_seconds, "roofline": roofline_pairs}
+    rate = {
+        "babyhub": n / ours_seconds,
+        "minicons_loop": loop_n / loop_seconds,
+        "minicons_chunks_64": n / chunked_seconds,
+        "roofline": roofline_pairs,
+    }
     result = {
         "model": model_path,
         "parameters": sum(p.numel() for p in model.parameters()),
@@ -204,8 +214,11 @@ def report(r: dict) -> str:
         f"{'':<30}{'pairs/s':>10}{'accuracy':>10}",
         f"{'babyhub eval minpairs':<30}{rate['babyhub']:>10.0f}{accuracy['babyhub']:>10.4f}",
         f"{'(a) minicons, per sentence':<30}{rate['minicons_loop']:>10.0f}{accuracy['minicons_loop']:>10.4f}"
-        + (f"  (on {r['loop_pairs']} pairs; babyhub there: {accuracy['babyhub_on_loop_pairs']:.4f})"
-           if r["loop_pairs"] != r["pairs"] else ""),
+        + (
+            f"  (on {r['loop_pairs']} pairs; babyhub there: {accuracy['babyhub_on_loop_pairs']:.4f})"
+            if r["loop_pairs"] != r["pairs"]
+            else ""
+        ),
         f"{'(b) minicons, chunks of 64':<30}{rate['minicons_chunks_64']:>10.0f}"
         f"{accuracy['minicons_chunks_64']:>10.4f}",
         f"{'(c) roofline':<30}{rate['roofline']:>10.0f}"

@@ -88,8 +88,9 @@ def run_plain_trl(baby: Path, data: Path, out: Path, steps: int, *, defaults: bo
     )  # fmt: skip
     train = train_dpo.with_turn_separator(datasets.load_dataset(str(data))["train"])
     model = AutoModelForCausalLM.from_pretrained(baby, dtype=torch.float32)
-    trainer = DPOTrainer(model=model, args=config, train_dataset=train,
-                         processing_class=AutoTokenizer.from_pretrained(baby))
+    trainer = DPOTrainer(
+        model=model, args=config, train_dataset=train, processing_class=AutoTokenizer.from_pretrained(baby)
+    )
     result = trainer.train()
     losses = [r["loss"] for r in trainer.state.log_history if "loss" in r]
     return {"loop_s": result.metrics["train_runtime"], "total_s": time.perf_counter() - start, "losses": losses}
@@ -142,16 +143,22 @@ def main(argv=None) -> int:
         print(json.dumps(results, indent=1))
         return 0
     print(f"\n{args.steps} steps of batch {BATCH} x accumulation {ACCUMULATION} ({samples} samples), baby {baby}")
-    print(f"{'run':<14}{'loop samples/s':>16}{'x TRL fp32':>12}{'end-to-end/s':>14}{'x TRL fp32':>12}"
-          f"{'final loss':>12}{'max |Δloss|':>13}")
+    print(
+        f"{'run':<14}{'loop samples/s':>16}{'x TRL fp32':>12}{'end-to-end/s':>14}{'x TRL fp32':>12}"
+        f"{'final loss':>12}{'max |Δloss|':>13}"
+    )
     for name, r in results.items():
-        print(f"{name:<14}{r['loop_samples_per_s']:>16.1f}{r['loop_ratio']:>12.2f}{r['total_samples_per_s']:>14.1f}"
-              f"{r['total_ratio']:>12.2f}{r['losses'][-1]:>12.4f}{r['max_loss_diff']:>13.2e}")
+        print(
+            f"{name:<14}{r['loop_samples_per_s']:>16.1f}{r['loop_ratio']:>12.2f}{r['total_samples_per_s']:>14.1f}"
+            f"{r['total_ratio']:>12.2f}{r['losses'][-1]:>12.4f}{r['max_loss_diff']:>13.2e}"
+        )
     ours = results["babyhub"]
     verdict = "meets" if ours["loop_ratio"] >= TARGET else "misses"
-    print(f"\nbabyhub {verdict} the target: {ours['loop_ratio']:.2f}x TRL fp32 in the training loop "
-          f"(target >= {TARGET}x), {ours['total_ratio']:.2f}x end to end, max loss difference "
-          f"{ours['max_loss_diff']:.2e}.")
+    print(
+        f"\nbabyhub {verdict} the target: {ours['loop_ratio']:.2f}x TRL fp32 in the training loop "
+        f"(target >= {TARGET}x), {ours['total_ratio']:.2f}x end to end, max loss difference "
+        f"{ours['max_loss_diff']:.2e}."
+    )
     return 0
 
 

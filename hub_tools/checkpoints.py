@@ -67,13 +67,13 @@ def hub_checkpoint_branches(repo_id: str) -> set[str]:
 
 def stage_checkpoint(checkpoint_dir: Path, staging_dir: Path) -> Path:
     """Copy (hard-link when possible) the files a branch holds from `checkpoint_dir` into `staging_dir`."""
-    from hub_tools.publish import read_folder_files
+    from hub_tools.publish import list_folder_files
 
     if staging_dir.exists():
         shutil.rmtree(staging_dir)
     staging_dir.mkdir(parents=True)
     # The card is written per branch later: never link the Trainer's README (writing would change both).
-    for rel in read_folder_files(checkpoint_dir, CHECKPOINT_FILES, [*EXCLUDED_FILES, "README.md"]):
+    for rel in list_folder_files(checkpoint_dir, CHECKPOINT_FILES, [*EXCLUDED_FILES, "README.md"]):
         src, dst = checkpoint_dir / rel, staging_dir / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -110,9 +110,9 @@ class QueueReport:
 class CheckpointPushQueue:
     """Push checkpoints to their branches from a background thread, in order, never skipping one.
 
-        queue = CheckpointPushQueue("me/baby-dpo")
-        queue.submit(2000, stage_checkpoint(Path("out/checkpoint-2000"), Path("out/.push/checkpoint-2000")))
-        report = queue.close()  # waits for the pushes; report.failed lists what never landed
+    queue = CheckpointPushQueue("me/baby-dpo")
+    queue.submit(2000, stage_checkpoint(Path("out/checkpoint-2000"), Path("out/.push/checkpoint-2000")))
+    report = queue.close()  # waits for the pushes; report.failed lists what never landed
     """
 
     def __init__(
@@ -200,8 +200,9 @@ class CheckpointPushQueue:
                 )
             except Exception as err:  # keep the queue alive whatever one push does
                 job.error = f"{type(err).__name__}: {err}"
-                logger.warning("push of %s to %s failed (attempt %d): %s", job.revision, self.repo_id,
-                               job.attempts, job.error)
+                logger.warning(
+                    "push of %s to %s failed (attempt %d): %s", job.revision, self.repo_id, job.attempts, job.error
+                )
                 if attempt < self.max_attempts:  # no wait after the last attempt: the next job is waiting
                     time.sleep(self.retry_wait)
                 continue

@@ -466,9 +466,7 @@ def stage_evaluate(stages, keys, models, data, blimp, plan) -> list[dict]:
     rows = []
     for name, repo in models.items():
         commit = head_commit(repo)
-        scorer = Scorer.from_pretrained(
-            repo, revision=commit, batch_size=EVAL_BATCH_SIZE, workers=default_workers()
-        )
+        scorer = Scorer.from_pretrained(repo, revision=commit, batch_size=EVAL_BATCH_SIZE, workers=default_workers())
         row = {"model": MODEL_LABELS[name], "repo_id": repo, "commit": commit[:10]}
         results = []
         for split, pairs in sets.items():

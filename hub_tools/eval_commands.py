@@ -28,19 +28,34 @@ def register(subparsers) -> None:
 
     minpairs = commands.add_parser("minpairs", help="dialogue minimal-pair accuracy (real child answer preferred)")
     _add_model_arguments(minpairs)
-    minpairs.add_argument("--data", nargs="+", required=True, metavar="D",
-                          help="minimal pairs: dataset folder(s), Hub dataset id(s) or CSV(s) in the published format")
+    minpairs.add_argument(
+        "--data",
+        nargs="+",
+        required=True,
+        metavar="D",
+        help="minimal pairs: dataset folder(s), Hub dataset id(s) or CSV(s) in the published format",
+    )
     minpairs.add_argument("--split", default="train", help="dataset split to evaluate (default: train)")
-    minpairs.add_argument("--method", nargs="+", default=["sequence_mean"], choices=MINPAIR_METHODS,
-                          help="scoring method(s) (default: sequence_mean, the DPO write-up's)")
+    minpairs.add_argument(
+        "--method",
+        nargs="+",
+        default=["sequence_mean"],
+        choices=MINPAIR_METHODS,
+        help="scoring method(s) (default: sequence_mean, the DPO write-up's)",
+    )
     minpairs.set_defaults(func=run_minpairs)
 
     blimp = commands.add_parser("blimp", help="BLiMP accuracy per paradigm and macro-averaged")
     _add_model_arguments(blimp)
     blimp.add_argument("--suite", required=True, metavar="DIR", help="folder of BLiMP <paradigm>.txt files")
     blimp.add_argument("--lower-case", action="store_true", help="lower-case the sentences (CHILDES text is)")
-    blimp.add_argument("--method", nargs="+", default=["sequence_sum_bow"], choices=BLIMP_METHODS,
-                       help="scoring method(s) (default: sequence_sum_bow)")
+    blimp.add_argument(
+        "--method",
+        nargs="+",
+        default=["sequence_sum_bow"],
+        choices=BLIMP_METHODS,
+        help="scoring method(s) (default: sequence_sum_bow)",
+    )
     blimp.set_defaults(func=run_blimp)
 
 
@@ -48,17 +63,32 @@ def _add_model_arguments(parser) -> None:
     parser.add_argument("--model", required=True, help="Hub model id or local model folder")
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--revision", help="branch, tag or commit of the model (default: main)")
-    which.add_argument("--all-revisions", action="store_true",
-                       help="evaluate every checkpoint-* branch and main, ordered by step; writes a CSV and a PNG")
-    parser.add_argument("--output-dir", type=Path, default=Path("eval_results"),
-                        help="where --all-revisions writes its CSV and PNG (default: eval_results/)")
-    parser.add_argument("--batch-size", type=int, default=EVAL_BATCH_SIZE,
-                        help=f"texts per forward pass (default: {EVAL_BATCH_SIZE})")
+    which.add_argument(
+        "--all-revisions",
+        action="store_true",
+        help="evaluate every checkpoint-* branch and main, ordered by step; writes a CSV and a PNG",
+    )
+    parser.add_argument(
+        "--output-dir",
+        type=Path,
+        default=Path("eval_results"),
+        help="where --all-revisions writes its CSV and PNG (default: eval_results/)",
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=EVAL_BATCH_SIZE, help=f"texts per forward pass (default: {EVAL_BATCH_SIZE})"
+    )
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
-    parser.add_argument("--workers", type=int, default=None,
-                        help="CPU scoring threads, each scoring whole batches (default: torch's thread count)")
-    parser.add_argument("--push-results", action="store_true",
-                        help="add the results to the model-index of the model card on each evaluated revision")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="CPU scoring threads, each scoring whole batches (default: torch's thread count)",
+    )
+    parser.add_argument(
+        "--push-results",
+        action="store_true",
+        help="add the results to the model-index of the model card on each evaluated revision",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
 
 
@@ -132,7 +162,10 @@ def _load_scorer(args, revision: str):
 
     try:
         return Scorer.from_pretrained(
-            args.model, None if _is_local(args.model) else revision, device=args.device, batch_size=args.batch_size,
+            args.model,
+            None if _is_local(args.model) else revision,
+            device=args.device,
+            batch_size=args.batch_size,
             workers=args.workers or default_workers(args.device),
         )
     except OSError as err:
@@ -166,8 +199,11 @@ def _finish(args, target: str, rows: list[dict], card_results: dict) -> int:
             if key in output:
                 print(f"{key}: {output[key]}")
         for revision, oid in output.get("pushed", {}).items():
-            print(f"results added to the card of {args.model}@{revision}" if oid else
-                  f"card of {args.model}@{revision} already had these results")
+            print(
+                f"results added to the card of {args.model}@{revision}"
+                if oid
+                else f"card of {args.model}@{revision} already had these results"
+            )
     return 0
 
 
@@ -177,8 +213,10 @@ def _print_table(rows: list[dict], target: str) -> None:
     print("-" * len(header))
     for r in rows:
         step = "" if r["step"] is None else r["step"]
-        print(f"{r['revision']:<20} {step!s:>7} {r['dataset'][-36:]:<36} {r['method']:<17} "
-              f"{r['accuracy']:>8.4f} {r['n']:>6}")
+        print(
+            f"{r['revision']:<20} {step!s:>7} {r['dataset'][-36:]:<36} {r['method']:<17} "
+            f"{r['accuracy']:>8.4f} {r['n']:>6}"
+        )
         if target == "blimp":
             for name, accuracy in sorted(r["paradigms"].items()):
                 print(f"    {name:<60} {accuracy:.4f}")

@@ -150,7 +150,12 @@ def evaluate_minpairs(
     with _PairProgress(n, f"{data.name} {method}", progress) as tick:
         try:
             chosen, rejected = score_minimal_pairs(
-                scorer, data.prompts, data.chosen, data.rejected, method=method, separator=TURN_SEPARATOR,
+                scorer,
+                data.prompts,
+                data.chosen,
+                data.rejected,
+                method=method,
+                separator=TURN_SEPARATOR,
                 progress=tick,
             )
         except ValueError as err:
@@ -353,7 +358,10 @@ def push_results_to_card(model_id: str, revision: str, results: Sequence, *, tok
         text = f"# {model_id.split('/')[-1]}\n\nEvaluation results added by `babyhub eval`.\n"
     updated = merge_eval_results(text, results, model_name=model_id.split("/")[-1])
     return push_files(
-        {"README.md": updated.encode()}, model_id, revision=revision, token=token,
+        {"README.md": updated.encode()},
+        model_id,
+        revision=revision,
+        token=token,
         commit_message=f"Add evaluation results ({', '.join(sorted({r.metric_config for r in results}))})",
     )
 

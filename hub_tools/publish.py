@@ -79,17 +79,24 @@ def _as_list(patterns: str | list[str] | None) -> list[str] | None:
     return [patterns] if isinstance(patterns, str) else patterns
 
 
-def read_folder_files(folder: Path, allow_patterns=None, ignore_patterns=None) -> dict[str, _LocalFile]:
-    """The files of `folder` a push would send, keyed by their path in the repo."""
+def list_folder_files(folder: Path, allow_patterns=None, ignore_patterns=None) -> list[str]:
+    """The paths (in the repo, sorted) of the files of `folder` a push would send; nothing is read or hashed."""
     allow, ignore = _as_list(allow_patterns), (_as_list(ignore_patterns) or []) + ALWAYS_IGNORED
-    files = {}
+    files = []
     for path in sorted(folder.rglob("*")):
         if not path.is_file():
             continue
         rel = path.relative_to(folder).as_posix()
         if _matches(rel, allow, ignore):
-            files[rel] = _LocalFile.build(rel, path)
+            files.append(rel)
     return files
+
+
+def read_folder_files(folder: Path, allow_patterns=None, ignore_patterns=None) -> dict[str, _LocalFile]:
+    """The files of `folder` a push would send, keyed by their path in the repo, each hashed (sha1 and sha256)."""
+    return {
+        rel: _LocalFile.build(rel, folder / rel) for rel in list_folder_files(folder, allow_patterns, ignore_patterns)
+    }
 
 
 def _is_transient(err: BaseException) -> bool:
@@ -170,8 +177,7 @@ class _Session:
             self.api.repo_info(self.repo_id, repo_type=self.repo_type)
         except RepositoryNotFoundError:
             sdk = _space_sdk(files) if self.repo_type == "space" else None
-            self.api.create_repo(self.repo_id, repo_type=self.repo_type, private=private, exist_ok=True,
-                                 space_sdk=sdk)
+            self.api.create_repo(self.repo_id, repo_type=self.repo_type, private=private, exist_ok=True, space_sdk=sdk)
 
     def first_commit(self) -> str:
         commits = self.api.list_repo_commits(self.repo_id, repo_type=self.repo_type, revision="main")
@@ -186,8 +192,13 @@ class _Session:
         if self.branch_existed is None:
             self.branch_existed = self.revision in branches
         if self.revision not in branches:
-            self.api.create_branch(self.repo_id, repo_type=self.repo_type, branch=self.revision,
-                                   revision=self.first_commit(), exist_ok=True)
+            self.api.create_branch(
+                self.repo_id,
+                repo_type=self.repo_type,
+                branch=self.revision,
+                revision=self.first_commit(),
+                exist_ok=True,
+            )
             return self.head()
         if not self.started:
             self.started = True
@@ -199,8 +210,7 @@ class _Session:
         from huggingface_hub.hf_api import RepoFile
 
         out = {}
-        for item in self.api.list_repo_tree(self.repo_id, repo_type=self.repo_type, revision=revision,
-                                            recursive=True):
+        for item in self.api.list_repo_tree(self.repo_id, repo_type=self.repo_type, revision=revision, recursive=True):
             if isinstance(item, RepoFile):
                 out[item.path] = (item.blob_id, item.lfs.sha256 if item.lfs else None)
         return out
@@ -235,8 +245,16 @@ def _changed(files: dict[str, _LocalFile], remote: dict[str, tuple[str, str | No
     return [f for path, f in files.items() if path not in remote or not _same(f, remote[path])]
 
 
-def _commit(session: _Session, head: str, remote: dict[str, tuple[str, str | None]], files: dict[str, _LocalFile],
-            deletions: list[str], message: str, *, check_parent: bool = True) -> str | None:
+def _commit(
+    session: _Session,
+    head: str,
+    remote: dict[str, tuple[str, str | None]],
+    files: dict[str, _LocalFile],
+    deletions: list[str],
+    message: str,
+    *,
+    check_parent: bool = True,
+) -> str | None:
     """One commit with the changed files; None (and no commit) when nothing changed since `head`.
 
     `remote` is `session.remote_files(head)`. With `check_parent` the commit only lands on `head` (a mirror
@@ -251,15 +269,32 @@ def _commit(session: _Session, head: str, remote: dict[str, tuple[str, str | Non
         # Nothing left to send. If the head moved since the push began, an earlier attempt's commit
         # landed before its connection dropped: report it.
         return head if head != session.head_before else None
-    info = session.api.create_commit(session.repo_id, ops, commit_message=message, repo_type=session.repo_type,
-                                     revision=session.revision, parent_commit=head if check_parent else None)
+    info = session.api.create_commit(
+        session.repo_id,
+        ops,
+        commit_message=message,
+        repo_type=session.repo_type,
+        revision=session.revision,
+        parent_commit=head if check_parent else None,
+    )
     return info.oid
 
 
-def push_folder(folder, repo_id: str, *, repo_type: str = "model", revision: str = "main", private: bool = False,
-                commit_message: str | None = None, allow_patterns=None, ignore_patterns=None,
-                overwrite_branch: bool = False, token: str | None = None, endpoint: str | None = None,
-                max_retries: int = 5) -> PushResult:
+def push_folder(
+    folder,
+    repo_id: str,
+    *,
+    repo_type: str = "model",
+    revision: str = "main",
+    private: bool = False,
+    commit_message: str | None = None,
+    allow_patterns=None,
+    ignore_patterns=None,
+    overwrite_branch: bool = False,
+    token: str | None = None,
+    endpoint: str | None = None,
+    max_retries: int = 5,
+) -> PushResult:
     """Make `revision` of `repo_id` hold exactly the folder's files (plus the first commit's .gitattributes).
 
     Remote files the folder lacks are deleted (only those matching allow/ignore patterns); on main
@@ -295,9 +330,17 @@ def push_folder(folder, repo_id: str, *, repo_type: str = "model", revision: str
     return _with_retries(attempt, max_retries, f"push of {folder} to {repo_id}@{revision}")
 
 
-def push_files(files: dict, repo_id: str, *, repo_type: str = "model", revision: str = "main",
-               commit_message: str | None = None, token: str | None = None, endpoint: str | None = None,
-               max_retries: int = 5) -> PushResult:
+def push_files(
+    files: dict,
+    repo_id: str,
+    *,
+    repo_type: str = "model",
+    revision: str = "main",
+    commit_message: str | None = None,
+    token: str | None = None,
+    endpoint: str | None = None,
+    max_retries: int = 5,
+) -> PushResult:
     """Add or replace some files ({path_in_repo: bytes | Path}) in one commit, keeping the rest."""
     local = {}
     for path_in_repo, source in files.items():
@@ -314,7 +357,8 @@ def push_files(files: dict, repo_id: str, *, repo_type: str = "model", revision:
     def attempt(number: int) -> PushResult:
         session.ensure_repo(False, local)
         head = session.head()
-        return session.result(_commit(session, head, session.remote_files(head), local, [], message,
-                                      check_parent=False))
+        return session.result(
+            _commit(session, head, session.remote_files(head), local, [], message, check_parent=False)
+        )
 
     return _with_retries(attempt, max_retries, f"push of {len(local)} file(s) to {repo_id}@{revision}")

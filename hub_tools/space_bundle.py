@@ -64,7 +64,12 @@ def push_space(
     with tempfile.TemporaryDirectory(prefix="babyhub-space-") as tmp:
         bundle = build_space_bundle(space_dir, Path(tmp) / Path(space_dir).name)
         return push_folder(
-            bundle, repo_id, repo_type="space", private=private, token=token, endpoint=endpoint,
+            bundle,
+            repo_id,
+            repo_type="space",
+            private=private,
+            token=token,
+            endpoint=endpoint,
             commit_message=f"Upload Space {Path(space_dir).name} (bundled by babyhub)",
         )
 

@@ -98,7 +98,7 @@ class _RepoSync:
             for commit in self.dst.list_repo_commits(revision=target_commit, **self.kw):
                 for line in (commit.message or "").splitlines():
                     if line.startswith(TRAILER):
-                        self.mapping.setdefault(line[len(TRAILER):].strip(), commit.commit_id)
+                        self.mapping.setdefault(line[len(TRAILER) :].strip(), commit.commit_id)
 
     def _same(self, src_file, dst_file, revision: str) -> bool:
         if dst_file is None or src_file.size != dst_file.size:
@@ -129,8 +129,14 @@ class _RepoSync:
         if not ops:
             return dst_head
         message = f"{source_commit.message.rstrip()}\n\n{TRAILER}{source_commit.commit_id}".lstrip()
-        info = self.dst.create_commit(operations=ops, commit_message=source_commit.title or "Sync",
-                                      commit_description=message, revision=branch, parent_commit=dst_head, **self.kw)
+        info = self.dst.create_commit(
+            operations=ops,
+            commit_message=source_commit.title or "Sync",
+            commit_description=message,
+            revision=branch,
+            parent_commit=dst_head,
+            **self.kw,
+        )
         self.report.commits += 1
         self.report.files_uploaded += sum(isinstance(op, CommitOperationAdd) for op in ops)
         return info.oid
@@ -187,8 +193,15 @@ class _RepoSync:
         self.sync_tags(src_refs.tags, {t.name for t in dst_refs.tags})
 
 
-def sync_repos(source: str, dest: str, *, repos: list[str] | None = None, source_token: str | None = None,
-               dest_token: str | None = None, progress: bool = True) -> SyncReport:
+def sync_repos(
+    source: str,
+    dest: str,
+    *,
+    repos: list[str] | None = None,
+    source_token: str | None = None,
+    dest_token: str | None = None,
+    progress: bool = True,
+) -> SyncReport:
     """Mirror `repos` (all the source lists, by default) with their branches and tags from `source` to `dest`."""
     from tqdm.auto import tqdm
 

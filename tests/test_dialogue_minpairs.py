@@ -42,13 +42,20 @@ def test_metric_doctests_pass(metric, tiny_baby):
 
 def test_metric_accuracy_equals_babyhub_eval_for_every_method(metric, tiny_baby, eval_rows, capsys):
     path, data = eval_rows
-    assert main(["eval", "minpairs", "--model", str(tiny_baby), "--data", str(path), "--json",
-                 "--method", *METHODS]) == 0
+    assert (
+        main(["eval", "minpairs", "--model", str(tiny_baby), "--data", str(path), "--json", "--method", *METHODS]) == 0
+    )
     cli = {r["method"]: r for r in json.loads(capsys.readouterr().out)["results"]}
     assert set(cli) == set(METHODS)
     for method in METHODS:
-        result = metric.compute(prompt=data.prompts, chosen=data.chosen, rejected=data.rejected,
-                                model_id=str(tiny_baby), method=method, batch_size=16)
+        result = metric.compute(
+            prompt=data.prompts,
+            chosen=data.chosen,
+            rejected=data.rejected,
+            model_id=str(tiny_baby),
+            method=method,
+            batch_size=16,
+        )
         assert result == {"accuracy": cli[method]["accuracy"], "n": N_ROWS, "ties": cli[method]["ties"]}, method
 
 
@@ -72,8 +79,14 @@ def test_widget_computes_through_gradio(tiny_baby, eval_rows, metric):
     spec.loader.exec_module(app)
     _, data = eval_rows
     rows = [[p, c, r] for p, c, r in zip(data.prompts[:5], data.chosen[:5], data.rejected[:5], strict=True)]
-    expected = metric.compute(prompt=data.prompts[:5], chosen=data.chosen[:5], rejected=data.rejected[:5],
-                              model_id=str(tiny_baby), method="answer_mean", return_margins=True)
+    expected = metric.compute(
+        prompt=data.prompts[:5],
+        chosen=data.chosen[:5],
+        rejected=data.rejected[:5],
+        model_id=str(tiny_baby),
+        method="answer_mean",
+        return_margins=True,
+    )
     demo = app.build_demo()
     demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
     try:
@@ -83,8 +96,13 @@ def test_widget_computes_through_gradio(tiny_baby, eval_rows, metric):
         assert result == {k: expected[k] for k in ("accuracy", "n", "ties")}
         assert [row[3] for row in per_pair["data"]] == [round(m, 4) for m in expected["margins"]]
         with pytest.raises(Exception, match="Row 1: fill in rejected"):
-            client.predict(str(tiny_baby), "", "answer_mean", {"headers": app.COLUMNS, "data": [rows[0][:2] + [""]]},
-                           api_name="/compute")
+            client.predict(
+                str(tiny_baby),
+                "",
+                "answer_mean",
+                {"headers": app.COLUMNS, "data": [rows[0][:2] + [""]]},
+                api_name="/compute",
+            )
     finally:
         demo.close()
 
@@ -113,7 +131,13 @@ def test_metric_loads_from_a_space_on_the_local_hub_without_babyhub(local_hub, t
         """
     )
     env = {**os.environ, "HF_HOME": str(tmp_path / "hf_home"), "PYTHONPATH": ""}
-    run = subprocess.run([sys.executable, "-c", script, json.dumps(pairs), str(tiny_baby)], cwd=tmp_path, env=env,
-                         capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [sys.executable, "-c", script, json.dumps(pairs), str(tiny_baby)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     assert json.loads(run.stdout.strip().splitlines()[-1]) == expected

@@ -44,10 +44,22 @@ def test_method_choices_are_the_scorers(capsys):
 
 
 def test_minpairs_json_on_a_local_model(capsys, tiny_baby, eval_csv):
-    out = run_json(capsys, "eval", "minpairs", "--model", str(tiny_baby), "--data", str(eval_csv), "--json",
-                   "--method", "sequence_mean", "answer_sum")
+    out = run_json(
+        capsys,
+        "eval",
+        "minpairs",
+        "--model",
+        str(tiny_baby),
+        "--data",
+        str(eval_csv),
+        "--json",
+        "--method",
+        "sequence_mean",
+        "answer_sum",
+    )
     assert [(r["revision"], r["dataset"], r["method"], r["n"]) for r in out["results"]] == [
-        ("main", "eval48", "sequence_mean", N_ROWS), ("main", "eval48", "answer_sum", N_ROWS)
+        ("main", "eval48", "sequence_mean", N_ROWS),
+        ("main", "eval48", "answer_sum", N_ROWS),
     ]
     # The numbers are the scorer's: recompute one directly.
     from hub_tools.evaluation import read_minpairs_data
@@ -62,10 +74,24 @@ def test_minpairs_json_on_a_local_model(capsys, tiny_baby, eval_csv):
 def test_all_revisions_writes_csv_and_plot_and_pushes_results(capsys, swept_repo, eval_csv, tmp_path):
     from huggingface_hub import HfApi, ModelCard, hf_hub_download
 
-    out = run_json(capsys, "eval", "minpairs", "--model", swept_repo, "--all-revisions", "--data", str(eval_csv),
-                   "--output-dir", str(tmp_path), "--push-results", "--json")
+    out = run_json(
+        capsys,
+        "eval",
+        "minpairs",
+        "--model",
+        swept_repo,
+        "--all-revisions",
+        "--data",
+        str(eval_csv),
+        "--output-dir",
+        str(tmp_path),
+        "--push-results",
+        "--json",
+    )
     assert [(r["revision"], r["step"]) for r in out["results"]] == [
-        ("checkpoint-10", 10), ("checkpoint-20", 20), ("main", None)
+        ("checkpoint-10", 10),
+        ("checkpoint-20", 20),
+        ("main", None),
     ]
     with open(out["csv"]) as f:
         rows = list(csv.DictReader(f))
@@ -87,8 +113,19 @@ def test_all_revisions_writes_csv_and_plot_and_pushes_results(capsys, swept_repo
         assert result.metric_value == round(float(rows[0]["accuracy"]), 4)
         assert "config.json" in api.list_repo_files(swept_repo, revision=revision)  # nothing else touched
     # The same results again: no new commit.
-    again = run_json(capsys, "eval", "minpairs", "--model", swept_repo, "--revision", "checkpoint-10",
-                     "--data", str(eval_csv), "--push-results", "--json")
+    again = run_json(
+        capsys,
+        "eval",
+        "minpairs",
+        "--model",
+        swept_repo,
+        "--revision",
+        "checkpoint-10",
+        "--data",
+        str(eval_csv),
+        "--push-results",
+        "--json",
+    )
     assert again["pushed"] == {"checkpoint-10": None}
 
 

@@ -125,7 +125,9 @@ def test_sweep_table_and_plot(tmp_path):
         read = list(csv.DictReader(f))
     assert list(read[0]) == ["model", "revision", "step", "dataset", "method", "accuracy"]
     assert [(r["revision"], r["step"], r["accuracy"]) for r in read] == [
-        ("checkpoint-2", "2", "0.51"), ("checkpoint-4", "4", "0.55"), ("main", "", "0.56")
+        ("checkpoint-2", "2", "0.51"),
+        ("checkpoint-4", "4", "0.55"),
+        ("main", "", "0.56"),
     ]
     import matplotlib.image
 
@@ -150,7 +152,8 @@ def test_merge_eval_results_touches_only_the_model_index():
         k: v for k, v in before.data.to_dict().items() if k != "model-index"
     }
     assert [(r.dataset_name, r.metric_value) for r in after.data.eval_results] == [
-        ("other", 12.5), ("child-dpo-preferences-eval", 0.6123)
+        ("other", 12.5),
+        ("child-dpo-preferences-eval", 0.6123),
     ]
     # The same metric again replaces its value; another method or BLiMP adds an entry.
     again = MinpairsResult("child-dpo-preferences-eval", "sequence_mean", 0.7, 100, 0)

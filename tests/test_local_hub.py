@@ -41,8 +41,15 @@ def _tiny_llama(seed: int):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64)
+    config = LlamaConfig(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+    )
     return LlamaForCausalLM(config)
 
 
@@ -55,16 +62,18 @@ def test_model_lfs_commit_branches_and_from_pretrained_by_revision(api, tmp_path
     api.create_repo(repo)
     base = _tiny_llama(0)
     base.save_pretrained(tmp_path / "base")
-    api.create_commit(repo, [CommitOperationAdd(p.name, p) for p in (tmp_path / "base").iterdir()],
-                      commit_message="baby")
+    api.create_commit(
+        repo, [CommitOperationAdd(p.name, p) for p in (tmp_path / "base").iterdir()], commit_message="baby"
+    )
     weights = next(f for f in api.list_repo_tree(repo) if f.path == "model.safetensors")
     assert weights.lfs is not None and weights.lfs.size == weights.size  # stored as LFS, not inline
     models = {}
     for step in (2000, 4000):
         models[step] = _tiny_llama(step)
         models[step].save_pretrained(tmp_path / f"checkpoint-{step}")
-        push_folder(tmp_path / f"checkpoint-{step}", repo, revision=f"checkpoint-{step}",
-                    commit_message=f"checkpoint {step}")
+        push_folder(
+            tmp_path / f"checkpoint-{step}", repo, revision=f"checkpoint-{step}", commit_message=f"checkpoint {step}"
+        )
     refs = api.list_repo_refs(repo)
     assert {b.name for b in refs.branches} == {"main", "checkpoint-2000", "checkpoint-4000"}
     for step, model in models.items():
@@ -125,8 +134,9 @@ def test_evaluate_load_a_metric_from_a_space(tmp_path):
     folder = tmp_path / "exact_share"
     folder.mkdir()
     (folder / "exact_share.py").write_text(METRIC)
-    (folder / "README.md").write_text("---\ntitle: exact_share\nsdk: gradio\napp_file: app.py\ntags:\n- evaluate\n"
-                                      "- metric\n---\n# exact_share\n")
+    (folder / "README.md").write_text(
+        "---\ntitle: exact_share\nsdk: gradio\napp_file: app.py\ntags:\n- evaluate\n- metric\n---\n# exact_share\n"
+    )
     (folder / "app.py").write_text("print('space')\n")
     push_folder(folder, "babyhub/exact_share", repo_type="space")
     metric = evaluate.load("babyhub/exact_share")
@@ -145,10 +155,12 @@ def test_restart_keeps_everything(tmp_path):
     folder.mkdir()
     (folder / "model.safetensors").write_bytes(b"\1" * 5000)
     (folder / "config.json").write_text("{}")
-    pushed = push_folder(folder, "babyhub/restart", revision="checkpoint-2000", token="hf_restart_token",
-                         endpoint=hub.url)
-    HfApi(endpoint=hub.url, token="hf_restart_token").create_tag("babyhub/restart", tag="t1",
-                                                                 revision="checkpoint-2000")
+    pushed = push_folder(
+        folder, "babyhub/restart", revision="checkpoint-2000", token="hf_restart_token", endpoint=hub.url
+    )
+    HfApi(endpoint=hub.url, token="hf_restart_token").create_tag(
+        "babyhub/restart", tag="t1", revision="checkpoint-2000"
+    )
     hub.stop()
     hub = start_background(tmp_path / "root", token_file=token_file)  # another port, same root
     try:
@@ -156,8 +168,14 @@ def test_restart_keeps_everything(tmp_path):
         refs = api.list_repo_refs("babyhub/restart")
         assert {b.name: b.target_commit for b in refs.branches}["checkpoint-2000"] == pushed.commit_oid
         assert refs.tags[0].target_commit == pushed.commit_oid
-        path = hf_hub_download("babyhub/restart", "model.safetensors", revision="t1", endpoint=hub.url,
-                               token="hf_restart_token", cache_dir=tmp_path / "cache")
+        path = hf_hub_download(
+            "babyhub/restart",
+            "model.safetensors",
+            revision="t1",
+            endpoint=hub.url,
+            token="hf_restart_token",
+            cache_dir=tmp_path / "cache",
+        )
         assert open(path, "rb").read() == b"\1" * 5000
         assert len(api.list_repo_commits("babyhub/restart", revision="checkpoint-2000")) == 2
     finally:
@@ -195,8 +213,9 @@ def test_delete_repo_and_paths_info(api, tmp_path):
     from huggingface_hub.errors import RepositoryNotFoundError
 
     api.create_repo("babyhub/hub-delete", repo_type="dataset", private=True)
-    api.upload_file(path_or_fileobj=b"a,b\n", path_in_repo="data/x.csv", repo_id="babyhub/hub-delete",
-                    repo_type="dataset")
+    api.upload_file(
+        path_or_fileobj=b"a,b\n", path_in_repo="data/x.csv", repo_id="babyhub/hub-delete", repo_type="dataset"
+    )
     info = api.get_paths_info("babyhub/hub-delete", ["data", "data/x.csv", "missing"], repo_type="dataset")
     assert [(type(i).__name__, i.path) for i in info] == [("RepoFolder", "data"), ("RepoFile", "data/x.csv")]
     assert api.dataset_info("babyhub/hub-delete").private is True
@@ -215,14 +234,19 @@ def test_twenty_concurrent_clients(api, tmp_path):
     from hub_tools.publish import push_files
 
     def push(i: int) -> str:
-        return push_files({f"file-{i}.json": json.dumps({"i": i}).encode()}, "babyhub/hub-concurrent",
-                          commit_message=f"file {i}").commit_oid
+        return push_files(
+            {f"file-{i}.json": json.dumps({"i": i}).encode()}, "babyhub/hub-concurrent", commit_message=f"file {i}"
+        ).commit_oid
 
     api.create_repo("babyhub/hub-concurrent")
     with ThreadPoolExecutor(20) as pool:
         oids = list(pool.map(push, range(20)))
-        reads = list(pool.map(lambda i: hf_hub_download("babyhub/hub-concurrent", ".gitattributes",
-                                                        cache_dir=tmp_path / f"c{i}"), range(20)))
+        reads = list(
+            pool.map(
+                lambda i: hf_hub_download("babyhub/hub-concurrent", ".gitattributes", cache_dir=tmp_path / f"c{i}"),
+                range(20),
+            )
+        )
     assert len(set(oids)) == 20 and all(reads)
     files = api.list_repo_files("babyhub/hub-concurrent")
     assert {f"file-{i}.json" for i in range(20)} <= set(files)

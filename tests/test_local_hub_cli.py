@@ -45,8 +45,10 @@ def test_hub_serve_creates_a_token_file_never_prints_it_and_keeps_data_across_re
         auth = {"authorization": f"Bearer {token}"}
         assert httpx.get(f"{url}/api/whoami-v2", headers=auth).status_code == 200
         assert httpx.post(f"{url}/api/repos/create", json={"name": "m", "organization": "me"}).status_code == 401
-        assert httpx.post(f"{url}/api/repos/create", json={"name": "m", "organization": "me"},
-                          headers=auth).status_code == 200
+        assert (
+            httpx.post(f"{url}/api/repos/create", json={"name": "m", "organization": "me"}, headers=auth).status_code
+            == 200
+        )
     finally:
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=30)
@@ -64,7 +66,20 @@ def test_hub_serve_creates_a_token_file_never_prints_it_and_keeps_data_across_re
 def test_hub_serve_with_a_missing_token_file_is_a_clear_error(tmp_path):
     env = {**os.environ}
     result = subprocess.run(
-        [sys.executable, "-m", "hub_tools", "hub", "serve", "--root", str(tmp_path / "r"), "--token-file",
-         str(tmp_path / "nope")], capture_output=True, text=True, env=env, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "hub_tools",
+            "hub",
+            "serve",
+            "--root",
+            str(tmp_path / "r"),
+            "--token-file",
+            str(tmp_path / "nope"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
     )
     assert result.returncode == 2 and "--token-file" in result.stderr and "not found" in result.stderr

@@ -41,11 +41,17 @@ def _file(path, content=b"x"):
 @pytest.fixture(scope="module")
 def repos(hub):
     for name, private in (("open", False), ("secret", True)):
-        r = httpx.post(f"{hub.url}/api/repos/create", json={"name": name, "organization": "team", "private": private},
-                       headers=_auth())
+        r = httpx.post(
+            f"{hub.url}/api/repos/create",
+            json={"name": name, "organization": "team", "private": private},
+            headers=_auth(),
+        )
         assert r.status_code == 200, r.text
-        r = httpx.post(f"{hub.url}/api/models/team/{name}/commit/main", headers=_auth(),
-                       content=_ndjson(_header(), _file("a.txt", b"hello")))
+        r = httpx.post(
+            f"{hub.url}/api/models/team/{name}/commit/main",
+            headers=_auth(),
+            content=_ndjson(_header(), _file("a.txt", b"hello")),
+        )
         assert r.status_code == 200, r.text
     return hub
 
@@ -65,8 +71,13 @@ def test_writes_need_a_valid_token(repos):
     _error(httpx.post(f"{url}/api/models/team/open/commit/main", content=_ndjson(_header(), _file("b.txt"))), 401)
     _error(httpx.post(f"{url}/api/models/team/open/branch/b1", json={}, headers=_auth("hf_wrong")), 401)
     _error(httpx.get(f"{url}/api/whoami-v2"), 401)
-    _error(httpx.post(f"{url}/team/open.git/info/lfs/objects/batch",
-                      json={"operation": "upload", "objects": [{"oid": "0" * 64, "size": 1}]}), 401)
+    _error(
+        httpx.post(
+            f"{url}/team/open.git/info/lfs/objects/batch",
+            json={"operation": "upload", "objects": [{"oid": "0" * 64, "size": 1}]},
+        ),
+        401,
+    )
     assert httpx.get(f"{url}/api/whoami-v2", headers=_auth()).json()["name"]
     # nothing of the rejected writes happened
     files = [f["path"] for f in httpx.get(f"{url}/api/models/team/open/tree/main").json()]
@@ -79,8 +90,13 @@ def test_private_repos_are_invisible_without_the_token(repos):
     from huggingface_hub.errors import RepositoryNotFoundError
 
     url = repos.url
-    for path in ("/api/models/team/secret", "/api/models/team/secret/tree/main", "/api/models/team/secret/refs",
-                 "/team/secret/resolve/main/a.txt", "/api/models/team/secret/revision/main"):
+    for path in (
+        "/api/models/team/secret",
+        "/api/models/team/secret/tree/main",
+        "/api/models/team/secret/refs",
+        "/team/secret/resolve/main/a.txt",
+        "/api/models/team/secret/revision/main",
+    ):
         response = httpx.get(url + path)
         assert response.status_code in (401, 404) and response.headers["x-error-code"] == "RepoNotFound", path
         assert b"hello" not in response.content
@@ -113,21 +129,30 @@ def test_escaping_ids_and_paths_are_400(repos, method, path, body):
     _error(response, 400)
 
 
-@pytest.mark.parametrize("bad_path", ["../evil.txt", "/abs.txt", "a/../../b", "a\\b.txt", "a\u0000b", "./x", "a//b",
-                                      ".git/config"])
+@pytest.mark.parametrize(
+    "bad_path", ["../evil.txt", "/abs.txt", "a/../../b", "a\\b.txt", "a\u0000b", "./x", "a//b", ".git/config"]
+)
 def test_commit_paths_that_escape_are_400(repos, bad_path):
-    response = httpx.post(f"{repos.url}/api/models/team/open/commit/main", headers=_auth(),
-                          content=_ndjson(_header(), _file(bad_path)))
+    response = httpx.post(
+        f"{repos.url}/api/models/team/open/commit/main", headers=_auth(), content=_ndjson(_header(), _file(bad_path))
+    )
     _error(response, 400)
 
 
 @pytest.mark.parametrize(
     "body",
-    [b"not json\n", b'{"key": "header"}\n', b'["a"]\n', _ndjson(_file("x.txt")),
-     _ndjson(_header(), {"key": "file", "value": {"path": "x.txt", "content": "***", "encoding": "base64"}}),
-     _ndjson(_header(), {"key": "lfsFile", "value": {"path": "w.bin", "algo": "sha256", "oid": "a" * 64, "size": 3}}),
-     _ndjson(_header(), {"key": "unknown", "value": {}}),
-     _ndjson(_header(), {"key": "deletedFile", "value": {"path": "missing.txt"}})],
+    [
+        b"not json\n",
+        b'{"key": "header"}\n',
+        b'["a"]\n',
+        _ndjson(_file("x.txt")),
+        _ndjson(_header(), {"key": "file", "value": {"path": "x.txt", "content": "***", "encoding": "base64"}}),
+        _ndjson(
+            _header(), {"key": "lfsFile", "value": {"path": "w.bin", "algo": "sha256", "oid": "a" * 64, "size": 3}}
+        ),
+        _ndjson(_header(), {"key": "unknown", "value": {}}),
+        _ndjson(_header(), {"key": "deletedFile", "value": {"path": "missing.txt"}}),
+    ],
 )
 def test_malformed_commits_are_4xx_and_change_nothing(repos, body):
     before = httpx.get(f"{repos.url}/api/models/team/open").json()["sha"]
@@ -138,16 +163,20 @@ def test_malformed_commits_are_4xx_and_change_nothing(repos, body):
 
 def test_parent_commit_mismatch_is_412(repos):
     stale = {"key": "header", "value": {"summary": "c", "parentCommit": "0" * 40}}
-    response = httpx.post(f"{repos.url}/api/models/team/open/commit/main", headers=_auth(),
-                          content=_ndjson(stale, _file("c.txt")))
+    response = httpx.post(
+        f"{repos.url}/api/models/team/open/commit/main", headers=_auth(), content=_ndjson(stale, _file("c.txt"))
+    )
     _error(response, 412)
 
 
 def test_oversize_requests_are_413(repos):
     repos.hub.max_api_body = 1000
     try:
-        response = httpx.post(f"{repos.url}/api/models/team/open/commit/main", headers=_auth(),
-                              content=_ndjson(_header(), _file("big.txt", b"x" * 5000)))
+        response = httpx.post(
+            f"{repos.url}/api/models/team/open/commit/main",
+            headers=_auth(),
+            content=_ndjson(_header(), _file("big.txt", b"x" * 5000)),
+        )
         _error(response, 413)
     finally:
         repos.hub.max_api_body = 512 * 1024 * 1024
@@ -156,25 +185,42 @@ def test_oversize_requests_are_413(repos):
 def test_lfs_uploads_are_signed_and_verified(repos):
     data = b"weights" * 100
     oid = hashlib.sha256(data).hexdigest()
-    batch = httpx.post(f"{repos.url}/team/open.git/info/lfs/objects/batch", headers=_auth(),
-                       json={"operation": "upload", "transfers": ["basic"], "hash_algo": "sha256",
-                             "objects": [{"oid": oid, "size": len(data)}]}).json()
+    batch = httpx.post(
+        f"{repos.url}/team/open.git/info/lfs/objects/batch",
+        headers=_auth(),
+        json={
+            "operation": "upload",
+            "transfers": ["basic"],
+            "hash_algo": "sha256",
+            "objects": [{"oid": oid, "size": len(data)}],
+        },
+    ).json()
     href = batch["objects"][0]["actions"]["upload"]["href"]
     _error(httpx.put(href.replace("sig=", "sig=0"), content=data), 403)
     _error(httpx.put(href, content=data[:-1] + b"X"), 400)  # content that does not hash to the oid
     assert not list((repos.root / "blobs").glob(f"*/{oid}"))
     assert httpx.put(href, content=data).status_code == 200
-    again = httpx.post(f"{repos.url}/team/open.git/info/lfs/objects/batch", headers=_auth(),
-                       json={"operation": "upload", "objects": [{"oid": oid, "size": len(data)}]}).json()
+    again = httpx.post(
+        f"{repos.url}/team/open.git/info/lfs/objects/batch",
+        headers=_auth(),
+        json={"operation": "upload", "objects": [{"oid": oid, "size": len(data)}]},
+    ).json()
     assert "actions" not in again["objects"][0]  # stored once: the client skips the upload
 
 
 def test_nothing_is_written_outside_the_root_and_no_token_is_stored(repos):
     garbage = [
-        ("GET", "/"), ("GET", "/api"), ("POST", "/api/models/team/open/commit/main"), ("GET", "/api/models/x"),
-        ("DELETE", "/api/repos/delete"), ("PUT", "/api/lfs-upload/xyz"), ("GET", "/api/models/team/open/tree/nob"),
-        ("POST", "/api/models/team/open/paths-info/main"), ("POST", "/api/models/team/open/preupload/main"),
-        ("GET", "/team/open/resolve/main/"), ("GET", "/api/models/team/open/commits/%00"),
+        ("GET", "/"),
+        ("GET", "/api"),
+        ("POST", "/api/models/team/open/commit/main"),
+        ("GET", "/api/models/x"),
+        ("DELETE", "/api/repos/delete"),
+        ("PUT", "/api/lfs-upload/xyz"),
+        ("GET", "/api/models/team/open/tree/nob"),
+        ("POST", "/api/models/team/open/paths-info/main"),
+        ("POST", "/api/models/team/open/preupload/main"),
+        ("GET", "/team/open/resolve/main/"),
+        ("GET", "/api/models/team/open/commits/%00"),
     ]
     for method, path in garbage:
         for content in (None, b"{", b'{"files": "x"}'):

@@ -16,8 +16,14 @@ def _info(**changes):
         step=4000,
         epoch=3.55,
         tokens_seen=1234567,
-        metrics={"loss": 0.5123, "rewards/chosen": 0.25, "rewards/rejected": -0.5, "rewards/margins": 0.75,
-                 "rewards/accuracies": 0.8, "logits/chosen": -1.0},
+        metrics={
+            "loss": 0.5123,
+            "rewards/chosen": 0.25,
+            "rewards/rejected": -0.5,
+            "rewards/margins": 0.75,
+            "rewards/accuracies": 0.8,
+            "logits/chosen": -1.0,
+        },
         branches=["checkpoint-2000", "checkpoint-4000"],
         endpoint="http://127.0.0.1:9999",
         max_steps=11250,
@@ -47,7 +53,10 @@ def test_eval_score_becomes_model_index_and_main_card_shows_plots():
     assert "model-index" in str(card).split("---")[1]
     (result,) = card.data.eval_results
     assert (result.metric_type, result.metric_value, result.dataset_type) == (
-        "accuracy", 0.6123, "me/child-dpo-preferences-eval")
+        "accuracy",
+        0.6123,
+        "me/child-dpo-preferences-eval",
+    )
     assert result.dataset_revision == "rev2"
     assert "![plots/loss.png](plots/loss.png)" in card.text and "**0.6123**" in card.text
     assert "7548 pairs" in card.text and "The final model of a DPO run" in card.text

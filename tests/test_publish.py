@@ -109,14 +109,22 @@ def test_push_to_a_space_and_dataset_repo_types(api, tmp_path):
     (data / "data" / "train.csv").write_text("a,b\n1,2\n")
     (data / "data" / "skip.tmp").write_text("x")
     push_folder(data, "babyhub/publish-ds", repo_type="dataset", ignore_patterns=["*.tmp"])
-    assert sorted(api.list_repo_files("babyhub/publish-ds", repo_type="dataset")) == [".gitattributes",
-                                                                                      "data/train.csv"]
+    assert sorted(api.list_repo_files("babyhub/publish-ds", repo_type="dataset")) == [
+        ".gitattributes",
+        "data/train.csv",
+    ]
 
 
 @pytest.mark.parametrize(
     "target,action,times",
-    [("lfs_upload", "drop", 1), ("commit", "drop", 1), ("commit", "drop_after", 1), ("commit", "503", 2),
-     ("preupload", "503", 2), ("lfs_batch", "drop", 1)],
+    [
+        ("lfs_upload", "drop", 1),
+        ("commit", "drop", 1),
+        ("commit", "drop_after", 1),
+        ("commit", "503", 2),
+        ("preupload", "503", 2),
+        ("lfs_batch", "drop", 1),
+    ],
 )
 def test_push_survives_a_flaky_hub(api, faults, tmp_path, target, action, times):
     repo = f"babyhub/publish-fault-{target.replace('_', '-')}-{action.replace('_', '-')}"
@@ -127,9 +135,11 @@ def test_push_survives_a_flaky_hub(api, faults, tmp_path, target, action, times)
     files, n_commits = _remote_state(api, repo, "checkpoint-2000")
     assert sorted(files) == _expected(folder)
     assert n_commits == 2  # the first commit + exactly one for this push, even when a commit "was lost"
-    assert result.commit_oid == api.list_repo_refs(repo).branches[0].target_commit or result.commit_oid == [
-        b.target_commit for b in api.list_repo_refs(repo).branches if b.name == "checkpoint-2000"
-    ][0]
+    assert (
+        result.commit_oid == api.list_repo_refs(repo).branches[0].target_commit
+        or result.commit_oid
+        == [b.target_commit for b in api.list_repo_refs(repo).branches if b.name == "checkpoint-2000"][0]
+    )
     local = {p: f.sha256 for p, f in publish.read_folder_files(folder).items()}
     assert files["model.safetensors"] == local["model.safetensors"]
     if target != "lfs_upload":  # resumed: the LFS file went up once, however often the push was retried

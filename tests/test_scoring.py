@@ -109,8 +109,9 @@ def test_identical_texts_tie_exactly(scorer, eval_pairs):
     texts = [join_turns(p.prompt, p.chosen) for p in eval_pairs[:8]]
     a, b = scorer.pair_sequence_scores(texts, texts, reduction="sum", bow_correction=True)
     assert a == b
-    a, b = scorer.pair_conditional_scores([p.prompt for p in eval_pairs[:8]], [p.chosen for p in eval_pairs[:8]],
-                                          [p.chosen for p in eval_pairs[:8]])
+    a, b = scorer.pair_conditional_scores(
+        [p.prompt for p in eval_pairs[:8]], [p.chosen for p in eval_pairs[:8]], [p.chosen for p in eval_pairs[:8]]
+    )
     assert a == b
 
 
@@ -122,12 +123,14 @@ def test_every_attention_path_gives_the_same_scores(tiny_baby, scorer, eval_pair
     expected = scorer.pair_sequence_scores(chosen, rejected, bow_correction=True)
     eager = AutoModelForCausalLM.from_pretrained(tiny_baby, attn_implementation="eager")
     eager_scorer = Scorer(eager, AutoTokenizer.from_pretrained(tiny_baby), batch_size=7)
-    for ours, theirs in zip(eager_scorer.pair_sequence_scores(chosen, rejected, bow_correction=True), expected,
-                            strict=True):
+    for ours, theirs in zip(
+        eager_scorer.pair_sequence_scores(chosen, rejected, bow_correction=True), expected, strict=True
+    ):
         _assert_close(ours, theirs)
     eager_scorer._packable = False  # the fallback for attention kernels without 4-D masks: one text per row
-    for ours, theirs in zip(eager_scorer.pair_sequence_scores(chosen, rejected, bow_correction=True), expected,
-                            strict=True):
+    for ours, theirs in zip(
+        eager_scorer.pair_sequence_scores(chosen, rejected, bow_correction=True), expected, strict=True
+    ):
         _assert_close(ours, theirs)
 
 
@@ -183,10 +186,12 @@ def test_scores_do_not_depend_on_batch_size_or_workers(baby, scorer, eval_pairs)
 def test_scoring_module_imports_only_torch_and_transformers():
     # scoring.py is shipped alone beside the metric and the chat Space, whose environment has no hub_tools.
     tree = ast.parse(open(scoring.__file__).read())
-    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
-                for alias in node.names}
-    imported |= {node.module.split(".")[0] for node in ast.walk(tree)
-                 if isinstance(node, ast.ImportFrom) and node.module}
+    imported = {
+        alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names
+    }
+    imported |= {
+        node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module
+    }
     assert imported - sys.stdlib_module_names == {"torch", "transformers"}, imported
 
 
@@ -201,8 +206,9 @@ def test_rust_tokenizer_path_gives_the_wrappers_ids_and_scores(baby, scorer, eva
     wrapped = Scorer(model, tokenizer, batch_size=16)
     wrapped._backend = None  # the path of slow tokenizers and of backends with their own truncation or padding
     for bow in (False, True):
-        _assert_close(scorer.sequence_scores(texts, bow_correction=bow),
-                      wrapped.sequence_scores(texts, bow_correction=bow))
+        _assert_close(
+            scorer.sequence_scores(texts, bow_correction=bow), wrapped.sequence_scores(texts, bow_correction=bow)
+        )
 
 
 def test_short_texts_score_without_running_their_last_token(baby, scorer):
@@ -261,8 +267,10 @@ def test_texts_without_a_shared_first_token_form_separate_trees(baby, scorer):
     # A tokenizer without BOS gives texts whose first tokens differ: each is the root of its own tree in the row,
     # and must not see the tokens of the trees before it.
     model, tokenizer = baby
-    ids = [tokenizer(text, add_special_tokens=False)["input_ids"] for text in
-           ("*MOT: look at the dog .", "*MOT: look at the cat .", "the dog is big .", "the dog .", "yes .")]
+    ids = [
+        tokenizer(text, add_special_tokens=False)["input_ids"]
+        for text in ("*MOT: look at the dog .", "*MOT: look at the cat .", "the dog is big .", "the dog .", "yes .")
+    ]
     assert len({i[0] for i in ids}) > 1
     texts = [scoring._Text(i, 1) for i in ids]
     (row,) = scorer._layout(texts, drop=1)

@@ -38,8 +38,13 @@ def test_imported_modules_are_placed_beside_the_space(tmp_path):
     (space / "__pycache__").mkdir()
     (space / "__pycache__" / "app.cpython-311.pyc").write_bytes(b"\0")
     bundle = build_space_bundle(space, tmp_path / "out")
-    assert sorted(p.name for p in bundle.iterdir()) == ["README.md", "app.py", "dialogue.py", "helper.py",
-                                                        "scoring.py"]
+    assert sorted(p.name for p in bundle.iterdir()) == [
+        "README.md",
+        "app.py",
+        "dialogue.py",
+        "helper.py",
+        "scoring.py",
+    ]
     assert (bundle / "scoring.py").read_bytes() == SCORING.read_bytes()
     # A rebuild replaces the previous bundle.
     (space / "helper.py").unlink()
@@ -78,6 +83,7 @@ def test_push_space_creates_a_gradio_space_and_repushes_nothing_when_unchanged(l
     assert first.repo_type == "space" and first.commit_oid
     api = HfApi()
     assert api.space_info("babyhub/space-bundle-test").sdk == "gradio"
-    assert {"README.md", "app.py", "scoring.py"} <= set(api.list_repo_files("babyhub/space-bundle-test",
-                                                                            repo_type="space"))
+    assert {"README.md", "app.py", "scoring.py"} <= set(
+        api.list_repo_files("babyhub/space-bundle-test", repo_type="space")
+    )
     assert push_space(space, "babyhub/space-bundle-test").commit_oid is None

@@ -56,8 +56,20 @@ def test_sync_copies_all_refs_and_a_second_run_is_a_no_op(local_hub, dest_hub, t
     push_folder(tmp_path / "ds", data, repo_type="dataset")
     token_file = tmp_path / "dest-token"
     token_file.write_text(DEST_TOKEN + "\n")
-    argv = ["hub", "sync", "--from", HUB_URL, "--to", dest_hub.url, "--repo", model, "--repo", f"datasets/{data}",
-            "--to-token-file", str(token_file)]
+    argv = [
+        "hub",
+        "sync",
+        "--from",
+        HUB_URL,
+        "--to",
+        dest_hub.url,
+        "--repo",
+        model,
+        "--repo",
+        f"datasets/{data}",
+        "--to-token-file",
+        str(token_file),
+    ]
 
     assert main(argv) == 0
     first_out = capsys.readouterr().out
@@ -102,8 +114,9 @@ def test_sync_without_repo_mirrors_every_repo_of_the_source(dest_hub, tmp_path):
         (space / "README.md").write_text("---\nsdk: gradio\n---\n")
         (space / "app.py").write_text("print(1)\n")
         push_folder(space, "team/chat", repo_type="space", token="hf_src", endpoint=source.url)
-        push_folder(_checkpoint(tmp_path / "m", 3), "team/secret-model", private=True, token="hf_src",
-                    endpoint=source.url)
+        push_folder(
+            _checkpoint(tmp_path / "m", 3), "team/secret-model", private=True, token="hf_src", endpoint=source.url
+        )
         report = sync_repos(source.url, dest_hub.url, source_token="hf_src", dest_token=DEST_TOKEN, progress=False)
         assert sorted(report.repos) == ["models/team/secret-model", "spaces/team/chat"]
         dst = HfApi(endpoint=dest_hub.url, token=DEST_TOKEN)

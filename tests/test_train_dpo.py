@@ -51,8 +51,9 @@ def _base_weights(baby):
     return AutoModelForCausalLM.from_pretrained(baby).state_dict()
 
 
-def test_every_checkpoint_lands_on_its_branch_with_its_card(local_hub, tiny_baby, small_train_dir, preference_dirs,
-                                                            tmp_path):
+def test_every_checkpoint_lands_on_its_branch_with_its_card(
+    local_hub, tiny_baby, small_train_dir, preference_dirs, tmp_path
+):
     repo = "babyhub-tests/dpo-every-checkpoint"
     out = tmp_path / "run"
     extra = ["--eval_dataset_name", str(preference_dirs.eval), "--eval_max_pairs", "24"]
@@ -83,8 +84,9 @@ def test_every_checkpoint_lands_on_its_branch_with_its_card(local_hub, tiny_baby
     assert not any(f.startswith(("checkpoint-", ".push")) for f in main_files)
 
 
-def test_a_flaky_hub_loses_no_checkpoint_and_training_goes_on(local_hub, tiny_baby, small_train_dir, tmp_path,
-                                                              monkeypatch):
+def test_a_flaky_hub_loses_no_checkpoint_and_training_goes_on(
+    local_hub, tiny_baby, small_train_dir, tmp_path, monkeypatch
+):
     monkeypatch.setattr(publish, "BACKOFF_BASE", 0.05)
     monkeypatch.setattr(checkpoints, "RETRY_WAIT", 0.0)
     # On top of the hub's faults, checkpoint-4's push crashes 3 times in a row: the queue moves on to
@@ -138,8 +140,12 @@ def test_killed_run_resumes_from_its_hub_branch(local_hub, tiny_baby, small_trai
     out = tmp_path / "b"
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        assert train_dpo.run(_args(tiny_baby, small_train_dir, out, repo, "--resume_from_checkpoint",
-                                   f"{repo}@checkpoint-2")) == 0
+        assert (
+            train_dpo.run(
+                _args(tiny_baby, small_train_dir, out, repo, "--resume_from_checkpoint", f"{repo}@checkpoint-2")
+            )
+            == 0
+        )
     # Moving the schedule on is deliberate: torch's "lr_scheduler.step() before optimizer.step()" is not shown.
     assert not [w for w in caught if "lr_scheduler.step()" in str(w.message)]
     assert _branches(repo) == BRANCHES | {"main"}
@@ -236,8 +242,14 @@ def test_packed_pairs_give_trl_log_probs_metrics_and_gradients(tiny_baby, small_
     tokenizer = AutoTokenizer.from_pretrained(tiny_baby)
     train = train_dpo.with_turn_separator(train_dpo.read_preferences(str(small_train_dir), None, "train"))
     ids = lambda text: tokenizer(text)["input_ids"]  # noqa: E731
-    examples = [{"prompt_ids": ids(r["prompt"]), "chosen_ids": ids(r["chosen"]) + [tokenizer.eos_token_id],
-                 "rejected_ids": ids(r["rejected"]) + [tokenizer.eos_token_id]} for r in train.select(range(16))]
+    examples = [
+        {
+            "prompt_ids": ids(r["prompt"]),
+            "chosen_ids": ids(r["chosen"]) + [tokenizer.eos_token_id],
+            "rejected_ids": ids(r["rejected"]) + [tokenizer.eos_token_id],
+        }
+        for r in train.select(range(16))
+    ]
     batch = DataCollatorForPreference(pad_token_id=tokenizer.pad_token_id)(examples)
     labels = batch["input_ids"].masked_fill(batch["completion_mask"] == 0, -100)
     outputs = ("log_probs", "entropy", "mean_logits", "is_top1", "log_sum_sq_probs")

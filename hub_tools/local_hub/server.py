@@ -57,8 +57,25 @@ logger = logging.getLogger("babyhub.local_hub")
 USER_NAME = "babyhub"
 MAX_API_BODY = 512 * 1024 * 1024  # commits carry small files inline (base64); big files go through LFS
 MAX_UPLOAD = 64 * 1024**3
-LFS_EXTENSIONS = (".parquet", ".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".arrow", ".h5", ".onnx", ".msgpack",
-                  ".npy", ".npz", ".pkl", ".zip", ".gz", ".tar", ".model")
+LFS_EXTENSIONS = (
+    ".parquet",
+    ".safetensors",
+    ".bin",
+    ".pt",
+    ".pth",
+    ".ckpt",
+    ".arrow",
+    ".h5",
+    ".onnx",
+    ".msgpack",
+    ".npy",
+    ".npz",
+    ".pkl",
+    ".zip",
+    ".gz",
+    ".tar",
+    ".model",
+)
 LFS_THRESHOLD = 10 * 1024 * 1024
 TREE_PAGE = 1000
 # A README's front matter: the YAML between its first two '---' lines.
@@ -176,6 +193,7 @@ class FaultMiddleware:
             message = await receive()
             del message
         else:  # drop_after: the request takes effect, but the client never hears back
+
             async def swallow(message):
                 return None
 
@@ -193,8 +211,15 @@ async def _drain(receive) -> None:
 
 # ---- the application --------------------------------------------------------------------------------------------
 class LocalHub:
-    def __init__(self, root: Path | str, *, token_file: Path | str | None = None, tokens: Iterable[str] | None = None,
-                 max_api_body: int = MAX_API_BODY, max_upload: int = MAX_UPLOAD):
+    def __init__(
+        self,
+        root: Path | str,
+        *,
+        token_file: Path | str | None = None,
+        tokens: Iterable[str] | None = None,
+        max_api_body: int = MAX_API_BODY,
+        max_upload: int = MAX_UPLOAD,
+    ):
         self.store = Store(root)
         self.token_file = Path(token_file) if token_file else None
         self._static_tokens = {t.strip() for t in (tokens or []) if t and t.strip()}
@@ -324,10 +349,19 @@ class LocalHub:
     async def _route_api(self, request: Request, method: str, segs: list[str], base: str) -> Response:
         if segs == ["whoami-v2"] and method == "GET":
             user = self.require_user(request)
-            return JSONResponse({
-                "type": "user", "name": user, "fullname": user, "orgs": [], "isPro": False,
-                "auth": {"type": "access_token", "accessToken": {"displayName": "local hub token", "role": "write"}},
-            })
+            return JSONResponse(
+                {
+                    "type": "user",
+                    "name": user,
+                    "fullname": user,
+                    "orgs": [],
+                    "isPro": False,
+                    "auth": {
+                        "type": "access_token",
+                        "accessToken": {"displayName": "local hub token", "role": "write"},
+                    },
+                }
+            )
         if segs == ["repos", "create"] and method == "POST":
             return await self.create_repo(request, base)
         if segs == ["repos", "delete"] and method == "DELETE":
@@ -345,8 +379,9 @@ class LocalHub:
             return await self._route_repo_api(request, method, repo_type, repo_id, rest, base)
         raise HubError(404, f"Not found: {request.url.path}")
 
-    async def _route_repo_api(self, request: Request, method: str, repo_type: str, repo_id: str, rest: list[str],
-                              base: str) -> Response:
+    async def _route_repo_api(
+        self, request: Request, method: str, repo_type: str, repo_id: str, rest: list[str], base: str
+    ) -> Response:
         action = rest[0] if rest else None
         arg = unquote("/".join(rest[1:])) if len(rest) > 1 else None
         if action is None and method == "GET":
@@ -461,8 +496,19 @@ class LocalHub:
             if search and search.lower() not in repo.repo_id.lower():
                 continue
             sha = self.store.refs(repo)["branches"].get("main")
-            items.append({"id": repo.repo_id, "_id": repo.repo_id, "modelId": repo.repo_id, "private": repo.private,
-                          "sha": sha, "createdAt": repo.meta.get("createdAt"), "tags": [], "downloads": 0, "likes": 0})
+            items.append(
+                {
+                    "id": repo.repo_id,
+                    "_id": repo.repo_id,
+                    "modelId": repo.repo_id,
+                    "private": repo.private,
+                    "sha": sha,
+                    "createdAt": repo.meta.get("createdAt"),
+                    "tags": [],
+                    "downloads": 0,
+                    "likes": 0,
+                }
+            )
         return JSONResponse(items)
 
     def repo_info(self, request: Request, repo_type: str, repo_id: str, revision: str, base: str) -> Response:
@@ -473,13 +519,26 @@ class LocalHub:
         for path, entry in sorted(commit["files"].items()):
             sibling = {"rfilename": path, "size": entry["size"], "blobId": self._tree_oid(entry)}
             if entry["lfs"]:
-                sibling["lfs"] = {"size": entry["size"], "sha256": entry["sha256"],
-                                  "pointerSize": len(lfs_pointer(entry["sha256"], entry["size"]))}
+                sibling["lfs"] = {
+                    "size": entry["size"],
+                    "sha256": entry["sha256"],
+                    "pointerSize": len(lfs_pointer(entry["sha256"], entry["size"])),
+                }
             siblings.append(sibling)
         info = {
-            "id": repo_id, "_id": repo_id, "author": repo_id.split("/")[0], "sha": oid,
-            "lastModified": commit["date"], "createdAt": repo.meta.get("createdAt"), "private": repo.private,
-            "gated": False, "disabled": False, "downloads": 0, "likes": 0, "tags": [], "siblings": siblings,
+            "id": repo_id,
+            "_id": repo_id,
+            "author": repo_id.split("/")[0],
+            "sha": oid,
+            "lastModified": commit["date"],
+            "createdAt": repo.meta.get("createdAt"),
+            "private": repo.private,
+            "gated": False,
+            "disabled": False,
+            "downloads": 0,
+            "likes": 0,
+            "tags": [],
+            "siblings": siblings,
             "usedStorage": sum(e["size"] for e in commit["files"].values()),
         }
         if repo_type == "model":
@@ -506,8 +565,9 @@ class LocalHub:
         repo = self.readable_repo(request, repo_type, repo_id)
         refs = self.store.refs(repo)
         out = {
-            "branches": [{"name": n, "ref": f"refs/heads/{n}", "targetCommit": c}
-                         for n, c in sorted(refs["branches"].items())],
+            "branches": [
+                {"name": n, "ref": f"refs/heads/{n}", "targetCommit": c} for n, c in sorted(refs["branches"].items())
+            ],
             "tags": [{"name": n, "ref": f"refs/tags/{n}", "targetCommit": c} for n, c in sorted(refs["tags"].items())],
             "converts": [],
             "pullRequests": [],
@@ -543,8 +603,14 @@ class LocalHub:
         repo = self.readable_repo(request, repo_type, repo_id)
         oid = self.store.resolve(repo, revision)
         items = [
-            {"id": c["id"], "authors": [{"user": c["author"]}], "date": c["date"], "title": c["title"],
-             "message": c["message"], "parents": c["parents"]}
+            {
+                "id": c["id"],
+                "authors": [{"user": c["author"]}],
+                "date": c["date"],
+                "title": c["title"],
+                "message": c["message"],
+                "parents": c["parents"],
+            }
             for c in self.store.history(repo, oid)
         ]
         return self._paginated(request, items, page_size=TREE_PAGE)
@@ -559,8 +625,11 @@ class LocalHub:
     def _file_item(self, path: str, entry: dict) -> dict:
         item = {"type": "file", "path": path, "size": entry["size"], "oid": self._tree_oid(entry)}
         if entry["lfs"]:
-            item["lfs"] = {"oid": entry["sha256"], "size": entry["size"],
-                           "pointerSize": len(lfs_pointer(entry["sha256"], entry["size"]))}
+            item["lfs"] = {
+                "oid": entry["sha256"],
+                "size": entry["size"],
+                "pointerSize": len(lfs_pointer(entry["sha256"], entry["size"])),
+            }
         return item
 
     @staticmethod
@@ -574,7 +643,7 @@ class LocalHub:
         for p in sorted(files):
             if not p.startswith(prefix):
                 continue
-            rel = p[len(prefix):]
+            rel = p[len(prefix) :]
             parts = rel.split("/")
             for depth in range(1, len(parts) if recursive else min(2, len(parts))):
                 dirs.add(prefix + "/".join(parts[:depth]))
@@ -600,7 +669,7 @@ class LocalHub:
             start = max(0, int(request.query_params.get("cursor", "0")))
         except ValueError:
             raise bad_request("Invalid cursor") from None
-        page = items[start:start + page_size]
+        page = items[start : start + page_size]
         headers = {}
         if start + page_size < len(items):
             params = dict(request.query_params)
@@ -667,8 +736,10 @@ class LocalHub:
         operation = data.get("operation")
         objects = data.get("objects")
         if operation != "upload" or not isinstance(objects, list):
-            raise bad_request("LFS batch: only operation 'upload' with a list of 'objects' is supported "
-                              "(download files through /resolve/)")
+            raise bad_request(
+                "LFS batch: only operation 'upload' with a list of 'objects' is supported "
+                "(download files through /resolve/)"
+            )
         self.writable_repo(request, repo_type, repo_id)
         out = []
         for obj in objects:
@@ -681,8 +752,9 @@ class LocalHub:
             elif not self.store.has_blob(oid, size):  # no `actions`: already stored, the client skips it
                 item["actions"] = {"upload": {"href": self.upload_href(base, oid, size)}}
             out.append(item)
-        return JSONResponse({"transfer": "basic", "objects": out, "hash_algo": "sha256"},
-                            media_type="application/vnd.git-lfs+json")
+        return JSONResponse(
+            {"transfer": "basic", "objects": out, "hash_algo": "sha256"}, media_type="application/vnd.git-lfs+json"
+        )
 
     async def lfs_put(self, request: Request, oid: str) -> Response:
         params = request.query_params
@@ -690,8 +762,10 @@ class LocalHub:
             size, expires = int(params.get("size", "")), int(params.get("expires", ""))
         except ValueError:
             raise HubError(403, "Invalid upload URL") from None
-        if not re.fullmatch(r"[0-9a-f]{64}", oid) or expires < time.time() or not hmac.compare_digest(
-            params.get("sig", ""), self._sign(oid, size, expires)
+        if (
+            not re.fullmatch(r"[0-9a-f]{64}", oid)
+            or expires < time.time()
+            or not hmac.compare_digest(params.get("sig", ""), self._sign(oid, size, expires))
         ):
             raise HubError(403, "Invalid or expired upload URL: ask the LFS batch endpoint for a new one")
         if self.store.has_blob(oid, size):
@@ -732,8 +806,9 @@ class LocalHub:
                 if not isinstance(value, dict):
                     raise TypeError
             except (ValueError, KeyError, TypeError):
-                raise bad_request(f"Malformed NDJSON on line {number}: expected {{'key': ..., 'value': {{...}}}}") \
-                    from None
+                raise bad_request(
+                    f"Malformed NDJSON on line {number}: expected {{'key': ..., 'value': {{...}}}}"
+                ) from None
             if key == "header":
                 header = value
             elif key == "file":
@@ -752,8 +827,9 @@ class LocalHub:
                     raise bad_request(f"Line {number}: lfsFile needs a sha256 'oid' and an integer 'size'")
                 if not self.store.has_blob(oid, size):
                     raise bad_request(f"LFS object {oid} for {path} was not uploaded (or its size differs)")
-                operations.append(("add", path, {"sha256": oid, "size": size, "sha1": self.store.blob_sha1(oid),
-                                                 "lfs": True}))
+                operations.append(
+                    ("add", path, {"sha256": oid, "size": size, "sha1": self.store.blob_sha1(oid), "lfs": True})
+                )
             elif key in ("deletedFile", "deletedFolder"):
                 path = check_path(str(value.get("path", "")).rstrip("/"))
                 operations.append(("delete" if key == "deletedFile" else "delete_folder", path, None))
@@ -765,28 +841,39 @@ class LocalHub:
         message = header.get("description") or ""
         parent = header.get("parentCommit")
         if revision.startswith("refs/heads/"):
-            revision = revision[len("refs/heads/"):]
-        oid = self.store.commit(repo, revision, operations, title=title, message=str(message), author=user,
-                                parent_commit=parent if isinstance(parent, str) else None)
+            revision = revision[len("refs/heads/") :]
+        oid = self.store.commit(
+            repo,
+            revision,
+            operations,
+            title=title,
+            message=str(message),
+            author=user,
+            parent_commit=parent if isinstance(parent, str) else None,
+        )
         url = f"{repo_url(base, repo_id, repo_type)}/commit/{oid}"
         return JSONResponse({"commitUrl": url, "commitOid": oid, "pullRequestUrl": None, "success": True})
 
     # ---- downloads ----
-    async def resolve_file(self, request: Request, repo_type: str, repo_id: str, revision: str,
-                           path: str) -> Response:
+    async def resolve_file(self, request: Request, repo_type: str, repo_id: str, revision: str, path: str) -> Response:
         repo = self.readable_repo(request, repo_type, repo_id)
         oid = self.store.resolve(repo, revision)
         check_path(path)
         entry = self.store.get_commit(repo, oid)["files"].get(path)
         if entry is None:
             # With X-Repo-Commit the client caches the miss (no second request for a file that is not there).
-            raise HubError(404, f"Entry not found: {path} at {revision}", "EntryNotFound",
-                           headers={"X-Repo-Commit": oid})
+            raise HubError(
+                404, f"Entry not found: {path} at {revision}", "EntryNotFound", headers={"X-Repo-Commit": oid}
+            )
         etag = entry["sha256"] if entry["lfs"] else entry["sha1"]
         size = entry["size"]
         headers = {
-            "X-Repo-Commit": oid, "ETag": f'"{etag}"', "X-Linked-Etag": f'"{etag}"', "X-Linked-Size": str(size),
-            "Accept-Ranges": "bytes", "Content-Disposition": f"inline; filename*=UTF-8''{quote(path.split('/')[-1])}",
+            "X-Repo-Commit": oid,
+            "ETag": f'"{etag}"',
+            "X-Linked-Etag": f'"{etag}"',
+            "X-Linked-Size": str(size),
+            "Accept-Ranges": "bytes",
+            "Content-Disposition": f"inline; filename*=UTF-8''{quote(path.split('/')[-1])}",
         }
         start, end = 0, size - 1
         status = 200
@@ -812,8 +899,9 @@ class LocalHub:
         if request.method == "HEAD":
             return Response(status_code=status, headers=headers, media_type=media_type)
         blob = self.store.blob_path(entry["sha256"])
-        return StreamingResponse(_read_range(blob, start, length), status_code=status, headers=headers,
-                                 media_type=media_type)
+        return StreamingResponse(
+            _read_range(blob, start, length), status_code=status, headers=headers, media_type=media_type
+        )
 
     async def validate_yaml(self, request: Request) -> Response:
         data = await self._json(request)
@@ -861,14 +949,22 @@ class RunningHub:
         self._thread.join(timeout)
 
 
-def start_background(root, *, host: str = "127.0.0.1", port: int = 0, token_file=None, tokens=None,
-                     timeout: float = 20.0) -> RunningHub:
+def start_background(
+    root, *, host: str = "127.0.0.1", port: int = 0, token_file=None, tokens=None, timeout: float = 20.0
+) -> RunningHub:
     """Start the local hub in a daemon thread; returns once it accepts connections."""
     import uvicorn
 
     hub = LocalHub(root, token_file=token_file, tokens=tokens)
-    config = uvicorn.Config(hub.build_app(), host=host, port=port, log_level="warning", access_log=False,
-                            lifespan="off", timeout_keep_alive=30)
+    config = uvicorn.Config(
+        hub.build_app(),
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        timeout_keep_alive=30,
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=f"local-hub-{port}", daemon=True)
     thread.start()
@@ -901,5 +997,3 @@ def serve(root, *, host: str = "127.0.0.1", port: int = 8787, token_file=None) -
 
     hub = LocalHub(root, token_file=token_file)
     uvicorn.run(hub.build_app(), host=host, port=port, log_level="info", lifespan="off")
-
-

@@ -49,8 +49,14 @@ DEFAULT_GITATTRIBUTES = (
 class HubError(Exception):
     """An error with the Hub's shape: HTTP status, `X-Error-Code` and a message."""
 
-    def __init__(self, status: int, message: str, code: str | None = None, extra: dict | None = None,
-                 headers: dict | None = None):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        code: str | None = None,
+        extra: dict | None = None,
+        headers: dict | None = None,
+    ):
         super().__init__(message)
         self.status = status
         self.message = message
@@ -240,8 +246,14 @@ class Store:
         for meta_path in sorted(base.glob("*/*/repo.json")):
             if meta_path.parent.name.startswith("."):  # a repo being created (staging folder)
                 continue
-            repos.append(Repo(repo_type, f"{meta_path.parent.parent.name}/{meta_path.parent.name}",
-                              meta_path.parent, _read_json(meta_path)))
+            repos.append(
+                Repo(
+                    repo_type,
+                    f"{meta_path.parent.parent.name}/{meta_path.parent.name}",
+                    meta_path.parent,
+                    _read_json(meta_path),
+                )
+            )
         return repos
 
     def create_repo(self, repo_type: str, repo_id: str, *, private: bool, sdk: str | None, author: str) -> Repo:
@@ -274,8 +286,9 @@ class Store:
             _write_json_atomic(repo.dir / "repo.json", repo.meta)
 
     # ---- commits and refs -----------------------------------------------------------------------
-    def _write_commit(self, repo_dir: Path, parents: list[str], files: dict, title: str, message: str,
-                      author: str) -> str:
+    def _write_commit(
+        self, repo_dir: Path, parents: list[str], files: dict, title: str, message: str, author: str
+    ) -> str:
         body = {
             "parents": parents,
             "title": title,
@@ -305,7 +318,7 @@ class Store:
         rev = revision
         for prefix in ("refs/heads/", "refs/tags/"):
             if rev.startswith(prefix):
-                rev = rev[len(prefix):]
+                rev = rev[len(prefix) :]
         if rev in refs["branches"]:
             return refs["branches"][rev]
         if rev in refs["tags"]:
@@ -325,8 +338,17 @@ class Store:
             oid = commit["parents"][0] if commit["parents"] else None
         return out
 
-    def commit(self, repo: Repo, branch: str, operations: list[tuple[str, str, dict | None]], *, title: str,
-               message: str, author: str, parent_commit: str | None = None) -> str:
+    def commit(
+        self,
+        repo: Repo,
+        branch: str,
+        operations: list[tuple[str, str, dict | None]],
+        *,
+        title: str,
+        message: str,
+        author: str,
+        parent_commit: str | None = None,
+    ) -> str:
         """Apply ("add", path, entry) / ("delete", path) / ("delete_folder", path) to a branch."""
         with self.lock:
             refs = self.refs(repo)

@@ -68,8 +68,10 @@ def compute(model_id: str, revision: str, method: str, table):
     except (OSError, ValueError) as err:
         raise gr.Error(str(err)) from err
     margins = result.pop("margins")
-    per_pair = [[r[0], r[1], r[2], round(m, 4), "tie" if m == 0 else ("yes" if m > 0 else "no")]
-                for r, m in zip(rows, margins, strict=True)]
+    per_pair = [
+        [r[0], r[1], r[2], round(m, 4), "tie" if m == 0 else ("yes" if m > 0 else "no")]
+        for r, m in zip(rows, margins, strict=True)
+    ]
     return result, per_pair
 
 
@@ -85,13 +87,22 @@ def build_demo() -> gr.Blocks:
             revision = gr.Textbox(label="Revision (optional)", placeholder="main or checkpoint-2000", scale=2)
             method = gr.Dropdown(METHODS, value=METHODS[0], label="Method", scale=2)
         table = gr.Dataframe(
-            value=EXAMPLE_ROWS, headers=COLUMNS, datatype="str", type="array", column_count=3,
-            row_count=len(EXAMPLE_ROWS), interactive=True, label="Pairs (prompt, real answer, other answer)",
+            value=EXAMPLE_ROWS,
+            headers=COLUMNS,
+            datatype="str",
+            type="array",
+            column_count=3,
+            row_count=len(EXAMPLE_ROWS),
+            interactive=True,
+            label="Pairs (prompt, real answer, other answer)",
         )
         button = gr.Button("Compute", variant="primary")
         result = gr.JSON(label="Result")
         per_pair = gr.Dataframe(
-            headers=[*COLUMNS, "margin", "correct"], type="array", interactive=False, label="Per pair",
+            headers=[*COLUMNS, "margin", "correct"],
+            type="array",
+            interactive=False,
+            label="Per pair",
         )
         button.click(compute, inputs=[model_id, revision, method, table], outputs=[result, per_pair])
     return demo
