@@ -50,7 +50,7 @@ from hub_tools.local_hub.storage import (
     lfs_pointer,
     read_token_file,
 )
-from hub_tools.publish import REPO_TYPE_PLURALS, repo_url
+from hub_tools.repos import REPO_TYPE_PLURALS, repo_url
 
 logger = logging.getLogger("babyhub.local_hub")
 
