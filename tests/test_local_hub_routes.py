@@ -22,6 +22,7 @@ REV, CKPT = "ckpt/step-100", "ckpt%2Fstep-100"  # a revision, and how the client
         ("GET", "/api/whoami-v2", repos.whoami, {}),
         ("GET", "/api/datasets", repos.list_repos, {"repo_type": "dataset"}),
         ("GET", "/api/models/me/baby", repos.repo_info, _repo("model", "me/baby")),
+        ("GET", "/api/models/api/x", repos.repo_info, _repo("model", "api/x")),  # the grammar answers: a 400
         ("GET", f"/api/spaces/me/chat/revision/{CKPT}", repos.repo_info, _repo("space", "me/chat", REV)),
         ("GET", f"/api/models/me/b/tree/{CKPT}/sub%2Fdir", files.list_tree, _repo("model", "me/b", REV, "sub/dir")),
         ("GET", "/api/models/me/b/tree/main", files.list_tree, _repo("model", "me/b", "main", "")),

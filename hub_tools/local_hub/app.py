@@ -6,7 +6,7 @@ names the path's segments: a literal, `{type}` (a repo type's plural: models, da
 `{name}` (the repo id, `{name}.git` for the LFS endpoint), or a parameter: `{revision}` (one segment),
 `{revision+}` (one or more), `{path*}` (zero or more), `{path+}`, `{oid}`. Each is percent-decoded after the
 segments are split. Paths under `/api/` are the API; any other path is a repo's web path (resolve, LFS), with
-the repo type's URL prefix (`repos.URL_PREFIXES`), so a namespace is never a reserved prefix there.
+the repo type's URL prefix (`repos.URL_PREFIXES`): there a reserved namespace (a prefix) never matches `{ns}`.
 
 Every error has the Hub's shape (`errors.py`); a name that `hub_tools.repos` refuses is a 400.
 """
@@ -74,7 +74,7 @@ class Route:
                 params["repo_type"] = REPO_TYPE_PLURALS[seg]
             elif part == "{ns}":
                 ns = unquote(seg)
-                if ns.lower() in RESERVED_NAMESPACES:
+                if self.repo_type and ns.lower() in RESERVED_NAMESPACES:  # a web path's URL prefix, not a namespace
                     return None
             elif part == "{name}":
                 name = unquote(seg)
