@@ -24,9 +24,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from hub_tools import repos
 from hub_tools.errors import BabyhubError
 from hub_tools.hubenv import is_local_endpoint
-from hub_tools.local_hub.storage import git_blob_hasher, git_blob_sha1
+from hub_tools.repos import git_blob_hasher, git_blob_sha1, repo_url  # repo_url: model_card and demo import it here
 
 logger = logging.getLogger(__name__)
 
@@ -35,8 +36,22 @@ BACKOFF_MAX = 30.0
 # Files a push never sends: local caches and VCS folders (as huggingface_hub's upload_folder).
 ALWAYS_IGNORED = [".git/*", "*/.git/*", ".cache/huggingface/*", "*/.cache/huggingface/*", ".DS_Store", "*/.DS_Store"]
 KEEP_ON_BRANCH = {".gitattributes"}  # files of the first commit a mirror push never deletes
-URL_PREFIXES = {"model": "", "dataset": "datasets/", "space": "spaces/"}  # where each repo type lives in web URLs
-REPO_TYPE_PLURALS = {"models": "model", "datasets": "dataset", "spaces": "space"}  # API paths, `--repo TYPE/NS/NAME`
+
+
+class PushError(BabyhubError):
+    """A push that could not start or did not finish: the message names the folder or files, the repo, the revision."""
+
+
+class TokenRefusedError(PushError):
+    """The hub refused the token (HTTP 401/403): retrying cannot help."""
+
+
+class BranchConflictError(PushError):
+    """The branch already holds other content, and the push was not asked to replace it."""
+
+
+class RetriesExhaustedError(PushError):
+    """Every attempt failed on a transient error; what was uploaded stays, so running the push again resumes."""
 
 
 @dataclass
@@ -111,27 +126,41 @@ def _is_transient(err: BaseException) -> bool:
 
 
 def _with_retries(action: Callable[[int], PushResult], max_retries: int, what: str) -> PushResult:
+    """Run `action(attempt)` until it returns, retrying transient errors with backoff; `what` names the push."""
+    from huggingface_hub.errors import HfHubHTTPError
+
     for attempt in range(max_retries + 1):
         try:
             return action(attempt)
+        except BabyhubError:
+            raise
         except Exception as err:
             status = getattr(getattr(err, "response", None), "status_code", None)
             if status in (401, 403):
-                raise BabyhubError(
+                raise TokenRefusedError(
                     f"{what}: the hub refused the token (HTTP {status}); set HF_TOKEN (or pass token=) to a token "
                     "with write access to this namespace"
                 ) from err
-            if not _is_transient(err) or attempt == max_retries:
-                if _is_transient(err):
-                    raise BabyhubError(
-                        f"{what} failed after {max_retries + 1} attempts ({type(err).__name__}: {err}); "
-                        "nothing was lost: run the same push again to resume"
-                    ) from err
+            if not _is_transient(err):
+                if isinstance(err, HfHubHTTPError):  # the hub answered, and said no: name what it refused
+                    raise PushError(f"{what}: the hub refused it (HTTP {status}: {hub_message(err)})") from err
                 raise
+            if attempt == max_retries:
+                raise RetriesExhaustedError(
+                    f"{what} failed after {max_retries + 1} attempts ({type(err).__name__}: {err}); "
+                    "nothing was lost: run the same push again to resume"
+                ) from err
             delay = min(BACKOFF_MAX, BACKOFF_BASE * 2**attempt) * (0.5 + random.random() / 2)
             logger.warning("%s: attempt %d failed (%s); retrying in %.1fs", what, attempt + 1, err, delay)
             time.sleep(delay)
     raise AssertionError("unreachable")
+
+
+def hub_message(err) -> str:
+    """The hub's own words for an HTTP error (its X-Error-Message header), else the client's message."""
+    response = getattr(err, "response", None)
+    message = response.headers.get("X-Error-Message") if response is not None else None
+    return message or str(err).splitlines()[0]
 
 
 def hub_api(token: str | None = None, endpoint: str | None = None):
@@ -188,7 +217,7 @@ class _Session:
         refs = self.api.list_repo_refs(self.repo_id, repo_type=self.repo_type)
         branches = {b.name: b.target_commit for b in refs.branches}
         if self.revision in {t.name for t in refs.tags}:
-            raise BabyhubError(f"cannot push to {self.repo_id}@{self.revision}: it is a tag; push to a branch")
+            raise PushError(f"cannot push to {self.repo_id}@{self.revision}: it is a tag; push to a branch")
         if self.branch_existed is None:
             self.branch_existed = self.revision in branches
         if self.revision not in branches:
@@ -218,21 +247,27 @@ class _Session:
     def result(self, commit_oid: str | None) -> PushResult:
         from huggingface_hub import constants
 
-        url = repo_url(self.api.endpoint or constants.ENDPOINT, self.repo_id, self.repo_type)
-        if self.revision != "main":
-            url += f"/tree/{self.revision}"
+        endpoint = self.api.endpoint or constants.ENDPOINT
+        if self.revision == "main":
+            url = repo_url(endpoint, self.repo_id, self.repo_type)
+        else:
+            url = repos.revision_url(endpoint, self.repo_id, self.repo_type, self.revision)
         return PushResult(self.repo_id, self.repo_type, self.revision, commit_oid, url)
 
 
 def check_repo_id(repo_id: str, example: str) -> None:
-    """Refuse a `--repo-id` that is not NAMESPACE/NAME, before anything is staged or sent."""
-    if repo_id.count("/") != 1 or not all(repo_id.split("/")):
-        raise BabyhubError(f"--repo-id {repo_id!r} must be NAMESPACE/NAME, e.g. {example}")
+    """Compatibility name for `hub_tools.repos.check_repo_id` (data_commands and space_commands still call it)."""
+    repos.check_repo_id(repo_id, example=example)
 
 
-def repo_url(endpoint: str, repo_id: str, repo_type: str = "model") -> str:
-    """The web address of a repo on `endpoint` (models at the root, datasets and Spaces under their prefix)."""
-    return f"{endpoint.rstrip('/')}/{URL_PREFIXES[repo_type]}{repo_id}"
+def _check_target(repo_id: str, repo_type: str, revision: str) -> None:
+    """Refuse a repo id, type or branch the hub would refuse, before anything is read, hashed or sent."""
+    repos.check_repo_id(repo_id)
+    repos.check_repo_type(repo_type)
+    try:
+        repos.check_ref_name(revision)
+    except repos.InvalidName as err:
+        raise repos.InvalidName(f"cannot push to {repo_id}@{revision}: {err}; a push goes to a branch") from None
 
 
 def _same(local: _LocalFile, remote: tuple[str, str | None]) -> bool:
@@ -299,13 +334,39 @@ def push_folder(
 
     Remote files the folder lacks are deleted (only those matching allow/ignore patterns); on main
     that is how a re-push removes stale files, and nothing is lost: history keeps every commit.
+    What the remote already holds (same content) is not sent again, so a retry or a second run resumes
+    where the last one stopped, and a push with nothing new makes no commit.
+
+    Args:
+        folder: the folder to publish; its layout becomes the repo's.
+        repo_id: `NAMESPACE/NAME`; created (with `private`) when it does not exist.
+        repo_type: `model`, `dataset` or `space` (a Space's SDK is read from its README front matter).
+        revision: the branch to push to; a new branch starts from the repo's first commit, not from main.
+        private: the visibility of a repo this push creates (an existing repo keeps its own).
+        commit_message: the commit title (default `Upload <folder name>`).
+        allow_patterns: fnmatch patterns a file must match to be pushed (and a remote file to be deleted).
+        ignore_patterns: fnmatch patterns of files never pushed nor deleted (VCS and cache folders always are).
+        overwrite_branch: replace an existing branch (other than main) that holds other content, instead of
+            refusing with `BranchConflictError`.
+        token: the write token (default: HF_TOKEN or the saved login).
+        endpoint: the hub (default: HF_ENDPOINT); a local hub is reached without Xet.
+        max_retries: further attempts after a transient failure (connection, 5xx, 429, a moved head).
+
+    Returns:
+        A `PushResult`: `commit_oid` is the new commit, or None when the branch already held these files.
+
+    Raises:
+        InvalidName: the repo id, type or branch name is one the hub would refuse (nothing was read or sent).
+        PushError: no folder or no files to push, a tag as the target, or a request the hub refused;
+            `TokenRefusedError`, `BranchConflictError` and `RetriesExhaustedError` say which.
     """
     folder = Path(folder)
+    _check_target(repo_id, repo_type, revision)
     if not folder.is_dir():
-        raise BabyhubError(f"cannot push {folder}: not a folder; build it first or check the path")
+        raise PushError(f"cannot push {folder}: not a folder; build it first or check the path")
     files = read_folder_files(folder, allow_patterns, ignore_patterns)
     if not files:
-        raise BabyhubError(f"cannot push {folder}: no files to push (check allow/ignore patterns)")
+        raise PushError(f"cannot push {folder} to {repo_id}: no files to push (check allow/ignore patterns)")
     api = hub_api(token, endpoint)
     session = _Session(api, repo_id, repo_type, revision)
     message = commit_message or f"Upload {folder.name}"
@@ -320,10 +381,9 @@ def push_folder(
             pushed_by_us = head != session.head_before
             # first_commit() lists main's whole history: only asked when the head is not our own commit.
             if not pushed_by_us and head != session.first_commit() and (deletions or _changed(files, remote)):
-                raise BabyhubError(
-                    f"branch {revision!r} of {repo_id} already holds other content; to replace it (history keeps "
-                    "the old commits) pass --overwrite-branch (`babyhub push`) or overwrite_branch=True, or push "
-                    "to a new branch"
+                raise BranchConflictError(
+                    f"branch {revision!r} of {repo_id} already holds other content than {folder}; to replace it "
+                    "(history keeps the old commits) push with overwrite_branch=True, or push to a new branch"
                 )
         return session.result(_commit(session, head, remote, files, deletions, message))
 
@@ -342,14 +402,15 @@ def push_files(
     max_retries: int = 5,
 ) -> PushResult:
     """Add or replace some files ({path_in_repo: bytes | Path}) in one commit, keeping the rest."""
+    _check_target(repo_id, repo_type, revision)
     local = {}
     for path_in_repo, source in files.items():
         source = source if isinstance(source, bytes) else Path(source)
         if isinstance(source, Path) and not source.is_file():
-            raise BabyhubError(f"cannot push {source} as {path_in_repo}: file not found")
+            raise PushError(f"cannot push {source} as {path_in_repo} to {repo_id}: file not found")
         local[path_in_repo] = _LocalFile.build(path_in_repo, source)
     if not local:
-        raise BabyhubError("push_files needs at least one file")
+        raise PushError(f"nothing to push to {repo_id}@{revision}: give push_files at least one file")
     api = hub_api(token, endpoint)
     session = _Session(api, repo_id, repo_type, revision)
     message = commit_message or f"Upload {', '.join(sorted(local))[:200]}"

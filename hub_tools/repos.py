@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+from urllib.parse import quote
 
 from hub_tools.errors import BabyhubError
 
@@ -25,6 +26,7 @@ REPO_TYPES = ("model", "dataset", "space")
 URL_PREFIXES = {"model": "", "dataset": "datasets/", "space": "spaces/"}
 # The plurals in API paths (`/api/datasets/...`) and in `[TYPE/]NS/NAME` references.
 REPO_TYPE_PLURALS = {"models": "model", "datasets": "dataset", "spaces": "space"}
+_PLURAL_OF = {singular: plural for plural, singular in REPO_TYPE_PLURALS.items()}
 # Namespaces that would collide with a URL prefix of the Hub.
 RESERVED_NAMESPACES = frozenset({"api", "datasets", "spaces", "models", "lfs-upload"})
 
@@ -32,35 +34,51 @@ NAME_PATTERN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9_-])?\Z"
 REF_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._/-]{0,199}\Z")
 COMMIT_PATTERN = re.compile(r"[0-9a-f]{40}\Z")
 SHA256_PATTERN = re.compile(r"[0-9a-f]{64}\Z")
+PR_REF_PATTERN = re.compile(r"refs/pr/[1-9][0-9]*\Z")
 
 
 class InvalidName(BabyhubError, ValueError):
     """A repo id, revision or repo type that the Hub (and the local hub) would refuse; the message says which."""
 
 
+NAME_RULE = (
+    "letters, digits, '-', '_' and '.' (at most 96, starting with a letter or digit, no '..', not ending in '.' "
+    "or '.git')"
+)
+
+
 def check_name(segment: str, what: str = "repo id") -> str:
     """Return one segment of a repo id (a namespace or a name) if it is valid, else raise `InvalidName`."""
-    if not isinstance(segment, str) or not NAME_PATTERN.match(segment) or ".." in segment or segment.endswith(".git"):
-        raise InvalidName(
-            f"invalid {what} segment {segment!r}: use letters, digits, '-', '_' and '.' (at most 96, starting "
-            "with a letter or digit, no '..', not ending in '.' or '.git')"
-        )
+    if not _is_name(segment):
+        raise InvalidName(f"invalid {what} segment {segment!r}: use {NAME_RULE}")
     return segment
 
 
-def check_repo_id(repo_id: str) -> str:
+def _is_name(segment) -> bool:
+    return (
+        isinstance(segment, str)
+        and bool(NAME_PATTERN.match(segment))
+        and ".." not in segment
+        and not segment.endswith(".git")
+    )
+
+
+def check_repo_id(repo_id: str, *, example: str = "me/baby-dpo") -> str:
     """Return `repo_id` if it is `NAMESPACE/NAME` in the Hub's grammar, else raise `InvalidName` naming it.
 
     Args:
         repo_id: the id to check, e.g. `me/child-dpo-preferences`.
+        example: a valid id the message shows when `repo_id` does not have two segments.
 
     Returns:
         The same id, unchanged.
     """
     parts = repo_id.split("/") if isinstance(repo_id, str) else []
     if len(parts) != 2:
-        raise InvalidName(f"invalid repo id {repo_id!r}: expected NAMESPACE/NAME, e.g. me/baby-dpo")
-    check_name(parts[0]), check_name(parts[1])
+        raise InvalidName(f"invalid repo id {repo_id!r}: must be NAMESPACE/NAME, e.g. {example}")
+    for what, segment in zip(("namespace", "name"), parts, strict=True):
+        if not _is_name(segment):
+            raise InvalidName(f"invalid repo id {repo_id!r}: the {what} {segment!r} must use {NAME_RULE}")
     if parts[0].lower() in RESERVED_NAMESPACES:
         raise InvalidName(f"invalid repo id {repo_id!r}: namespace {parts[0]!r} is reserved")
     return repo_id
@@ -75,14 +93,12 @@ def is_repo_id(text: str) -> bool:
     return True
 
 
-def check_revision(name: str) -> str:
-    """Return a branch or tag name (or a full commit id) if valid, else raise `InvalidName`.
+def check_ref_name(name: str) -> str:
+    """Return `name` if it can name a new branch or tag, else raise `InvalidName`.
 
-    `refs/pr/N` (a pull request) is accepted as the Hub accepts it as a revision; other `refs/` names, `..`,
-    `//`, a trailing `/`, `.lock` or `.` are refused, as git refuses them.
+    As git refuses them: `..`, `//`, a leading `refs/`, a trailing `/`, `.lock` or `.`; and, as the Hub refuses
+    it, a 40-character hex name, which would read as a commit id.
     """
-    if isinstance(name, str) and (COMMIT_PATTERN.match(name) or re.fullmatch(r"refs/pr/[1-9][0-9]*", name)):
-        return name
     if (
         not isinstance(name, str)
         or not REF_PATTERN.match(name)
@@ -90,8 +106,32 @@ def check_revision(name: str) -> str:
         or "//" in name
         or name.endswith(("/", ".lock", "."))
         or name.startswith("refs/")
+        or COMMIT_PATTERN.match(name)
     ):
-        raise InvalidName(f"invalid revision {name!r}: a branch, a tag or a 40-character commit id")
+        raise InvalidName(
+            f"invalid branch or tag name {name!r}: letters, digits, '-', '_', '.' and '/' (no '..' or '//', not "
+            "starting with 'refs/', not ending in '/', '.' or '.lock', not a 40-character commit id)"
+        )
+    return name
+
+
+def check_revision(name: str) -> str:
+    """Return a revision to read if valid: a branch or tag name, a full commit id, or a full ref; else `InvalidName`.
+
+    Full refs are `refs/heads/BRANCH`, `refs/tags/TAG` and `refs/pr/N` (a pull request), as the Hub resolves
+    them; other `refs/` names are refused.
+    """
+    if isinstance(name, str) and (COMMIT_PATTERN.match(name) or PR_REF_PATTERN.match(name)):
+        return name
+    bare = name
+    if isinstance(name, str) and name.startswith(("refs/heads/", "refs/tags/")):
+        bare = name.split("/", 2)[2]
+    try:
+        check_ref_name(bare)
+    except InvalidName:
+        raise InvalidName(
+            f"invalid revision {name!r}: a branch, a tag, a 40-character commit id or refs/pr/N"
+        ) from None
     return name
 
 
@@ -114,6 +154,11 @@ class RepoRef:
         prefix = URL_PREFIXES[self.repo_type]
         return f"{prefix}{self.repo_id}" + (f"@{self.revision}" if self.revision else "")
 
+    @property
+    def typed_id(self) -> str:
+        """`models/NS/NAME`, `datasets/NS/NAME` or `spaces/NS/NAME`: the id with its type, as API paths spell it."""
+        return f"{_PLURAL_OF[self.repo_type]}/{self.repo_id}"
+
 
 def parse_repo_ref(text: str, *, repo_type: str = "model") -> RepoRef:
     """Parse `NS/NAME`, `NS/NAME@REVISION`, or with a type prefix (`datasets/NS/NAME`, `spaces/...`, `models/...`).
@@ -127,14 +172,14 @@ def parse_repo_ref(text: str, *, repo_type: str = "model") -> RepoRef:
     """
     if not isinstance(text, str):
         raise InvalidName(f"invalid repo reference {text!r}: expected [TYPE/]NAMESPACE/NAME[@REVISION]")
-    body, at, revision = text.strip().partition("@")
+    body, at, revision = text.partition("@")
     parts = body.strip("/").split("/")
     if len(parts) == 3 and parts[0] in REPO_TYPE_PLURALS:
         repo_type, parts = REPO_TYPE_PLURALS[parts[0]], parts[1:]
     if len(parts) != 2:
         raise InvalidName(
-            f"invalid repo reference {text!r}: expected NAMESPACE/NAME, or datasets/NAMESPACE/NAME, "
-            "spaces/NAMESPACE/NAME, optionally followed by @REVISION"
+            f"invalid repo reference {text!r}: expected NS/NAME (namespace/name), or datasets/NS/NAME, "
+            "spaces/NS/NAME, models/NS/NAME, optionally followed by @REVISION"
         )
     check_repo_type(repo_type)
     repo_id = check_repo_id("/".join(parts))
@@ -150,8 +195,6 @@ def repo_url(endpoint: str, repo_id: str, repo_type: str = "model") -> str:
 
 def revision_url(endpoint: str, repo_id: str, repo_type: str = "model", revision: str = "main") -> str:
     """The web address of one revision's file tree, as the Hub spells it (`.../tree/REVISION`)."""
-    from urllib.parse import quote
-
     return f"{repo_url(endpoint, repo_id, repo_type)}/tree/{quote(revision, safe='')}"
 
 

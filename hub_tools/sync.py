@@ -14,30 +14,30 @@ and tags removed at the source stay, and a tag that already exists is left alone
 import hashlib
 import logging
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from hub_tools.errors import BabyhubError
-from hub_tools.local_hub.storage import git_blob_sha1
-from hub_tools.publish import REPO_TYPE_PLURALS, hub_api
+from hub_tools.publish import hub_api, hub_message
+from hub_tools.repos import RepoRef, git_blob_sha1, parse_repo_ref
 
 logger = logging.getLogger(__name__)
 
 TRAILER = "Synced-From: "
 
 
-@dataclass
-class RepoRef:
-    repo_type: str
-    repo_id: str
+class SyncError(BabyhubError):
+    """A mirror that could not start or stopped part-way: the message names the repo and the endpoints.
 
-    def __str__(self) -> str:
-        return f"{self.repo_type}s/{self.repo_id}"
+    What was mirrored before the error stays on the destination, and a second run skips it.
+    """
 
 
 @dataclass
 class SyncReport:
-    repos: list[str] = field(default_factory=list)
+    repos: list[str] = field(default_factory=list)  # `models/NS/NAME`, `datasets/...`: as a repo reference reads
     commits: int = 0  # commits made on the destination
     files_uploaded: int = 0
     branches_created: int = 0
@@ -49,20 +49,22 @@ class SyncReport:
         return bool(self.commits or self.branches_created or self.tags_created)
 
 
-def parse_repo_ref(text: str) -> RepoRef:
-    """'ns/name' (a model), or 'datasets/ns/name', 'spaces/ns/name', 'models/ns/name'."""
-    parts = text.strip("/").split("/")
-    if len(parts) == 3 and parts[0] in REPO_TYPE_PLURALS:
-        return RepoRef(REPO_TYPE_PLURALS[parts[0]], f"{parts[1]}/{parts[2]}")
-    if len(parts) == 2:
-        return RepoRef("model", text.strip("/"))
-    raise BabyhubError(f"--repo {text!r}: expected NS/NAME, or datasets/NS/NAME, spaces/NS/NAME")
+def read_repo_refs(texts: list[str]) -> list[RepoRef]:
+    """Parse `[TYPE/]NS/NAME` references (see `repos.parse_repo_ref`); a revision is refused: sync takes them all."""
+    refs = [parse_repo_ref(text) for text in texts]
+    for text, ref in zip(texts, refs, strict=True):
+        if ref.revision is not None:
+            raise SyncError(
+                f"cannot mirror only {text!r}: a sync mirrors every branch and tag of {ref.typed_id}; "
+                "name the repo without @REVISION"
+            )
+    return refs
 
 
 def list_all_repos(api) -> list[RepoRef]:
-    refs = [RepoRef("model", m.id) for m in api.list_models()]
-    refs += [RepoRef("dataset", d.id) for d in api.list_datasets()]
-    refs += [RepoRef("space", s.id) for s in api.list_spaces()]
+    refs = [RepoRef(m.id, repo_type="model") for m in api.list_models()]
+    refs += [RepoRef(d.id, repo_type="dataset") for d in api.list_datasets()]
+    refs += [RepoRef(s.id, repo_type="space") for s in api.list_spaces()]
     return refs
 
 
@@ -202,17 +204,76 @@ def sync_repos(
     dest_token: str | None = None,
     progress: bool = True,
 ) -> SyncReport:
-    """Mirror `repos` (all the source lists, by default) with their branches and tags from `source` to `dest`."""
+    """Mirror repos with their branches and tags from the hub at `source` to the hub at `dest`.
+
+    History is replayed commit by commit (see the module docstring): a second run finds every source
+    commit already mapped and sends nothing, and a run that stopped part-way resumes where it stopped.
+
+    Args:
+        source: the endpoint to read from, e.g. `http://127.0.0.1:8787`.
+        dest: the endpoint to write to, e.g. `https://huggingface.co`.
+        repos: `[TYPE/]NS/NAME` references (`me/baby-dpo`, `datasets/me/prefs`, `spaces/me/chat`); by default
+            every repo the source lists to `source_token`.
+        source_token: a token that can read the source (default: HF_TOKEN or the saved login).
+        dest_token: a token that can write the destination (default: HF_TOKEN or the saved login).
+        progress: show a progress bar over the repos.
+
+    Returns:
+        A `SyncReport`: the repos mirrored, and the commits, files, branches and tags it created there.
+
+    Raises:
+        InvalidName: a reference in `repos` is not a repo id the Hub accepts.
+        SyncError: same endpoints, a reference with a revision, or a hub that refused a request or could not be
+            reached (the message names the repo and the endpoint).
+    """
     from tqdm.auto import tqdm
 
     if source.rstrip("/") == dest.rstrip("/"):
-        raise BabyhubError(f"--from and --to are the same endpoint ({source}): nothing to mirror")
+        raise SyncError(f"the source and the destination are the same endpoint ({source}): nothing to mirror")
+    refs = read_repo_refs(repos) if repos else None
     src = hub_api(source_token, source)
     dst = hub_api(dest_token, dest)  # last: uploads go to dest, so its Xet setting is the one that applies
-    refs = [parse_repo_ref(r) for r in repos] if repos else list_all_repos(src)
     report = SyncReport()
+    with _naming_the_failure("listing the repos", source, dest):
+        refs = refs if refs is not None else list_all_repos(src)
     with tempfile.TemporaryDirectory(prefix="babyhub-sync-") as workdir:
         for ref in tqdm(refs, desc="sync", unit="repo", disable=not progress):
-            _RepoSync(src, dst, ref, Path(workdir), report).run()
-            report.repos.append(str(ref))
+            with _naming_the_failure(f"mirroring {ref.typed_id}", source, dest):
+                _RepoSync(src, dst, ref, Path(workdir), report).run()
+            report.repos.append(ref.typed_id)
     return report
+
+
+@contextmanager
+def _naming_the_failure(what: str, source: str, dest: str) -> Iterator[None]:
+    """Turn a hub's refusal or a lost connection inside the block into a `SyncError` naming `what` and the hub."""
+    import httpx2
+    from huggingface_hub.errors import HfHubHTTPError
+
+    try:
+        yield
+    except BabyhubError:
+        raise
+    except HfHubHTTPError as err:
+        status = err.response.status_code if err.response is not None else None
+        hub = f"the source {source}" if _asked(err, source) else f"the destination {dest}"
+        if status in (401, 403):
+            advice = "give a token that can read the source and one that can write the destination"
+        else:
+            advice = "what was mirrored stays; run the same sync again to resume"
+        raise SyncError(
+            f"{what} from {source} to {dest}: {hub} answered HTTP {status} ({hub_message(err)}); {advice}"
+        ) from err
+    except (httpx2.TransportError, ConnectionError, TimeoutError) as err:
+        raise SyncError(
+            f"{what} from {source} to {dest}: a hub could not be reached ({type(err).__name__}: {err}); "
+            "what was mirrored stays; run the same sync again to resume"
+        ) from err
+
+
+def _asked(err, endpoint: str) -> bool:
+    """Whether the request that failed went to `endpoint`."""
+    try:
+        return str(err.response.request.url).startswith(endpoint.rstrip("/") + "/")
+    except (AttributeError, RuntimeError):  # httpx raises RuntimeError when a response carries no request
+        return False

@@ -256,15 +256,73 @@ def test_twenty_concurrent_clients(api, tmp_path):
 def test_tree_pagination_and_folder_deletion(api, monkeypatch):
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete
 
-    from hub_tools.local_hub import server
+    from hub_tools.local_hub.handlers import files
 
     repo = "babyhub/hub-pages"
     api.create_repo(repo)
     adds = [CommitOperationAdd(f"runs/r{i}/log.txt", f"run {i}".encode()) for i in range(7)]
     api.create_commit(repo, adds + [CommitOperationAdd("keep.txt", b"k")], commit_message="runs")
-    monkeypatch.setattr(server, "TREE_PAGE", 3)  # the client must follow `Link: <...>; rel="next"`
+    monkeypatch.setattr(files, "TREE_PAGE", 3)  # the client must follow `Link: <...>; rel="next"`
     paths = [f.path for f in api.list_repo_tree(repo, recursive=True)]
     assert len(paths) == len(set(paths)) == 1 + 1 + 1 + 7 * 2  # .gitattributes, keep.txt, runs/, 7 dirs + 7 files
     api.create_commit(repo, [CommitOperationDelete("runs/")], commit_message="drop runs")
     assert sorted(api.list_repo_files(repo)) == [".gitattributes", "keep.txt"]
     assert [c.title for c in api.list_repo_commits(repo)] == ["drop runs", "runs", "initial commit"]
+
+
+def test_a_revision_with_a_slash_through_every_route(api, tmp_path):
+    """Revisions arrive `quote(x, safe="")`-encoded: the raw-path routes must keep `ckpt/step-100` whole."""
+    from huggingface_hub import hf_hub_download
+
+    repo, branch = "babyhub/hub-slash-revision", "ckpt/step-100"
+    folder = tmp_path / "m"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "sub" / "notes.txt").write_text("step 100\n")
+    (folder / "model.safetensors").write_bytes(b"\2" * 3000)
+    pushed = push_folder(folder, repo, revision=branch, commit_message="step 100")
+    assert pushed.url.endswith("/babyhub/hub-slash-revision/tree/ckpt%2Fstep-100")
+    assert api.model_info(repo, revision=branch).sha == pushed.commit_oid
+    assert [f.path for f in api.list_repo_tree(repo, revision=branch, path_in_repo="sub")] == ["sub/notes.txt"]
+    assert [c.title for c in api.list_repo_commits(repo, revision=branch)] == ["step 100", "initial commit"]
+    assert [i.path for i in api.get_paths_info(repo, ["sub/notes.txt"], revision=branch)] == ["sub/notes.txt"]
+    path = hf_hub_download(repo, "sub/notes.txt", revision=branch, cache_dir=tmp_path / "cache")
+    assert open(path).read() == "step 100\n"
+    api.create_tag(repo, tag="v/100", revision=branch)
+    assert {t.name: t.target_commit for t in api.list_repo_refs(repo).tags} == {"v/100": pushed.commit_oid}
+    api.delete_tag(repo, tag="v/100")
+    api.delete_branch(repo, branch=branch)
+    assert [b.name for b in api.list_repo_refs(repo).branches] == ["main"]
+
+
+def test_the_fault_harness_is_there_only_when_switched_on(tmp_path):
+    import subprocess
+    import sys
+
+    from starlette.applications import Starlette
+
+    from hub_tools.local_hub.faults import FaultMiddleware
+    from hub_tools.local_hub.server import start_background
+
+    # Importing the server installs nothing: uvicorn's error log keeps its filters as they were.
+    code = (
+        "import logging; import hub_tools.local_hub.server, hub_tools.local_hub.faults; "
+        "print(len(logging.getLogger('uvicorn.error').filters))"
+    )
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "0\n"
+    hub = start_background(tmp_path / "root")
+    try:
+        assert hub.hub.faults is None and isinstance(hub.hub.build_app(), Starlette)
+        with pytest.raises(RuntimeError, match="start it with faults=True"):
+            hub.faults.add("commit", "503")
+    finally:
+        hub.stop()
+    hub = start_background(tmp_path / "root", faults=True)
+    try:
+        assert isinstance(hub.hub.build_app(), FaultMiddleware)
+        hub.faults.add("any", "503")
+        response = __import__("httpx").get(f"{hub.url}/api/models")
+        assert response.status_code == 503 and hub.faults.fired == [("other", "503")]
+        with pytest.raises(ValueError, match="unknown fault action 'boom'"):
+            hub.faults.add("commit", "boom")
+    finally:
+        hub.stop()

@@ -232,3 +232,20 @@ def test_nothing_is_written_outside_the_root_and_no_token_is_stored(repos):
     for path in repos.root.rglob("*"):
         if path.is_file():
             assert TOKEN.encode() not in path.read_bytes(), path
+
+
+@pytest.mark.parametrize(
+    "path,body,message",
+    [
+        ("/api/repos/create", {"name": "x\n", "organization": "team"}, "invalid repo id 'team/x\\n'"),
+        ("/api/repos/create", {"name": "x", "organization": "datasets"}, "namespace 'datasets' is reserved"),
+        ("/api/repos/create", {"name": "x", "type": "models"}, "invalid repo type 'models'"),
+        ("/api/models/team/open/branch/" + "0" * 40, {}, "invalid branch or tag name"),
+        ("/api/models/team/open/tag/main", {"tag": "refs/tags/x"}, "invalid branch or tag name"),
+    ],
+)
+def test_names_outside_the_grammar_are_400_with_its_message(repos, path, body, message):
+    response = httpx.post(repos.url + path, json=body, headers=_auth())
+    _error(response, 400)
+    assert message in response.json()["error"]
+    assert message in response.headers["x-error-message"]

@@ -162,3 +162,47 @@ def test_bad_folder_or_token_is_a_clear_error(local_hub, tmp_path):
         push_folder(tmp_path / "missing", "babyhub/never")
     with pytest.raises(BabyhubError, match="refused the token"):
         push_folder(_write_model_folder(tmp_path / "m", 9), "babyhub/never", token="hf_not_a_valid_token")
+
+
+def test_a_name_the_hub_would_refuse_is_refused_before_anything_is_sent(local_hub, tmp_path):
+    from hub_tools.repos import InvalidName
+
+    folder = _write_model_folder(tmp_path / "m", 10)
+    before = sum(local_hub.faults.counts.values())  # every request the hub has seen, by kind
+    with pytest.raises(InvalidName, match="invalid repo id 'babyhub/bad name'"):
+        push_folder(folder, "babyhub/bad name")
+    with pytest.raises(InvalidName, match=r"cannot push to babyhub/publish-names@a\.\.b: .*a push goes to a branch"):
+        push_folder(folder, "babyhub/publish-names", revision="a..b")
+    with pytest.raises(InvalidName, match="invalid repo type 'models'"):
+        push_files({"x.txt": b"x"}, "babyhub/publish-names", repo_type="models")
+    with pytest.raises(InvalidName, match="namespace 'datasets' is reserved"):
+        push_files({"x.txt": b"x"}, "datasets/publish-names")
+    assert sum(local_hub.faults.counts.values()) == before
+
+
+def test_push_errors_are_typed_and_name_the_push(api, local_hub, tmp_path):
+    repo = "babyhub/publish-typed"
+    push_files({"a": b"a file"}, repo)
+    with pytest.raises(
+        publish.PushError, match=r"push of 1 file\(s\) to babyhub/publish-typed@main: the hub refused "
+    ):
+        push_files({"a/b": b"a file where a file is"}, repo)  # the hub's 400: a path cannot be a file and a folder
+    api.create_tag(repo, tag="v1")
+    with pytest.raises(publish.PushError, match=r"cannot push to babyhub/publish-typed@v1: it is a tag"):
+        push_files({"b": b"b"}, repo, revision="v1")
+    folder = _write_model_folder(tmp_path / "m", 11)
+    push_folder(folder, repo, revision="checkpoint-2000")
+    (folder / "config.json").write_text("{}")
+    with pytest.raises(publish.BranchConflictError, match=f"other content than {folder}") as conflict:
+        push_folder(folder, repo, revision="checkpoint-2000")
+    assert "--" not in str(conflict.value)  # the library names the value, never a command-line flag
+    with pytest.raises(publish.TokenRefusedError, match=f"push of {folder} to {repo}@main: the hub refused the token"):
+        push_folder(folder, repo, token="hf_not_a_valid_token")
+    with pytest.raises(publish.PushError, match="no files to push"):
+        push_folder(folder, repo, allow_patterns=["*.nothing"])
+
+
+def test_giving_up_is_a_retries_exhausted_error(faults, tmp_path):
+    faults.add("commit", "503", times=3)
+    with pytest.raises(publish.RetriesExhaustedError, match="failed after 2 attempts"):
+        push_files({"x.txt": b"x"}, "babyhub/publish-exhausted", max_retries=1)

@@ -125,3 +125,22 @@ def test_sync_without_repo_mirrors_every_repo_of_the_source(dest_hub, tmp_path):
         assert sorted(dst.list_repo_files("team/chat", repo_type="space")) == [".gitattributes", "README.md", "app.py"]
     finally:
         source.stop()
+
+
+def test_sync_errors_name_the_repo_and_the_hub_never_a_flag(local_hub, dest_hub, tmp_path):
+    from hub_tools.sync import SyncError, sync_repos
+
+    push_folder(_checkpoint(tmp_path / "m", 5), "babyhub/sync-errors")
+    with pytest.raises(SyncError, match="the source and the destination are the same endpoint") as same:
+        sync_repos(HUB_URL, HUB_URL + "/", progress=False)
+    with pytest.raises(SyncError, match="a sync mirrors every branch and tag of models/babyhub/sync-errors"):
+        sync_repos(HUB_URL, dest_hub.url, repos=["babyhub/sync-errors@main"], progress=False)
+    with pytest.raises(SyncError) as refused:
+        sync_repos(HUB_URL, dest_hub.url, repos=["babyhub/sync-errors"], dest_token="hf_wrong", progress=False)
+    message = str(refused.value)
+    assert "mirroring models/babyhub/sync-errors" in message and f"the destination {dest_hub.url}" in message
+    assert "HTTP 401" in message and "hf_wrong" not in message
+    with pytest.raises(SyncError, match=f"mirroring datasets/babyhub/sync-missing from {HUB_URL}.*HTTP 404"):
+        sync_repos(HUB_URL, dest_hub.url, repos=["datasets/babyhub/sync-missing"], dest_token=DEST_TOKEN)
+    for err in (same.value, refused.value):
+        assert "--" not in str(err)

@@ -13,12 +13,14 @@ Layout under the root (everything is a plain file, written atomically, so a rest
 A commit stores its whole file map ({path: {sha256, size, sha1, lfs}}): repos here are small, and it
 makes every revision readable with one file. One lock serialises writes: the server and the training
 push queue may hit the store from several threads at once.
+
+Repo ids, repo types and ref names follow `hub_tools.repos` (the grammar the client checks too): a name
+outside it raises `repos.InvalidName`, which the app answers with a 400; other refusals are `HubError`s.
 """
 
 import hashlib
 import json
 import os
-import re
 import shutil
 import threading
 import uuid
@@ -26,13 +28,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-REPO_TYPES = ("model", "dataset", "space")
-# Segments of a repo id: what the Hub accepts, minus anything that could name a parent directory.
-_NAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9_-])?$")
-_REF_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._/-]{0,199}$")
-_SHA1_RE = re.compile(r"^[0-9a-f]{40}$")
-_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
-RESERVED_NAMESPACES = {"api", "datasets", "spaces", "models", "lfs-upload"}
+from hub_tools.local_hub.errors import HubError, bad_request
+from hub_tools.repos import (
+    COMMIT_PATTERN,
+    SHA256_PATTERN,
+    check_ref_name,
+    check_repo_id,
+    check_repo_type,
+    git_blob_hasher,
+    git_blob_sha1,
+)
+
 DEFAULT_GITATTRIBUTES = (
     b"*.bin filter=lfs diff=lfs merge=lfs -text\n"
     b"*.pt filter=lfs diff=lfs merge=lfs -text\n"
@@ -46,40 +52,6 @@ DEFAULT_GITATTRIBUTES = (
 )
 
 
-class HubError(Exception):
-    """An error with the Hub's shape: HTTP status, `X-Error-Code` and a message."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        code: str | None = None,
-        extra: dict | None = None,
-        headers: dict | None = None,
-    ):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.code = code
-        self.extra = extra or {}
-        self.headers = headers or {}
-
-
-def bad_request(message: str) -> HubError:
-    return HubError(400, message)
-
-
-def git_blob_hasher(size: int):
-    """A sha1 primed with the git blob header: feed it the `size` bytes of content, then hexdigest() is the blob id."""
-    return hashlib.sha1(b"blob %d\0" % size)
-
-
-def git_blob_sha1(data: bytes) -> str:
-    h = git_blob_hasher(len(data))
-    h.update(data)
-    return h.hexdigest()
-
-
 def read_token_file(path: Path) -> list[str]:
     """The tokens of a token file, in order: one per line; blank lines and '#' comments skipped."""
     return [line.strip() for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
@@ -87,37 +59,6 @@ def read_token_file(path: Path) -> list[str]:
 
 def lfs_pointer(sha256: str, size: int) -> bytes:
     return f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n".encode()
-
-
-def check_name(segment: str, what: str = "repo id") -> str:
-    if not isinstance(segment, str) or not _NAME_RE.match(segment) or ".." in segment or segment.endswith(".git"):
-        raise bad_request(f"Invalid {what} segment {segment!r}: use letters, digits, '-', '_' and '.'")
-    return segment
-
-
-def check_repo_id(repo_id: str) -> str:
-    parts = repo_id.split("/") if isinstance(repo_id, str) else []
-    if len(parts) != 2:
-        raise bad_request(f"Invalid repo id {repo_id!r}: expected 'namespace/name'")
-    check_name(parts[0]), check_name(parts[1])
-    if parts[0].lower() in RESERVED_NAMESPACES:
-        raise bad_request(f"Invalid repo id {repo_id!r}: namespace {parts[0]!r} is reserved")
-    return repo_id
-
-
-def check_ref_name(name: str) -> str:
-    """A branch or tag name: no '..', no leading '/', no 'refs/' prefix, not a commit id."""
-    if (
-        not isinstance(name, str)
-        or not _REF_RE.match(name)
-        or ".." in name
-        or "//" in name
-        or name.endswith(("/", ".lock", "."))
-        or name.startswith("refs/")
-        or _SHA1_RE.match(name)
-    ):
-        raise bad_request(f"Invalid branch or tag name {name!r}")
-    return name
 
 
 def check_path(path: str) -> str:
@@ -177,7 +118,7 @@ class Store:
 
     # ---- blobs ----------------------------------------------------------------------------------
     def blob_path(self, sha256: str) -> Path:
-        if not _SHA256_RE.match(sha256 or ""):
+        if not SHA256_PATTERN.match(sha256 or ""):
             raise bad_request(f"Invalid sha256 {sha256!r}")
         return self.root / "blobs" / sha256[:2] / sha256
 
@@ -225,8 +166,7 @@ class Store:
 
     # ---- repos ----------------------------------------------------------------------------------
     def _repo_dir(self, repo_type: str, repo_id: str) -> Path:
-        if repo_type not in REPO_TYPES:
-            raise bad_request(f"Invalid repo type {repo_type!r}: expected one of {', '.join(REPO_TYPES)}")
+        check_repo_type(repo_type)
         check_repo_id(repo_id)
         path = (self.root / "repos" / f"{repo_type}s" / repo_id).resolve()
         if not path.is_relative_to(self.root / "repos"):
@@ -307,7 +247,7 @@ class Store:
         return _read_json(repo.dir / "refs.json")
 
     def get_commit(self, repo: Repo, oid: str) -> dict | None:
-        if not _SHA1_RE.match(oid):
+        if not COMMIT_PATTERN.match(oid):
             return None
         path = repo.dir / "commits" / f"{oid}.json"
         return _read_json(path) if path.is_file() else None
@@ -323,7 +263,7 @@ class Store:
             return refs["branches"][rev]
         if rev in refs["tags"]:
             return refs["tags"][rev]
-        if _SHA1_RE.match(rev) and self.get_commit(repo, rev) is not None:
+        if COMMIT_PATTERN.match(rev) and self.get_commit(repo, rev) is not None:
             return rev
         raise HubError(404, f"Invalid rev id: {revision}", "RevisionNotFound")
 

@@ -1,0 +1,259 @@
+"""The local hub's application: authentication, and a route table over the raw path.
+
+Routing is done on the *raw* path, not Starlette's decoded one: revisions and tree paths arrive
+`quote(x, safe="")`-encoded (`ckpt%2Fstep-100`), which a decoded-path router would split. A route's pattern
+names the path's segments: a literal, `{type}` (a repo type's plural: models, datasets, spaces), `{ns}` and
+`{name}` (the repo id, `{name}.git` for the LFS endpoint), or a parameter: `{revision}` (one segment),
+`{revision+}` (one or more), `{path*}` (zero or more), `{path+}`, `{oid}`. Each is percent-decoded after the
+segments are split. Paths under `/api/` are the API; any other path is a repo's web path (resolve, LFS), with
+the repo type's URL prefix (`repos.URL_PREFIXES`): there a reserved namespace (a prefix) never matches `{ns}`.
+
+Every error has the Hub's shape (`errors.py`); a name that `hub_tools.repos` refuses is a 400.
+"""
+
+import hmac
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote
+
+from starlette.applications import Starlette
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.routing import Route as StarletteRoute
+
+from hub_tools.local_hub import faults as _faults
+from hub_tools.local_hub.errors import HubError, bad_request, error_response, not_found, repo_not_found
+from hub_tools.local_hub.handlers import files, repos, uploads
+from hub_tools.local_hub.storage import Repo, Store, read_token_file
+from hub_tools.local_hub.wire import raw_path
+from hub_tools.repos import REPO_TYPE_PLURALS, RESERVED_NAMESPACES, URL_PREFIXES, InvalidName
+
+logger = logging.getLogger("babyhub.local_hub")
+
+USER_NAME = "babyhub"
+MAX_API_BODY = 512 * 1024 * 1024  # commits carry small files inline (base64); big files go through LFS
+MAX_UPLOAD = 64 * 1024**3
+METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
+
+
+# ---- the route table ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Route:
+    """`methods` on the raw-path `pattern` go to `handler(hub, request, **params)`."""
+
+    methods: frozenset[str]
+    pattern: tuple[str, ...]
+    handler: Callable
+    repo_type: str | None = None  # a web path's type, fixed by its URL prefix
+
+    @classmethod
+    def of(cls, methods: str, pattern: str, handler: Callable, repo_type: str | None = None) -> "Route":
+        return cls(frozenset(methods.split()), tuple(pattern.strip("/").split("/")), handler, repo_type)
+
+    def match(self, method: str, segs: list[str]) -> dict | None:
+        """The handler's keyword arguments when `method` and the raw segments fit this route, else None."""
+        if method not in self.methods:
+            return None
+        params = {"repo_type": self.repo_type} if self.repo_type else {}
+        ns = name = None
+        for index, part in enumerate(self.pattern):
+            if part.endswith(("+}", "*}")):  # the rest of the path, joined again
+                rest = segs[index:]
+                if part.endswith("+}") and not rest:
+                    return None
+                params[part[1:-2]] = unquote("/".join(rest))
+                break
+            if index >= len(segs):
+                return None
+            seg = segs[index]
+            if part == "{type}":
+                if seg not in REPO_TYPE_PLURALS:
+                    return None
+                params["repo_type"] = REPO_TYPE_PLURALS[seg]
+            elif part == "{ns}":
+                ns = unquote(seg)
+                if self.repo_type and ns.lower() in RESERVED_NAMESPACES:  # a web path's URL prefix, not a namespace
+                    return None
+            elif part == "{name}":
+                name = unquote(seg)
+            elif part == "{name}.git":
+                if not seg.endswith(".git"):
+                    return None
+                name = unquote(seg)[:-4]
+            elif part.startswith("{"):
+                params[part[1:-1]] = unquote(seg)
+            elif seg != part:
+                return None
+        else:
+            if len(segs) != len(self.pattern):
+                return None
+        if ns is not None:
+            params["repo_id"] = f"{ns}/{name}"
+        return params
+
+
+REPO_API = "api/{type}/{ns}/{name}"
+# `REPO_API/ACTION/REVISION`: the endpoints that act on one revision (for `branch`, the branch to create or delete).
+ON_A_REVISION = {
+    "revision": {"GET": repos.repo_info},
+    "paths-info": {"POST": files.paths_info},
+    "commits": {"GET": repos.list_commits},
+    "preupload": {"POST": uploads.preupload},
+    "commit": {"POST": uploads.commit},
+    "branch": {"POST": repos.create_branch, "DELETE": repos.delete_branch},
+    "tag": {"POST": repos.create_tag, "DELETE": repos.delete_tag},
+}
+API_ROUTES = [
+    Route.of("GET", "api/whoami-v2", repos.whoami),
+    Route.of("POST", "api/repos/create", repos.create_repo),
+    Route.of("DELETE", "api/repos/delete", repos.delete_repo),
+    Route.of("POST", "api/validate-yaml", uploads.validate_yaml),
+    Route.of("PUT", "api/lfs-upload/{oid}", uploads.lfs_put),
+    Route.of("GET", "api/{type}", repos.list_repos),
+    Route.of("GET", REPO_API, repos.repo_info),
+    Route.of("GET", f"{REPO_API}/refs", repos.list_refs),
+    Route.of("PUT", f"{REPO_API}/settings", repos.update_settings),
+    Route.of("GET", f"{REPO_API}/tree/{{revision}}/{{path*}}", files.list_tree),
+    *(
+        Route.of(method, f"{REPO_API}/{action}/{{revision+}}", handler)
+        for action, handlers in ON_A_REVISION.items()
+        for method, handler in handlers.items()
+    ),
+]
+WEB_ROUTES = [
+    route
+    for repo_type, prefix in URL_PREFIXES.items()
+    for route in (
+        Route.of("POST", f"{prefix}{{ns}}/{{name}}.git/info/lfs/objects/batch", uploads.lfs_batch, repo_type),
+        Route.of("GET HEAD", f"{prefix}{{ns}}/{{name}}/resolve/{{revision}}/{{path+}}", files.resolve_file, repo_type),
+    )
+]
+
+
+def find_route(method: str, path: str) -> tuple[Callable, dict]:
+    """The handler of a raw path and its keyword arguments; a 404 when no route serves it."""
+    segs = path.strip("/").split("/") if path.strip("/") else []
+    for route in API_ROUTES if segs[:1] == ["api"] else WEB_ROUTES:
+        params = route.match(method, segs)
+        if params is not None:
+            return route.handler, params
+    raise not_found(unquote(path))
+
+
+# ---- authentication -----------------------------------------------------------------------------------------------
+class Tokens:
+    """The tokens the hub accepts: given ones, and a token file's lines (re-read when the file changes)."""
+
+    def __init__(self, tokens: Iterable[str] | None = None, token_file: Path | str | None = None):
+        self.static = {t.strip() for t in (tokens or []) if t and t.strip()}
+        self.file = Path(token_file) if token_file else None
+        self._from_file: set[str] = set()
+        self._mtime: float | None = None
+        self._reload()
+
+    def _reload(self) -> None:
+        if self.file is None:
+            return
+        try:
+            mtime = self.file.stat().st_mtime
+        except FileNotFoundError:
+            self._from_file = set()
+            return
+        if mtime != self._mtime:
+            self._from_file = set(read_token_file(self.file))
+            self._mtime = mtime
+
+    def accepts(self, token: str) -> bool:
+        self._reload()
+        return any(hmac.compare_digest(token, known) for known in self.static | self._from_file)
+
+
+def bearer_token(request: Request) -> str | None:
+    """The request's bearer token; None without an Authorization header; 401 for another scheme."""
+    header = request.headers.get("authorization", "")
+    if not header:
+        return None
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        raise HubError(401, "Invalid credentials in Authorization header")
+    return value.strip()
+
+
+# ---- the application ----------------------------------------------------------------------------------------------
+class LocalHub:
+    """The store, who may read and write it, the request limits, and the ASGI app that serves them."""
+
+    def __init__(
+        self,
+        root: Path | str,
+        *,
+        token_file: Path | str | None = None,
+        tokens: Iterable[str] | None = None,
+        max_api_body: int = MAX_API_BODY,
+        max_upload: int = MAX_UPLOAD,
+        faults: bool = False,
+    ):
+        self.store = Store(root)
+        self.tokens = Tokens(tokens, token_file)
+        self.max_api_body = max_api_body
+        self.max_upload = max_upload
+        self.upload_grants = uploads.UploadGrants()
+        self.faults = _faults.FaultInjector() if faults else None
+
+    # -- who is asking --
+    def user(self, request: Request) -> str | None:
+        """The user behind the request's token; None when anonymous; 401 for an unknown token."""
+        token = bearer_token(request)
+        if token is None:
+            return None
+        if not self.tokens.accepts(token):
+            raise HubError(401, "Invalid credentials in Authorization header")
+        return USER_NAME
+
+    def require_user(self, request: Request) -> str:
+        user = self.user(request)
+        if user is None:
+            raise HubError(401, "Invalid username or password.")
+        return user
+
+    def readable_repo(self, request: Request, repo_type: str, repo_id: str) -> Repo:
+        repo = self.store.get_repo(repo_type, repo_id)
+        user = self.user(request)
+        if repo is None or (repo.private and user is None):
+            # As on the Hub: a private repo is indistinguishable from a missing one without a token.
+            raise repo_not_found(repo_type, repo_id, 401 if user is None else 404)
+        return repo
+
+    def writable_repo(self, request: Request, repo_type: str, repo_id: str) -> tuple[Repo, str]:
+        user = self.require_user(request)
+        repo = self.store.get_repo(repo_type, repo_id)
+        if repo is None:
+            raise repo_not_found(repo_type, repo_id)
+        return repo, user
+
+    # -- ASGI --
+    def build_app(self):
+        """The ASGI app: every path goes to `dispatch`; with faults switched on, wrapped in the harness."""
+        app = Starlette(routes=[StarletteRoute("/{rest:path}", self.dispatch, methods=METHODS)])
+        return _faults.install(app, self.faults) if self.faults is not None else app
+
+    async def dispatch(self, request: Request) -> Response:
+        try:
+            path = raw_path(request.scope)
+            if "\0" in unquote(path) or "\\" in unquote(path):
+                raise bad_request("Invalid characters in path")
+            handler, params = find_route(request.method, path)
+            return await handler(self, request, **params)
+        except HubError as err:
+            return error_response(err)
+        except InvalidName as err:  # a repo id, revision or type outside the Hub's grammar
+            return error_response(bad_request(str(err)))
+        except ClientDisconnect:  # the client went away mid-request: nobody to answer
+            return Response(status_code=400)
+        except FileNotFoundError:  # a repo deleted while this request read it
+            return error_response(HubError(404, "Repository not found (deleted)", "RepoNotFound"))
+        except Exception:  # a bug must not leak a traceback to the client
+            logger.exception("local hub: unexpected error on %s %s", request.method, request.url.path)
+            return error_response(HubError(500, "Internal error in the local hub"))

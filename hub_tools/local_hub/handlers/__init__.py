@@ -1,0 +1,10 @@
+"""The local hub's endpoints, by concern; `hub_tools.local_hub.app` routes requests to them.
+
+Every handler is `async def handler(hub, request, **route_params) -> Response`: `hub` is the `LocalHub` (its
+store, authentication and limits), the route params are what the path named (`repo_type`, `repo_id`,
+`revision`, `path`, `oid`), already percent-decoded.
+
+- `repos`: repos (create, delete, settings, listing, info), refs (branches, tags), commit history, whoami;
+- `files`: reading files: resolve (downloads, ranges), tree listings, paths-info;
+- `uploads`: writing: preupload, the LFS batch and upload, commits, and validate-yaml.
+"""
