@@ -391,9 +391,11 @@ class GitHttp:
                     item["error"] = {"code": 404, "message": f"Object {oid} does not exist in {route.repo_id}"}
             elif size < 0 or size > MAX_LFS_OBJECT:
                 item["error"] = {"code": 422, "message": f"Object size {size} outside 0..{MAX_LFS_OBJECT}"}
-            elif not self.store.has_lfs_object(oid, size):  # no `actions`: the server has it, the client skips it
+            elif not self.store.has_lfs_object(oid, size):
                 href = self._grant_href(request, "upload", route, oid, size)
                 item["actions"] = {"upload": {"href": href, "expires_in": GRANT_SECONDS}}
+            else:  # no `actions`: the server has it and the client skips it; gc must spare it until it is used
+                self.store.freshen_lfs_object(oid)
             out.append(item)
         return JSONResponse({"transfer": "basic", "objects": out, "hash_algo": "sha256"}, media_type=LFS_JSON)
 

@@ -384,11 +384,18 @@ class GitStore:
         return self.root / "lfs" / "objects" / sha256[:2] / sha256[2:4] / sha256
 
     def has_lfs_object(self, sha256: str, size: int | None = None) -> bool:
-        path = self.lfs_path(sha256)
         try:
-            return size is None or path.stat().st_size == size
+            actual = self.lfs_path(sha256).stat().st_size
         except FileNotFoundError:
             return False
+        return size is None or actual == size
+
+    def freshen_lfs_object(self, sha256: str) -> None:
+        """Mark an LFS object as just used, so that a `gc` running now does not take it (it spares young objects)."""
+        try:
+            os.utime(self.lfs_path(sha256))
+        except FileNotFoundError:
+            pass
 
     def new_tmp_file(self) -> Path:
         return self.root / "tmp" / uuid.uuid4().hex
@@ -586,8 +593,11 @@ class GitStore:
         """The parsed commit `oid` of `repo`, or None when the repo has no such commit."""
         if not isinstance(oid, str) or not COMMIT_PATTERN.match(oid):
             return None
+        handle = self._handle(repo)
+        if not handle.has(oid):  # the caches are shared by all repos: an id parsed elsewhere is not this repo's
+            return None
         try:
-            return self._commit(self._handle(repo), oid)
+            return self._commit(handle, oid)
         except KeyError:
             return None
 
@@ -872,6 +882,7 @@ class GitStore:
             sha256, size = entry.get("sha256"), entry.get("size")
             if not isinstance(size, int) or not self.has_lfs_object(sha256, size):
                 raise bad_request(f"LFS object {sha256} for {path} was not uploaded (or its size differs)")
+            self.freshen_lfs_object(sha256)
             return MODE_FILE, Blob.from_string(lfs.Pointer(sha256, size).encode()), True
         else:
             sha256 = entry.get("sha256")
@@ -1368,23 +1379,44 @@ def _write_objects(git: DulwichRepo, objects: list, lock: threading.RLock | None
     _fsync_dir(Path(git.object_store.pack_dir))
 
 
-def merge_packs(git: DulwichRepo, basenames: list[Path], lock: threading.RLock | None = None) -> None:
-    """Rewrite the packs `basenames` (paths without .pack) as one, then remove them (objects never go missing)."""
-    if len(basenames) < 2:
-        return
+def merge_packs(
+    git: DulwichRepo, basenames: list[Path], lock: threading.RLock | None = None, keep=None
+) -> tuple[int, int]:
+    """Rewrite the packs `basenames` (paths without .pack) as one, then remove them; (objects kept, dropped).
+
+    Objects stream from the old packs into the new one (memory stays flat); the new pack is fsynced and in place
+    before an old one goes, so no object is ever missing. `keep(hex id) -> bool` drops the others (gc).
+    """
+    from dulwich.pack import write_pack_from_container
+
     with lock or threading.RLock():
         store = git.object_store
         wanted = {str(b) for b in basenames}
         packs = [p for p in store.packs if p._basename in wanted]
-        objects = {}
+        if not packs or (len(packs) < 2 and keep is None):
+            return 0, 0
+        ids, dropped = {}, 0
         for pack in packs:
-            for obj in pack.iterobjects():
-                objects[obj.id] = obj
-        store.add_objects([(obj, None) for obj in objects.values()])
-        _fsync_dir(Path(store.pack_dir))
+            for sha in pack:
+                if keep is None or keep(sha.decode()):
+                    ids[sha] = None
+                else:
+                    dropped += 1
+        if keep is not None and not dropped:
+            return len(ids), 0
+        if ids:
+            f, commit, abort = store.add_pack()
+            try:
+                write_pack_from_container(f.write, store, list(ids.items()), store.object_format)
+            except BaseException:
+                abort()
+                raise
+            commit()
+            _fsync_dir(Path(store.pack_dir))
         for pack in packs:
             store._remove_pack(pack)
         store._update_pack_cache()
+        return len(ids), dropped
 
 
 def _read(handle: _Handle, oid: str) -> tuple[int, bytes]:
