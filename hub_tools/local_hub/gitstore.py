@@ -479,7 +479,10 @@ class GitStore:
             raise bad_request(f"Invalid repo type {repo_type!r}: expected one of {', '.join(REPO_TYPES)}")
         _api.check_repo_id(repo_id)
         namespace, name = repo_id.split("/")
-        return self.root / "repos" / f"{repo_type}s" / namespace / f"{name}.git"
+        path = self.root / "repos" / f"{repo_type}s" / namespace / f"{name}.git"
+        if path.parent.is_symlink() or path.is_symlink():  # never follow a link out of the root
+            raise HubError(404, f"Repository not found: {repo_type} {repo_id}", "RepoNotFound")
+        return path
 
     def get_repo(self, repo_type: str, repo_id: str) -> Repo | None:
         path = self.repo_dir(repo_type, repo_id)
@@ -726,7 +729,7 @@ class GitStore:
                     handle.git.refs.remove_if_equals(f"{prefix}{name}".encode(), None)
             finally:
                 handle.refs_cache = None
-            _fsync_dir(repo.dir / os.path.dirname(f"{prefix}{name}"))
+            _fsync_ref(repo.dir, f"{prefix}{name}")
 
     # ---- reading commits and trees -------------------------------------------------------------------------------
     def get_commit(self, repo: Repo, oid: str) -> dict | None:
@@ -1434,7 +1437,11 @@ def _corrupt(handle: _Handle, what: str) -> HubError:
 
 
 def _fsync_ref(repo_dir: Path, ref: str) -> None:
-    _fsync_dir(repo_dir / os.path.dirname(ref))
+    """fsync the folder of a ref just written or removed (its nearest existing folder: git prunes empty ones)."""
+    folder = repo_dir / os.path.dirname(ref)
+    while not folder.is_dir() and folder != repo_dir:
+        folder = folder.parent
+    _fsync_dir(folder)
 
 
 def _fsync_tree(path: Path) -> None:
