@@ -2,6 +2,7 @@
 
     python benchmarks/git_backends.py                 # 5,000 files, then a commit of 10,000 more
     python benchmarks/git_backends.py --base 500 --add 1000 --json   # a short smoke run
+    python benchmarks/git_backends.py --stores        # storage.Store (today) against gitstore.GitStore
 
 The workload is what the hub does to a big dataset repo (issue 14), each step in a fresh subprocess per backend so
 that peak RSS is that backend's own:
@@ -12,6 +13,9 @@ that peak RSS is that backend's own:
 - **resolve**: 2,000 path -> blob lookups in it;
 - **pack**: build the pack a clone downloads (every object reachable from the branch head);
 - **rss**: the subprocess's peak resident memory.
+
+With `--stores`, the same workload goes through the two stores' own interface (what the server calls: `commit`,
+`get_commit(...)["files"]` for a listing and for each `/resolve/`), plus the disk that 50 one-file commits add.
 
 The git CLI does the same commit (`git add` + `git commit` in a work tree) and pack (`git pack-objects`) for scale.
 Figures are only comparable inside one run: other processes on the machine skew them.
@@ -31,6 +35,7 @@ import time
 from pathlib import Path
 
 BACKENDS = ("dulwich", "pygit2", "git-cli")
+STORES = ("json-store", "git-store")  # storage.Store (today's server) against gitstore.GitStore, same calls
 
 
 def make_files(start: int, count: int, seed: int) -> dict[str, bytes]:
@@ -252,6 +257,65 @@ def run_pygit2(work: Path, base: dict, add: dict, lookups: list[str]) -> dict:
     }
 
 
+# ---- the stores themselves: storage.Store (JSON file maps) against gitstore.GitStore -----------------------------
+def run_store(kind: str, work: Path, base: dict, add: dict, lookups: list[str]) -> dict:
+    """The store calls the server makes: commit, recursive listing, path lookups, and 50 one-file commits."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    if kind == "git-store":
+        from hub_tools.local_hub.gitstore import GitStore as Store
+
+        def op(path, data):
+            return ("add", path, {"content": data})
+    else:
+        from hub_tools.local_hub.storage import Store
+
+        def op(path, data):
+            return ("add", path, {**store.put_bytes(data), "lfs": False})
+
+    store = Store(work / "root")
+    repo = store.create_repo("dataset", "bench/data", private=False, sdk=None, author="bench")
+    store.commit(repo, "main", [op(p, d) for p, d in base.items()], title="base", message="", author="bench")
+    t0 = time.perf_counter()
+    head = store.commit(repo, "main", [op(p, d) for p, d in add.items()], title="add", message="", author="bench")
+    commit_s = time.perf_counter() - t0
+
+    def listing():
+        files = store.get_commit(repo, store.resolve(repo, "main"))["files"]
+        return [(p, files[p]["size"]) for p in files]
+
+    t0 = time.perf_counter()
+    listed = listing()
+    tree_cold_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    listing()
+    tree_warm_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for p in lookups:
+        store.get_commit(repo, store.resolve(repo, "main"))["files"].get(p)["size"]  # what /resolve/ does
+    resolve_s = time.perf_counter() - t0
+    meta0 = _disk(work / "root" / "repos")
+    for i in range(50):
+        head = store.commit(repo, "main", [op(f"small/{i}.txt", b"%d" % i)], title="one", message="", author="b")
+    per_commit_kb = (_disk(work / "root" / "repos") - meta0) / 50 / 1e3
+    if hasattr(store, "close"):
+        store.close()
+    return {
+        "files": len(listed),
+        "commit_s": commit_s,
+        "tree_cold_s": tree_cold_s,
+        "tree_warm_s": tree_warm_s,
+        "resolve_s": resolve_s,
+        "pack_s": None,
+        "pack_mb": None,
+        "one_file_commit_kb": per_commit_kb,
+        "head": head,
+    }
+
+
+def _disk(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
 # ---- git CLI (the yardstick) ---------------------------------------------------------------------------------------
 def run_git_cli(work: Path, base: dict, add: dict, lookups: list[str]) -> dict:
     tree_dir = work / "cli"
@@ -303,9 +367,12 @@ def run_one(backend: str, base_n: int, add_n: int) -> dict:
     work = Path(tempfile.mkdtemp(prefix=f"bench-{backend}-"))
     try:
         rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        result = {"dulwich": run_dulwich, "pygit2": run_pygit2, "git-cli": run_git_cli}[backend](
-            work, base, add, lookups
-        )
+        if backend in STORES:
+            result = run_store(backend, work, base, add, lookups)
+        else:
+            result = {"dulwich": run_dulwich, "pygit2": run_pygit2, "git-cli": run_git_cli}[backend](
+                work, base, add, lookups
+            )
         result["rss_peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         result["rss_growth_mb"] = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 1024
         stored = [f for f in work.rglob("*") if f.is_file() and not f.is_relative_to(work / "cli" / "data")]
@@ -321,13 +388,15 @@ def main(argv=None) -> None:
     parser.add_argument("--base", type=int, default=5000, help="files in the first commit")
     parser.add_argument("--add", type=int, default=10000, help="files the timed commit adds")
     parser.add_argument("--json", action="store_true")
-    parser.add_argument("--backend", choices=BACKENDS, help=argparse.SUPPRESS)  # the child process
+    parser.add_argument("--stores", action="store_true", help="compare the two stores instead of the git libraries")
+    parser.add_argument("--backend", choices=BACKENDS + STORES, help=argparse.SUPPRESS)  # the child process
     args = parser.parse_args(argv)
     if args.backend:
         print(json.dumps(run_one(args.backend, args.base, args.add)))
         return
     results = {}
-    for backend in BACKENDS:
+    columns = STORES if args.stores else BACKENDS
+    for backend in columns:
         cmd = [sys.executable, __file__, "--backend", backend, "--base", str(args.base), "--add", str(args.add)]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
@@ -337,11 +406,13 @@ def main(argv=None) -> None:
         print(json.dumps(results, indent=1))
         return
     keys = ["files", "commit_s", "tree_cold_s", "tree_warm_s", "resolve_s", "resolve_cached_s", "pack_s", "pack_mb"]
-    keys += ["rss_growth_mb", "disk_mb", "files_on_disk"]
-    print(f"{'':16}" + "".join(f"{b:>12}" for b in BACKENDS))
+    keys += ["one_file_commit_kb", "rss_growth_mb", "disk_mb", "files_on_disk"]
+    print(f"{'':18}" + "".join(f"{b:>12}" for b in columns))
     for key in keys:
-        cells = [results[b].get(key) for b in BACKENDS]
-        print(f"{key:16}" + "".join(f"{'-':>12}" if c is None else f"{c:12.3f}" for c in cells))
+        cells = [results[b].get(key) for b in columns]
+        if all(c is None for c in cells):
+            continue
+        print(f"{key:18}" + "".join(f"{'-':>12}" if c is None else f"{c:12.3f}" for c in cells))
 
 
 if __name__ == "__main__":
