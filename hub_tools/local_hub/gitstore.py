@@ -320,6 +320,7 @@ class GitStore:
         self._sha256_of_blob = _LRU(BLOB_INFO_CACHE)
         self._plain_blob_home: dict[str, tuple[Path, str]] = {}  # sha256 -> (repo dir, blob id), for blob_path
         self._lfs_sets: dict[Path, tuple[tuple, frozenset]] = {}
+        self._tree_lfs_cache = _LRU(TREE_CACHE_ENTRIES)
         self._owner_fd: int | None = None
         _make_root(self.root)
         if _needs_migration(self.root):
@@ -987,27 +988,44 @@ class GitStore:
         return self._check_new_commits(handle, target, known)
 
     def _check_new_commits(self, handle: _Handle, head: str, known: set[str]) -> str | None:
-        """Walk commits from `head` back to what the repo already has; check every tree they bring."""
-        seen_trees: set[str] = set()
-        stack, seen = [head], set(known)
+        """Check what the commits from `head` back to what the repo already has bring.
+
+        Only what is new is read: commits reachable from the repo's refs were checked when they arrived, and each
+        new commit's tree is compared with its first parent's, so an unchanged folder is skipped by its id.
+        """
+        old = self._ancestors(handle, known)
+        stack, seen, seen_trees = [head], set(), set()
         while stack:
             oid = stack.pop()
-            if oid in seen:
+            if oid in seen or oid in old:
                 continue
             seen.add(oid)
             info = self._commit(handle, oid)
-            problem = self._check_tree(handle, info.tree, "", seen_trees)
+            base = self._commit(handle, info.parents[0]).tree if info.parents else None
+            problem = self._check_tree(handle, info.tree, "", seen_trees, base)
             if problem:
                 return f"commit {oid[:12]}: {problem}"
             stack.extend(info.parents)
         return None
 
-    def _check_tree(self, handle: _Handle, oid: str, prefix: str, seen: set[str]) -> str | None:
-        if oid in seen:
+    def _ancestors(self, handle: _Handle, heads: Iterable[str]) -> set[str]:
+        out, stack = set(), list(heads)
+        while stack:
+            oid = stack.pop()
+            if oid not in out:
+                out.add(oid)
+                stack.extend(self._commit(handle, oid).parents)
+        return out
+
+    def _check_tree(self, handle: _Handle, oid: str, prefix: str, seen: set[str], base: str | None) -> str | None:
+        if oid in seen or oid == base:
             return None
         seen.add(oid)
+        base_entries = self._tree(handle, base) if base else {}
         for name, (mode, sha) in self._tree(handle, oid).items():
             path = prefix + name
+            if base_entries.get(name) == (mode, sha):
+                continue
             try:
                 name.encode("utf-8")
             except UnicodeEncodeError:
@@ -1015,7 +1033,10 @@ class GitStore:
             if name.lower() == ".git":
                 return f"{path}: '.git' is not allowed as a file or folder name"
             if mode == MODE_TREE:
-                problem = self._check_tree(handle, sha, path + "/", seen)
+                old = base_entries.get(name)
+                problem = self._check_tree(
+                    handle, sha, path + "/", seen, old[1] if old and old[0] == MODE_TREE else None
+                )
                 if problem:
                     return problem
             elif mode == MODE_GITLINK:
@@ -1060,7 +1081,10 @@ class GitStore:
             return result
 
     def lfs_objects(self, repo: Repo) -> frozenset[str]:
-        """The sha256 of every LFS object any commit of any ref of `repo` points to (who may download what)."""
+        """The sha256 of every LFS object any commit of any ref of `repo` points to (who may download what).
+
+        Memoised per tree id (an unchanged folder is never walked twice) and per state of the refs.
+        """
         handle = self._handle(repo)
         refs = self.refs(repo)
         key = tuple(sorted(refs["branches"].items())) + tuple(sorted(refs["tags"].items()))
@@ -1068,35 +1092,26 @@ class GitStore:
         if cached and cached[0] == key:
             return cached[1]
         found: set[str] = set()
-        for tree in self._reachable_trees(handle, set(refs["branches"].values()) | set(refs["tags"].values())):
-            for _name, (mode, sha) in self._tree(handle, tree).items():
-                if mode != MODE_TREE and mode != MODE_GITLINK:
-                    pointer = self._blob_info(handle, sha)[1]
-                    if pointer:
-                        found.add(pointer.oid)
+        for oid in self._ancestors(handle, [*refs["branches"].values(), *refs["tags"].values()]):
+            found |= self._tree_lfs(handle, self._commit(handle, oid).tree)
         result = frozenset(found)
         self._lfs_sets[repo.dir] = (key, result)
         return result
 
-    def _reachable_trees(self, handle: _Handle, heads: Iterable[str]) -> Iterator[str]:
-        """Every tree id reachable from the commits `heads` (each once)."""
-        commits, trees = set(), set()
-        stack = list(heads)
-        while stack:
-            oid = stack.pop()
-            if oid in commits:
-                continue
-            commits.add(oid)
-            info = self._commit(handle, oid)
-            stack.extend(info.parents)
-            tree_stack = [info.tree]
-            while tree_stack:
-                tree = tree_stack.pop()
-                if tree in trees:
-                    continue
-                trees.add(tree)
-                yield tree
-                tree_stack.extend(sha for mode, sha in self._tree(handle, tree).values() if mode == MODE_TREE)
+    def _tree_lfs(self, handle: _Handle, tree: str) -> frozenset[str]:
+        """The LFS objects pointed to under tree `tree` (memoised by tree id)."""
+        known = self._tree_lfs_cache.get(tree)
+        if known is not None:
+            return known
+        found: set[str] = set()
+        for mode, sha in self._tree(handle, tree).values():
+            if mode == MODE_TREE:
+                found |= self._tree_lfs(handle, sha)
+            elif mode != MODE_GITLINK:
+                pointer = self._blob_info(handle, sha)[1]
+                if pointer:
+                    found.add(pointer.oid)
+        return self._tree_lfs_cache.put(tree, frozenset(found), len(found) + 1)
 
 
 # ---- trees: reading ------------------------------------------------------------------------------------------------
