@@ -246,3 +246,23 @@ def test_concurrent_commits_to_one_branch_all_land(store, repo):
     assert len(history) == 1 + 6 * 5
     files = store.tree_view(repo, history[0]["id"]).files()
     assert len(files) == 1 + 30
+
+
+def test_a_commit_is_fsynced_pack_then_ref_then_folders(store, repo, monkeypatch):
+    """Durability order: the pack (blobs, trees, commit) and its folder reach the disk before the ref moves."""
+    synced = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd):
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        return real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    commit(store, repo, add("a.txt", b"a"), add("w.safetensors", b"\0" * 64))
+    pool_dirs = (str(store.root / "lfs"), str(store.root / "tmp"))
+    pool = [i for i, p in enumerate(synced) if p.startswith(pool_dirs)]
+    pack = next(i for i, p in enumerate(synced) if p.endswith(".pack"))
+    pack_dir = next(i for i, p in enumerate(synced) if p.endswith("/objects/pack") and i > pack)
+    ref = next(i for i, p in enumerate(synced) if p.endswith("refs/heads/main.lock"))
+    ref_dir = next(i for i, p in enumerate(synced) if p.endswith("refs/heads") and i > ref)
+    assert pool and max(pool) < pack < pack_dir < ref < ref_dir, synced

@@ -206,6 +206,15 @@ def test_the_hubs_push_rules(hub, git, tmp_path):
     assert store.resolve(repo, "main") == before
     git("reset", "-q", "--hard", "HEAD~1", cwd=work)
 
+    # an LFS pointer whose object was never uploaded (the pre-push hook skipped) is refused
+    (work / "w2.safetensors").write_bytes(os.urandom(1000))
+    git("add", "w2.safetensors", cwd=work)
+    git("commit", "-qm", "pointer only", cwd=work)
+    proc = git("push", "--no-verify", "origin", "main", cwd=work, check=False)
+    assert proc.returncode != 0 and "was not uploaded" in proc.stderr
+    assert store.resolve(repo, "main") == before
+    git("reset", "-q", "--hard", "HEAD~1", cwd=work)
+
     # main cannot be deleted; another branch can, and tags come and go
     proc = git("push", "origin", ":main", cwd=work, check=False)
     assert proc.returncode != 0 and "main branch cannot be deleted" in proc.stderr
