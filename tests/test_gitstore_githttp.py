@@ -224,6 +224,12 @@ def test_the_hubs_push_rules(hub, git, tmp_path):
     assert store.refs(repo) == {"branches": {"main": before, "checkpoint-2000": before}, "tags": {"v1": before}}
     git("push", "-q", "origin", ":checkpoint-2000", cwd=work)
     assert "checkpoint-2000" not in store.refs(repo)["branches"]
+    git("tag", "-a", "v2", "-m", "annotated", cwd=work)  # an annotated tag: the Hub API shows its commit
+    git("push", "-q", "origin", "v2", cwd=work)
+    assert store.refs(repo)["tags"]["v2"] == before and store.resolve(repo, "v2") == before
+    shallow = tmp_path / "shallow"
+    git("clone", "-q", "--depth", "1", f"{url}/babyhub/baby", str(shallow))
+    assert _log(git, shallow) == [before]
 
     # a push made from a stale clone is refused (compare-and-swap on the branch head)
     store.commit(repo, "main", [("add", "a.txt", {"content": b"a"})], title="server", message="", author="b")
