@@ -261,7 +261,7 @@ def test_a_commit_is_fsynced_pack_then_ref_then_folders(store, repo, monkeypatch
     commit(store, repo, add("a.txt", b"a"), add("w.safetensors", b"\0" * 64))
     pool_dirs = (str(store.root / "lfs"), str(store.root / "tmp"))
     pool = [i for i, p in enumerate(synced) if p.startswith(pool_dirs)]
-    pack = next(i for i, p in enumerate(synced) if p.endswith(".pack"))
+    pack = next(i for i, p in enumerate(synced) if "/objects/pack/tmp_pack_" in p)
     pack_dir = next(i for i, p in enumerate(synced) if p.endswith("/objects/pack") and i > pack)
     ref = next(i for i, p in enumerate(synced) if p.endswith("refs/heads/main.lock"))
     ref_dir = next(i for i, p in enumerate(synced) if p.endswith("refs/heads") and i > ref)

@@ -47,6 +47,7 @@ import re
 import secrets
 import shutil
 import stat
+import struct
 import threading
 import time
 import uuid
@@ -260,6 +261,8 @@ class RefUpdate:
 
 
 ZERO = "0" * 40
+# A record of a repo's blob-info cache: blob id, content size, sha256 of the LFS object (zeros: not a pointer).
+_BLOBINFO = struct.Struct("<20sQ32s")
 
 
 # ---- one repo's git objects ----------------------------------------------------------------------------------------
@@ -273,6 +276,7 @@ class _Handle:
     write_mutex: threading.Lock = field(default_factory=threading.Lock)
     refs_cache: dict | None = None
     migrated_ids: dict | None = None
+    blobinfo_loaded: bool = False
 
     def read_raw(self, oid: str) -> tuple[int, bytes]:
         """(type number, content) of an object; KeyError when the repo does not have it."""
@@ -626,13 +630,55 @@ class GitStore:
         return self._commits.put(oid, info)
 
     def _blob_info(self, handle: _Handle, oid: str) -> tuple[int, lfs.Pointer | None]:
-        """(content size, LFS pointer or None) of blob `oid`: a pointer file stands for its LFS object."""
+        """(content size, LFS pointer or None) of blob `oid`: a pointer file stands for its LFS object.
+
+        Listings need this for every file; reading each blob for it made a cold 15,000-file listing take seconds.
+        So it is kept per repo in `babyhub-blobinfo` (written when a commit or a push brings the blob, or the
+        first time it is read) and loaded once per process: a listing reads trees, never blobs.
+        """
         info = self._blob_infos.get(oid)
+        if info is None and not handle.blobinfo_loaded:
+            self._load_blobinfo(handle)
+            info = self._blob_infos.get(oid)
         if info is None:
             kind, data = _read(handle, oid)
-            pointer = lfs.parse_pointer(data)
-            info = self._blob_infos.put(oid, (pointer.size if pointer else len(data), pointer))
+            info = self._remember_blobs(handle, [(oid, data)])[0]
         return info
+
+    def _remember_blobs(self, handle: _Handle, blobs: list) -> list[tuple[int, lfs.Pointer | None]]:
+        """Cache and append to the repo's blob-info file the (size, pointer) of blobs (Blob or (oid, data))."""
+        infos, records = [], []
+        for blob in blobs:
+            oid, data = (blob.id.decode(), blob.as_raw_string()) if isinstance(blob, Blob) else blob
+            pointer = lfs.parse_pointer(data)
+            info = (pointer.size if pointer else len(data), pointer)
+            self._blob_infos.put(oid, info)
+            infos.append(info)
+            records.append(_BLOBINFO.pack(bytes.fromhex(oid), info[0], bytes.fromhex(pointer.oid) if pointer else b""))
+        try:
+            fd = os.open(handle.path / "babyhub-blobinfo", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                os.write(fd, b"".join(records))
+            finally:
+                os.close(fd)
+        except OSError as err:  # a cache: the store works without it
+            logger.warning("cannot write the blob-info cache of %s: %s", handle.path, err)
+        return infos
+
+    def _load_blobinfo(self, handle: _Handle) -> None:
+        with handle.lock:
+            if handle.blobinfo_loaded:
+                return
+            try:
+                raw = (handle.path / "babyhub-blobinfo").read_bytes()
+            except FileNotFoundError:
+                raw = b""
+            size = _BLOBINFO.size
+            for start in range(0, len(raw) - len(raw) % size, size):  # a torn last record is ignored
+                oid, length, lfs_oid = _BLOBINFO.unpack_from(raw, start)
+                pointer = lfs.Pointer(lfs_oid.hex(), length) if lfs_oid != bytes(32) else None
+                self._blob_infos.put(oid.hex(), (length, pointer))
+            handle.blobinfo_loaded = True
 
     # ---- refs ----------------------------------------------------------------------------------------------------
     def refs(self, repo: Repo) -> dict:
@@ -851,8 +897,8 @@ class GitStore:
                 check_path(path.rstrip("/") if kind == "delete_folder" else path)
                 if kind == "add":
                     mode, blob, is_lfs = self._blob_for(path, entry)
-                    if blob.id not in new_objects and not handle.has(blob.id.decode()):
-                        new_objects[blob.id] = blob
+                    if editor.get(path) != (mode, blob.id.decode()):  # an unchanged file is not written again
+                        new_objects.setdefault(blob.id, blob)
                     editor.put(path, mode, blob.id.decode())
                     if is_lfs:
                         lfs_paths.append(path)
@@ -869,6 +915,7 @@ class GitStore:
             commit = _new_commit(root, [head], title, message, author, time.time())
             new_objects[commit.id] = commit
             _write_objects(handle.git, list(new_objects.values()), lock=handle.lock)
+            self._remember_blobs(handle, [o for o in new_objects.values() if isinstance(o, Blob)])
             self._move_ref(handle, f"refs/heads/{branch}", head, commit.id.decode())
             self._maybe_merge_packs(handle)
             return commit.id.decode()
@@ -1389,12 +1436,35 @@ def _new_commit(tree: str | bytes, parents: list[str], title: str, message: str,
 
 
 def _write_objects(git: DulwichRepo, objects: list, lock: threading.RLock | None = None) -> None:
-    """Write `objects` as one pack, fsynced, and fsync the pack folder (so the pack survives a power loss)."""
+    """Write `objects` as one pack and its index, each fsynced, renamed into place, then fsync the folder.
+
+    The pack is written with the index entries that writing it produces (dulwich's `add_objects` writes the pack
+    and then reads it all back to index it: twice the work). The index appears last: a reader sees a pack only
+    once both are whole.
+    """
+    from dulwich.pack import write_pack_index, write_pack_objects
+
     if not objects:
         return
-    with lock or threading.RLock():
-        git.object_store.add_objects([(obj, None) for obj in objects])
-    _fsync_dir(Path(git.object_store.pack_dir))
+    pack_dir = Path(git.object_store.pack_dir)
+    tmp_pack, tmp_idx = pack_dir / f"tmp_pack_{uuid.uuid4().hex}", pack_dir / f"tmp_idx_{uuid.uuid4().hex}"
+    try:
+        with open(tmp_pack, "wb") as f:
+            entries, checksum = write_pack_objects(f.write, objects, git.object_store.object_format)
+            f.flush()
+            os.fsync(f.fileno())
+        with open(tmp_idx, "wb") as f:
+            index = sorted((sha, offset, crc) for sha, (offset, crc) in entries.items())
+            write_pack_index(f, index, checksum, version=2)
+            f.flush()
+            os.fsync(f.fileno())
+        name = pack_dir / f"pack-{checksum.hex()}"
+        os.replace(tmp_pack, name.with_suffix(".pack"))
+        os.replace(tmp_idx, name.with_suffix(".idx"))
+    finally:
+        tmp_pack.unlink(missing_ok=True)
+        tmp_idx.unlink(missing_ok=True)
+    _fsync_dir(pack_dir)
 
 
 def merge_packs(
