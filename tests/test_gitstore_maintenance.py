@@ -68,6 +68,19 @@ def test_fsck_finds_a_truncated_lfs_object(store):
     assert fsck(store.root, hash_lfs=False).ok
 
 
+def test_fsck_finds_a_lying_size_cache(store):
+    from hub_tools.local_hub.gitstore import read_blobinfo, write_blobinfo
+    from hub_tools.local_hub.maintenance import fsck
+
+    repo, plain, _ = _baby(store)
+    infos = read_blobinfo(repo.dir / "babyhub-blobinfo")
+    oid = store.tree_view(repo, store.resolve(repo, "main")).file("data/table.csv").oid
+    infos[oid] = (len(plain) + 1, None)
+    write_blobinfo(repo.dir / "babyhub-blobinfo", infos)
+    problem = str(fsck(store.root).problems[0])
+    assert "file data/table.csv" in problem and "babyhub-blobinfo" in problem
+
+
 def test_fsck_finds_a_damaged_or_truncated_git_blob(store):
     from hub_tools.local_hub.maintenance import fsck
 
@@ -92,7 +105,7 @@ def test_fsck_finds_a_damaged_or_truncated_git_blob(store):
 
 
 def test_gc_removes_only_unreferenced_objects_older_than_the_grace_period(store):
-    from hub_tools.local_hub.gitstore import GitStore
+    from hub_tools.local_hub.gitstore import GitStore, read_blobinfo
     from hub_tools.local_hub.maintenance import fsck, gc
 
     repo, plain, weights = _baby(store)
@@ -106,8 +119,10 @@ def test_gc_removes_only_unreferenced_objects_older_than_the_grace_period(store)
         message="",
         author="b",
     )
+    doomed_blob = store.tree_view(repo, doomed).file("only-here.txt").oid
     store.delete_ref(repo, "branches", "checkpoint-2000")
     assert store.commit_info(repo, doomed) is not None
+    assert doomed_blob in read_blobinfo(repo.dir / "babyhub-blobinfo")
 
     young = gc(store.root, grace_seconds=3600)
     assert (young.lfs_objects_removed, young.git_objects_dropped) == (0, 0)  # all young: nothing goes
@@ -125,6 +140,8 @@ def test_gc_removes_only_unreferenced_objects_older_than_the_grace_period(store)
     assert b"".join(store.read_file(repo, view.file("model.safetensors"))) == weights
     assert fsck(store.root).ok
     assert gc(store.root, grace_seconds=3600, now=later) == type(report)()  # a second run finds nothing
+    records = set(read_blobinfo(repo.dir / "babyhub-blobinfo"))
+    assert doomed_blob not in records and records <= {e.oid for e in view.list(recursive=True)}
 
 
 def test_a_reused_lfs_object_is_spared_by_gc(store):

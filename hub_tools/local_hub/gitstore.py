@@ -303,6 +303,29 @@ class _Handle:
             self.git.close()
 
 
+def read_blobinfo(path: Path) -> dict[str, tuple[int, lfs.Pointer | None]]:
+    """The records of a repo's `babyhub-blobinfo` file ({blob id: (size, pointer)}; a torn last record ignored)."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return {}
+    out = {}
+    size = _BLOBINFO.size
+    for start in range(0, len(raw) - len(raw) % size, size):
+        oid, length, lfs_oid = _BLOBINFO.unpack_from(raw, start)
+        out[oid.hex()] = (length, lfs.Pointer(lfs_oid.hex(), length) if lfs_oid != bytes(32) else None)
+    return out
+
+
+def write_blobinfo(path: Path, infos: dict[str, tuple[int, lfs.Pointer | None]]) -> None:
+    """Rewrite a repo's `babyhub-blobinfo` with exactly `infos` (gc keeps the reachable blobs' records)."""
+    records = b"".join(
+        _BLOBINFO.pack(bytes.fromhex(oid), size, bytes.fromhex(pointer.oid) if pointer else b"")
+        for oid, (size, pointer) in sorted(infos.items())
+    )
+    _write_atomic(path, records)
+
+
 class GitStore:
     """Bare git repositories under `root`, with the interface of `storage.Store` (see the module docstring).
 
@@ -669,15 +692,8 @@ class GitStore:
         with handle.lock:
             if handle.blobinfo_loaded:
                 return
-            try:
-                raw = (handle.path / "babyhub-blobinfo").read_bytes()
-            except FileNotFoundError:
-                raw = b""
-            size = _BLOBINFO.size
-            for start in range(0, len(raw) - len(raw) % size, size):  # a torn last record is ignored
-                oid, length, lfs_oid = _BLOBINFO.unpack_from(raw, start)
-                pointer = lfs.Pointer(lfs_oid.hex(), length) if lfs_oid != bytes(32) else None
-                self._blob_infos.put(oid.hex(), (length, pointer))
+            for oid, info in read_blobinfo(handle.path / "babyhub-blobinfo").items():
+                self._blob_infos.put(oid, info)
             handle.blobinfo_loaded = True
 
     # ---- refs ----------------------------------------------------------------------------------------------------
@@ -1578,11 +1594,7 @@ def _real_dirs(path: Path) -> list[os.DirEntry]:
 # ---- the root ------------------------------------------------------------------------------------------------------
 def _make_root(root: Path) -> None:
     """Create `root` 0700 (and tighten an existing one): private repos are nobody else's to read."""
-    old = os.umask(0o077)
-    try:
-        root.mkdir(mode=0o700, parents=True, exist_ok=True)
-    finally:
-        os.umask(old)
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)  # mode & ~umask: 0700 whatever the umask
     if stat.S_IMODE(root.stat().st_mode) & 0o077:
         os.chmod(root, 0o700)
 

@@ -29,7 +29,15 @@ from dulwich.objects import parse_tree
 from dulwich.repo import Repo as DulwichRepo
 
 from hub_tools.local_hub import lfs
-from hub_tools.local_hub.gitstore import FORMAT, MODE_GITLINK, MODE_TREE, merge_packs
+from hub_tools.local_hub.gitstore import (
+    _BLOBINFO,
+    FORMAT,
+    MODE_GITLINK,
+    MODE_TREE,
+    merge_packs,
+    read_blobinfo,
+    write_blobinfo,
+)
 from hub_tools.repos import REPO_TYPES, SHA256_PATTERN
 
 logger = logging.getLogger("babyhub.local_hub.maintenance")
@@ -96,6 +104,7 @@ class _Walker:
         self.problem = problem  # (where, what) -> None; raises _Stop to stop
         self.seen: set[str] = set()
         self.lfs: dict[str, tuple[int, str]] = {}  # sha256 -> (size, where) of every pointer met
+        self.blobs: dict[str, tuple[int, lfs.Pointer | None, str]] = {}  # blob id -> (size, pointer, where)
         self.counts = {"commit": 0, "tree": 0, "blob": 0}
 
     def read(self, oid: str, kind: int, where: str) -> bytes | None:
@@ -170,6 +179,7 @@ class _Walker:
             return
         self.counts["blob"] += 1
         pointer = lfs.parse_pointer(data)
+        self.blobs[oid] = (pointer.size if pointer else len(data), pointer, where)
         if pointer is not None and pointer.oid not in self.lfs:
             self.lfs[pointer.oid] = (pointer.size, where)
 
@@ -228,6 +238,10 @@ def _fsck_repo(root: Path, label: str, path: Path, hash_lfs: bool, report: FsckR
         for name, oid in sorted(refs.items(), key=lambda item: (item[0] != "refs/heads/main", item[0])):
             if name.startswith(("refs/heads/", "refs/tags/")):
                 walker.ref(name.split("/", 2)[2] if name.startswith("refs/heads/") else name, oid)
+        for oid, (size, pointer) in read_blobinfo(path / "babyhub-blobinfo").items():
+            known = walker.blobs.get(oid)
+            if known is not None and (known[0], known[1]) != (size, pointer):
+                problem(known[2], f"babyhub-blobinfo says blob {oid} is {size} bytes/{pointer}: delete that file")
         report.commits += walker.counts["commit"]
         report.trees += walker.counts["tree"]
         report.blobs += walker.counts["blob"]
@@ -336,6 +350,11 @@ def _gc_repo(path: Path, label: str, cutoff: float, report: GcReport) -> set[str
                 if dropped:
                     report.packs_rewritten += len(old_packs)
                     report.git_objects_dropped += dropped
+            blobinfo = path / "babyhub-blobinfo"
+            if blobinfo.is_file():  # drop the records of dropped blobs and repeated records
+                kept = {oid: info for oid, info in read_blobinfo(blobinfo).items() if oid in reachable}
+                if blobinfo.stat().st_size != len(kept) * _BLOBINFO.size:
+                    write_blobinfo(blobinfo, kept)
             for oid in list(store._iter_loose_objects()):
                 loose = Path(store._get_shafile_path(oid))
                 if oid.decode() not in reachable and loose.stat().st_mtime < cutoff:
