@@ -1037,8 +1037,8 @@ class GitStore:
             return "only branches (refs/heads/) and tags (refs/tags/) can be pushed"
         try:
             _api.check_ref_name(update.ref[len(prefix) :])
-        except HubError as err:
-            return err.message
+        except (HubError, ValueError) as err:  # HubError today; repos.InvalidName (a ValueError) on the hub branch
+            return getattr(err, "message", None) or str(err)
         if update.new == ZERO:
             if update.ref == "refs/heads/main":
                 return "the main branch cannot be deleted"
