@@ -69,7 +69,7 @@ def test_fsck_finds_a_truncated_lfs_object(store):
 
 
 def test_fsck_finds_a_lying_size_cache(store):
-    from hub_tools.local_hub.gitstore import read_blobinfo, write_blobinfo
+    from hub_tools.local_hub.gitplumbing import read_blobinfo, write_blobinfo
     from hub_tools.local_hub.maintenance import fsck
 
     repo, plain, _ = _baby(store)
@@ -105,7 +105,8 @@ def test_fsck_finds_a_damaged_or_truncated_git_blob(store):
 
 
 def test_gc_removes_only_unreferenced_objects_older_than_the_grace_period(store):
-    from hub_tools.local_hub.gitstore import GitStore, read_blobinfo
+    from hub_tools.local_hub.gitplumbing import read_blobinfo
+    from hub_tools.local_hub.gitstore import GitStore
     from hub_tools.local_hub.maintenance import fsck, gc
 
     repo, plain, weights = _baby(store)

@@ -51,7 +51,8 @@ from dulwich.server import ReceivePackHandler, UploadPackHandler
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from hub_tools.local_hub.gitstore import ZERO, GitStore, RefUpdate, Repo, _fsync_dir
+from hub_tools.local_hub.gitplumbing import fsync_dir
+from hub_tools.local_hub.gitstore import ZERO, GitStore, RefUpdate, Repo
 from hub_tools.repos import SHA256_PATTERN, URL_PREFIXES, git_blob_hasher
 
 logger = logging.getLogger("babyhub.local_hub.githttp")
@@ -472,7 +473,7 @@ class _ReceivePack(ReceivePackHandler):
         if any(new != ZERO.encode() for _old, new, _ref in refs):
             try:
                 self.repo.object_store.add_thin_pack(self.proto.read, getattr(self.proto, "recv", None))
-                _fsync_dir(self.repo.object_store.pack_dir)
+                fsync_dir(self.repo.object_store.pack_dir)
             except Exception as err:  # a broken pack: nothing moves, a later gc removes what landed
                 yield (b"unpack", str(err).replace("\n", " ").encode("utf-8", "replace"))
                 return

@@ -31,6 +31,9 @@ Why git, and why this shape:
   pack instead of 10,000 fsynced loose objects; a pure-Python fallback wheel on every platform; and a git
   server side for smart HTTP in githttp.py).
 
+Beside it: `gittrees` (tree listings, `FileMap`, the tree editor), `gitplumbing` (packs, commits, durable files,
+leftovers), `lfs` (the LFS rule and pointers), `githttp` (git over HTTP), `migrate`, `maintenance` (fsck, gc).
+
 Thread safety: dulwich's pack readers are not thread-safe, so every object read of a repo holds that repo's
 lock (reads are short: the caches serve most of them). Writes also take a per-repo file lock, so `babyhub hub
 gc` in another process never races a commit.
@@ -46,8 +49,6 @@ import os
 import re
 import secrets
 import shutil
-import stat
-import struct
 import threading
 import time
 import uuid
@@ -55,7 +56,6 @@ from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 from dulwich.objects import Blob, Commit, Tree, parse_tree
@@ -63,6 +63,37 @@ from dulwich.repo import Repo as DulwichRepo
 
 from hub_tools.local_hub import lfs
 from hub_tools.local_hub import storage as _api  # HubError and the name checks the server already answers with
+from hub_tools.local_hub.gitplumbing import (
+    BLOBINFO,
+    fsync_dir,
+    fsync_ref,
+    fsync_tree,
+    identity_user,
+    init_bare,
+    iso_date,
+    make_root,
+    merge_packs,
+    needs_migration,
+    new_commit,
+    parse_message,
+    read_blobinfo,
+    read_range,
+    real_dirs,
+    ref_path_clash,
+    remove_leftovers,
+    write_atomic,
+    write_json_atomic,
+    write_objects,
+)
+from hub_tools.local_hub.gittrees import (
+    MODE_FILE,
+    MODE_GITLINK,
+    MODE_TREE,
+    FileEntry,
+    FileMap,
+    TreeEditor,
+    TreeView,
+)
 from hub_tools.repos import COMMIT_PATTERN, REPO_TYPES, SHA256_PATTERN, git_blob_hasher, git_blob_sha1
 
 logger = logging.getLogger("babyhub.local_hub.gitstore")
@@ -75,8 +106,6 @@ MAX_PACKS = 16  # more packs than this in a repo and the small ones are merged (
 TREE_CACHE_ENTRIES = 400_000  # tree entries kept parsed (all trees together), ~60 MB
 BLOB_INFO_CACHE = 500_000
 FLAT_CACHE_ENTRIES = 400_000
-AUTHOR_EMAIL_DOMAIN = "users.noreply.babyhub.local"
-MODE_FILE, MODE_EXEC, MODE_LINK, MODE_TREE, MODE_GITLINK = 0o100644, 0o100755, 0o120000, 0o040000, 0o160000
 _OBJ_COMMIT, _OBJ_TREE, _OBJ_BLOB, _OBJ_TAG = 1, 2, 3, 4
 
 
@@ -111,71 +140,12 @@ class _LRU:
         return value
 
 
-def format_message(title: str, message: str) -> bytes:
-    """A git commit message from the Hub's summary and description: title, blank line, description."""
-    title = " ".join(title.splitlines()).strip() or "Upload files"
-    body = message.strip("\n")
-    return (f"{title}\n\n{body}\n" if body else f"{title}\n").encode()
-
-
-def parse_message(raw: bytes) -> tuple[str, str]:
-    """(title, description) of a git commit message, as `format_message` wrote it (or as git does)."""
-    text = raw.decode("utf-8", "replace")
-    title, _, rest = text.partition("\n")
-    return title.strip(), rest.strip("\n")
-
-
-def iso_date(timestamp: int | float) -> str:
-    """The Hub's date format (`2024-05-01T12:00:00.000Z`) of a POSIX timestamp."""
-    moment = datetime.fromtimestamp(timestamp, UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-
-
-def git_identity(user: str) -> bytes:
-    """`user <user@...>`: git wants an e-mail; the Hub's author is the user name."""
-    name = re.sub(r"[<>\n]", "", user or "babyhub").strip() or "babyhub"
-    return f"{name} <{re.sub(r'[^A-Za-z0-9._-]', '-', name)}@{AUTHOR_EMAIL_DOMAIN}>".encode()
-
-
-def identity_user(raw: bytes) -> str:
-    return raw.decode("utf-8", "replace").split(" <", 1)[0].strip()
-
-
 def check_path(path: str) -> str:
     """The server's path check, plus git's: no folder or file may be called `.git` at any depth."""
     _api.check_path(path)
     if any(part.lower() == ".git" for part in path.split("/")):
         raise bad_request(f"Invalid path {path!r}: '.git' is not allowed as a file or folder name")
     return path
-
-
-def _fsync_dir(path: Path | str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Write `data` to `path` through a fsynced temp file and a rename, then fsync the folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _write_json_atomic(path: Path, obj) -> None:
-    _write_atomic(path, json.dumps(obj, sort_keys=True, indent=1).encode())
 
 
 # ---- what the store returns ----------------------------------------------------------------------------------------
@@ -191,40 +161,6 @@ class Repo:
     @property
     def private(self) -> bool:
         return bool(self.meta.get("private"))
-
-
-@dataclass(frozen=True)
-class FileEntry:
-    """A file of a tree. `oid` is its git blob id (of the pointer file, for an LFS file), `size` the content's."""
-
-    path: str
-    oid: str
-    size: int
-    lfs: lfs.Pointer | None = None
-    mode: int = MODE_FILE
-
-    @property
-    def etag(self) -> str:
-        """What `/resolve/` answers as ETag: the sha256 of an LFS file, the git blob id otherwise."""
-        return self.lfs.oid if self.lfs else self.oid
-
-    def to_json(self) -> dict:
-        """The entry as the Hub's tree and paths-info endpoints write it."""
-        item = {"type": "file", "path": self.path, "size": self.size, "oid": self.oid}
-        if self.lfs:
-            item["lfs"] = {"oid": self.lfs.oid, "size": self.lfs.size, "pointerSize": self.lfs.pointer_size}
-        return item
-
-
-@dataclass(frozen=True)
-class DirEntry:
-    """A folder of a tree; `oid` is its git tree id."""
-
-    path: str
-    oid: str
-
-    def to_json(self) -> dict:
-        return {"type": "directory", "path": self.path, "oid": self.oid, "size": 0}
 
 
 @dataclass(frozen=True)
@@ -261,8 +197,6 @@ class RefUpdate:
 
 
 ZERO = "0" * 40
-# A record of a repo's blob-info cache: blob id, content size, sha256 of the LFS object (zeros: not a pointer).
-_BLOBINFO = struct.Struct("<20sQ32s")
 
 
 # ---- one repo's git objects ----------------------------------------------------------------------------------------
@@ -303,29 +237,6 @@ class _Handle:
             self.git.close()
 
 
-def read_blobinfo(path: Path) -> dict[str, tuple[int, lfs.Pointer | None]]:
-    """The records of a repo's `babyhub-blobinfo` file ({blob id: (size, pointer)}; a torn last record ignored)."""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        return {}
-    out = {}
-    size = _BLOBINFO.size
-    for start in range(0, len(raw) - len(raw) % size, size):
-        oid, length, lfs_oid = _BLOBINFO.unpack_from(raw, start)
-        out[oid.hex()] = (length, lfs.Pointer(lfs_oid.hex(), length) if lfs_oid != bytes(32) else None)
-    return out
-
-
-def write_blobinfo(path: Path, infos: dict[str, tuple[int, lfs.Pointer | None]]) -> None:
-    """Rewrite a repo's `babyhub-blobinfo` with exactly `infos` (gc keeps the reachable blobs' records)."""
-    records = b"".join(
-        _BLOBINFO.pack(bytes.fromhex(oid), size, bytes.fromhex(pointer.oid) if pointer else b"")
-        for oid, (size, pointer) in sorted(infos.items())
-    )
-    _write_atomic(path, records)
-
-
 class GitStore:
     """Bare git repositories under `root`, with the interface of `storage.Store` (see the module docstring).
 
@@ -349,8 +260,8 @@ class GitStore:
         self._lfs_sets: dict[Path, tuple[tuple, frozenset]] = {}
         self._tree_lfs_cache = _LRU(TREE_CACHE_ENTRIES)
         self._owner_fd: int | None = None
-        _make_root(self.root)
-        if _needs_migration(self.root):
+        make_root(self.root)
+        if needs_migration(self.root):
             if not migrate:
                 raise HubError(
                     500,
@@ -364,7 +275,7 @@ class GitStore:
             (self.root / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
         format_file = self.root / "FORMAT"
         if not format_file.is_file():
-            _write_atomic(format_file, (FORMAT + "\n").encode(), 0o644)
+            write_atomic(format_file, (FORMAT + "\n").encode(), 0o644)
         if own and self._take_ownership():
             remove_leftovers(self.root)
 
@@ -401,7 +312,7 @@ class GitStore:
         path = self.root / "upload.key"
         with self.lock:
             if not path.is_file():
-                _write_atomic(path, secrets.token_hex(32).encode(), 0o600)
+                write_atomic(path, secrets.token_hex(32).encode(), 0o600)
             return bytes.fromhex(path.read_text().strip())
 
     # ---- LFS objects (the content-addressed pool; `blob` in the names of the old API) ---------------------------
@@ -438,9 +349,9 @@ class GitStore:
             with open(tmp, "rb+") as f:
                 os.fsync(f.fileno())
             os.replace(tmp, dest)
-            _fsync_dir(dest.parent)
+            fsync_dir(dest.parent)
         if sha1 and not dest.with_name(dest.name + ".sha1").is_file():
-            _write_atomic(dest.with_name(dest.name + ".sha1"), sha1.encode())
+            write_atomic(dest.with_name(dest.name + ".sha1"), sha1.encode())
 
     def put_lfs_bytes(self, data: bytes) -> lfs.Pointer:
         """Store `data` in the pool; its pointer."""
@@ -470,7 +381,7 @@ class GitStore:
         if not cached.is_file():
             repo_dir, oid = home
             data = self._handle_at(repo_dir).read_raw(oid)[1]
-            _write_atomic(cached, data)
+            write_atomic(cached, data)
         return cached
 
     def has_blob(self, sha256: str, size: int | None = None) -> bool:
@@ -498,7 +409,7 @@ class GitStore:
         with open(path, "rb") as f:
             for chunk in iter(lambda: f.read(1 << 20), b""):
                 h.update(chunk)
-        _write_atomic(sha1_path, h.hexdigest().encode())
+        write_atomic(sha1_path, h.hexdigest().encode())
         return h.hexdigest()
 
     # ---- repos -------------------------------------------------------------------------------------------------
@@ -524,8 +435,8 @@ class GitStore:
         """Every repo of a type, by id. Symlinks and dot-folders (staging) are skipped: nothing outside the root."""
         base = self.root / "repos" / f"{repo_type}s"
         repos = []
-        for ns in _real_dirs(base):
-            for entry in _real_dirs(Path(ns.path)):
+        for ns in real_dirs(base):
+            for entry in real_dirs(Path(ns.path)):
                 if not entry.name.endswith(".git"):
                     continue
                 try:
@@ -555,15 +466,15 @@ class GitStore:
                     blob = Blob.from_string(lfs.DEFAULT_GITATTRIBUTES)
                     tree = Tree()
                     tree.add(b".gitattributes", MODE_FILE, blob.id)
-                    commit = _new_commit(tree.id, [], "initial commit", "", author, time.time())
-                    _write_objects(git, [blob, tree, commit])
+                    commit = new_commit(tree.id, [], "initial commit", "", author, time.time())
+                    write_objects(git, [blob, tree, commit])
                     git.refs.set_if_equals(b"refs/heads/main", None, commit.id)
                 finally:
                     git.close()
-                _write_json_atomic(staging / "babyhub.json", meta)
-                _fsync_tree(staging)
+                write_json_atomic(staging / "babyhub.json", meta)
+                fsync_tree(staging)
                 os.replace(staging, path)
-                _fsync_dir(path.parent)
+                fsync_dir(path.parent)
             except BaseException:
                 shutil.rmtree(staging, ignore_errors=True)
                 raise
@@ -577,7 +488,7 @@ class GitStore:
                 handle.close()
             trash = self.root / "tmp" / f"deleted-{uuid.uuid4().hex}"
             os.replace(repo.dir, trash)
-            _fsync_dir(repo.dir.parent)
+            fsync_dir(repo.dir.parent)
             shutil.rmtree(trash, ignore_errors=True)
 
     def set_private(self, repo: Repo, private: bool) -> None:
@@ -585,7 +496,7 @@ class GitStore:
             raise bad_request(f"'private' must be true or false, not {private!r}")
         with self.lock:
             repo.meta["private"] = private
-            _write_json_atomic(repo.dir / "babyhub.json", repo.meta)
+            write_json_atomic(repo.dir / "babyhub.json", repo.meta)
 
     # ---- open repositories ---------------------------------------------------------------------------------------
     def _handle(self, repo: Repo) -> _Handle:
@@ -677,7 +588,7 @@ class GitStore:
             info = (pointer.size if pointer else len(data), pointer)
             self._blob_infos.put(oid, info)
             infos.append(info)
-            records.append(_BLOBINFO.pack(bytes.fromhex(oid), info[0], bytes.fromhex(pointer.oid) if pointer else b""))
+            records.append(BLOBINFO.pack(bytes.fromhex(oid), info[0], bytes.fromhex(pointer.oid) if pointer else b""))
         try:
             fd = os.open(handle.path / "babyhub-blobinfo", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             try:
@@ -766,7 +677,7 @@ class GitStore:
             refs = handle.refs_cache = self._read_refs(handle)
             if name in refs["branches"] or name in refs["tags"]:
                 raise HubError(409, f"Reference {name} already exists")
-            clash = _ref_path_clash(name, [*refs["branches"], *refs["tags"]])
+            clash = ref_path_clash(name, [*refs["branches"], *refs["tags"]])
             if clash:
                 raise HubError(409, f"Reference {name} conflicts with existing reference {clash} (git refs are paths)")
             try:
@@ -776,7 +687,7 @@ class GitStore:
                 handle.refs_cache = None
             if not ok:
                 raise HubError(409, f"Reference {name} already exists")
-            _fsync_ref(repo.dir, f"{prefix}{name}")
+            fsync_ref(repo.dir, f"{prefix}{name}")
 
     def delete_ref(self, repo: Repo, kind: str, name: str) -> None:
         handle = self._handle(repo)
@@ -792,7 +703,7 @@ class GitStore:
                     handle.git.refs.remove_if_equals(f"{prefix}{name}".encode(), None)
             finally:
                 handle.refs_cache = None
-            _fsync_ref(repo.dir, f"{prefix}{name}")
+            fsync_ref(repo.dir, f"{prefix}{name}")
 
     # ---- reading commits and trees -------------------------------------------------------------------------------
     def get_commit(self, repo: Repo, oid: str) -> dict | None:
@@ -850,7 +761,7 @@ class GitStore:
         size = entry.size
         length = size - start if length is None else length
         if entry.lfs:
-            return _read_range(self.lfs_path(entry.lfs.oid), start, length)
+            return read_range(self.lfs_path(entry.lfs.oid), start, length)
         data = _read(self._handle(repo), entry.oid)[1]
         return iter([data[start : start + length]] if length else [])
 
@@ -905,7 +816,7 @@ class GitStore:
             head = branches[branch]
             if parent_commit and parent_commit != head:
                 raise HubError(412, f"A commit has happened since {parent_commit}. Please refresh and try again.")
-            editor = _TreeEditor(lambda oid: self._tree(handle, oid), self._commit(handle, head).tree)
+            editor = TreeEditor(lambda oid: self._tree(handle, oid), self._commit(handle, head).tree)
             new_objects: dict[bytes, object] = {}
             lfs_paths: list[str] = []
             for op in operations:
@@ -928,9 +839,9 @@ class GitStore:
             trees, root = editor.build()
             for tree in trees:
                 new_objects.setdefault(tree.id, tree)
-            commit = _new_commit(root, [head], title, message, author, time.time())
+            commit = new_commit(root, [head], title, message, author, time.time())
             new_objects[commit.id] = commit
-            _write_objects(handle.git, list(new_objects.values()), lock=handle.lock)
+            write_objects(handle.git, list(new_objects.values()), lock=handle.lock)
             self._remember_blobs(handle, [o for o in new_objects.values() if isinstance(o, Blob)])
             self._move_ref(handle, f"refs/heads/{branch}", head, commit.id.decode())
             self._maybe_merge_packs(handle)
@@ -962,7 +873,7 @@ class GitStore:
             return MODE_FILE, Blob.from_string(pointer.encode()), True
         return MODE_FILE, Blob.from_string(data), False
 
-    def _apply_lfs_rule(self, handle: _Handle, editor: _TreeEditor, new_objects: dict, lfs_paths: list[str]) -> None:
+    def _apply_lfs_rule(self, handle: _Handle, editor: TreeEditor, new_objects: dict, lfs_paths: list[str]) -> None:
         """Track in `.gitattributes` every LFS file it does not track yet, and turn plain files it tracks into LFS.
 
         A plain file whose path the new `.gitattributes` tracks becomes a pointer (its content moves to the pool):
@@ -1004,7 +915,7 @@ class GitStore:
             handle.refs_cache = None
         if not ok:
             raise HubError(412, f"{ref} moved while this commit was written. Please refresh and try again.")
-        _fsync_ref(handle.path, ref)
+        fsync_ref(handle.path, ref)
 
     def _maybe_merge_packs(self, handle: _Handle) -> None:
         """Merge the small packs when a repo has more than MAX_PACKS (caller holds the write lock)."""
@@ -1131,7 +1042,7 @@ class GitStore:
                     if update.new == ZERO:
                         self._move_ref(handle, update.ref, update.old, None)
                     else:
-                        clash = _ref_path_clash(
+                        clash = ref_path_clash(
                             update.ref, [r.decode() for r in handle.git.refs.allkeys() if r != b"HEAD"]
                         )
                         if update.old == ZERO and clash:
@@ -1177,352 +1088,6 @@ class GitStore:
         return self._tree_lfs_cache.put(tree, frozenset(found), len(found) + 1)
 
 
-# ---- trees: reading ------------------------------------------------------------------------------------------------
-class TreeView:
-    """One commit's file tree: look paths up, list folders, answer paths-info. Cheap to make; caches are global."""
-
-    def __init__(self, store: GitStore, handle: _Handle, root: str):
-        self.store = store
-        self.handle = handle
-        self.root = root
-
-    def _node(self, path: str) -> tuple[int, str] | None:
-        """(mode, oid) at `path` ('' is the root), or None."""
-        if not path:
-            return MODE_TREE, self.root
-        node: tuple[int, str] = (MODE_TREE, self.root)
-        for part in path.split("/"):
-            if node[0] != MODE_TREE:
-                return None
-            node = self.store._tree(self.handle, node[1]).get(part)
-            if node is None:
-                return None
-        return node
-
-    def _file(self, path: str, mode: int, oid: str) -> FileEntry:
-        size, pointer = self.store._blob_info(self.handle, oid)
-        return FileEntry(path, oid, size, pointer, mode)
-
-    def entry(self, path: str) -> FileEntry | DirEntry | None:
-        """The file or folder at `path`, or None."""
-        node = self._node(path.strip("/"))
-        if node is None or node[0] == MODE_GITLINK:
-            return None
-        if node[0] == MODE_TREE:
-            return DirEntry(path.strip("/"), node[1])
-        return self._file(path.strip("/"), *node)
-
-    def file(self, path: str) -> FileEntry | None:
-        entry = self.entry(path)
-        return entry if isinstance(entry, FileEntry) else None
-
-    def list(self, path: str = "", *, recursive: bool = False) -> list[FileEntry | DirEntry] | None:
-        """The entries under folder `path` (sorted by path), all levels when `recursive`; None if not a folder."""
-        path = path.strip("/")
-        node = self._node(path)
-        if node is None or node[0] != MODE_TREE:
-            return None
-        prefix = f"{path}/" if path else ""
-        if not recursive:
-            items = []
-            for name, (mode, oid) in self.store._tree(self.handle, node[1]).items():
-                if mode == MODE_TREE:
-                    items.append(DirEntry(prefix + name, oid))
-                elif mode != MODE_GITLINK:
-                    items.append(self._file(prefix + name, mode, oid))
-        else:
-            items = [
-                DirEntry(prefix + rel, oid) if mode == MODE_TREE else self._file(prefix + rel, mode, oid)
-                for rel, mode, oid in self._flat(node[1])
-            ]
-        return sorted(items, key=lambda item: item.path)
-
-    def _flat(self, tree: str) -> list[tuple[str, int, str]]:
-        """Every (relative path, mode, oid) under tree `tree`, folders included; built once per tree id."""
-        flat = self.store._flat.get(tree)
-        if flat is None:
-            flat = []
-            for name, (mode, oid) in self.store._tree(self.handle, tree).items():
-                if mode == MODE_TREE:
-                    flat.append((name, mode, oid))
-                    flat.extend((f"{name}/{rel}", m, o) for rel, m, o in self._flat(oid))
-                elif mode != MODE_GITLINK:
-                    flat.append((name, mode, oid))
-            self.store._flat.put(tree, flat, len(flat) + 1)
-        return flat
-
-    def files(self) -> list[tuple[str, int, str]]:
-        """(path, mode, blob id) of every file, sorted by path."""
-        return sorted((p, m, o) for p, m, o in self._flat(self.root) if m != MODE_TREE)
-
-    def dirs(self) -> frozenset[str]:
-        """Every folder path of the tree (built once per tree id)."""
-        return frozenset(p for p, m, _ in self._flat(self.root) if m == MODE_TREE)
-
-    def paths_info(self, paths: Iterable[str]) -> list[FileEntry | DirEntry]:
-        """The entries of `paths` that exist, in the order asked (each at most once)."""
-        out, seen = [], set()
-        for path in paths:
-            path = path.strip("/")
-            if not path or path in seen:
-                continue
-            seen.add(path)
-            entry = self.entry(path)
-            if entry is not None:
-                out.append(entry)
-        return out
-
-
-class FileMap(Mapping):
-    """storage.Store's `commit["files"]`: {path: {sha256, size, sha1, lfs}}, read lazily from a git tree."""
-
-    def __init__(self, store: GitStore, repo: Repo, tree: str):
-        self._view = TreeView(store, store._handle(repo), tree)
-        self._paths: list[str] | None = None
-
-    def __getitem__(self, path: str) -> Mapping:
-        if not isinstance(path, str):
-            raise KeyError(path)
-        entry = self._view.file(path) if path and not path.endswith("/") else None
-        if entry is None:
-            raise KeyError(path)
-        return _LegacyEntry(self._view, entry)
-
-    def __contains__(self, path) -> bool:
-        return isinstance(path, str) and bool(path) and self._view.file(path) is not None
-
-    def __iter__(self) -> Iterator[str]:
-        if self._paths is None:
-            self._paths = [p for p, _, _ in self._view.files()]
-        return iter(self._paths)
-
-    def __len__(self) -> int:
-        return sum(1 for _ in self)
-
-    @property
-    def dirs(self) -> frozenset[str]:
-        return self._view.dirs()
-
-
-class _LegacyEntry(Mapping):
-    """One file of a FileMap as storage.Store described it; `sha256` of a plain blob is hashed on first use."""
-
-    _KEYS = ("sha256", "size", "sha1", "lfs")
-
-    def __init__(self, view: TreeView, entry: FileEntry):
-        self._view = view
-        self._entry = entry
-
-    def __getitem__(self, key: str):
-        entry = self._entry
-        if key == "size":
-            return entry.size
-        if key == "lfs":
-            return entry.lfs is not None
-        if key == "sha256":
-            return entry.lfs.oid if entry.lfs else self._view.store._sha256_of(self._view.handle, entry.oid)
-        if key == "sha1":
-            return self._view.store.blob_sha1(entry.lfs.oid) if entry.lfs else entry.oid
-        raise KeyError(key)
-
-    def __iter__(self):
-        return iter(self._KEYS)
-
-    def __len__(self) -> int:
-        return len(self._KEYS)
-
-
-# ---- trees: writing ------------------------------------------------------------------------------------------------
-class _TreeEditor:
-    """Edits on a tree, kept as an overlay of the folders they touch; `build()` writes only those folders.
-
-    Pure apart from `read_tree` (oid -> {name: (mode, oid)}): unchanged folders keep their ids, so the new
-    commit shares them with its parent.
-    """
-
-    def __init__(self, read_tree, root: str | None):
-        self._read = read_tree
-        self._root: dict = self._load(root)
-        self._added: dict[str, tuple[int, str]] = {}
-
-    def _load(self, oid: str | None) -> dict:
-        return dict(self._read(oid)) if oid else {}
-
-    def _folder(self, parts: list[str], create: bool, path: str) -> dict | None:
-        node = self._root
-        for depth, part in enumerate(parts):
-            child = node.get(part)
-            if child is None:
-                if not create:
-                    return None
-                child = node[part] = {}
-            elif isinstance(child, tuple):
-                if child[0] != MODE_TREE:
-                    if not create:
-                        return None
-                    where = "/".join(parts[: depth + 1])
-                    raise bad_request(f"Cannot add {path!r}: {where!r} is a file")
-                child = node[part] = self._load(child[1])
-            node = child
-        return node
-
-    def put(self, path: str, mode: int, oid: str) -> None:
-        *dirs, name = path.split("/")
-        folder = self._folder(dirs, True, path)
-        existing = folder.get(name)
-        if isinstance(existing, dict) or (isinstance(existing, tuple) and existing[0] == MODE_TREE):
-            raise bad_request(f"Cannot add {path!r}: a folder of that name exists")
-        folder[name] = (mode, oid)
-        self._added[path] = (mode, oid)
-
-    def get(self, path: str) -> tuple[int, str] | None:
-        *dirs, name = path.split("/")
-        folder = self._folder(dirs, False, path)
-        node = folder.get(name) if folder is not None else None
-        return node if isinstance(node, tuple) and node[0] != MODE_TREE else None
-
-    def added(self) -> dict[str, tuple[int, str]]:
-        return dict(self._added)
-
-    def delete(self, path: str) -> None:
-        *dirs, name = path.split("/")
-        folder = self._folder(dirs, False, path)
-        node = folder.get(name) if folder is not None else None
-        if not isinstance(node, tuple) or node[0] == MODE_TREE:
-            raise HubError(404, f"File to delete not found: {path}", "EntryNotFound")
-        del folder[name]
-        self._added.pop(path, None)
-
-    def delete_folder(self, path: str) -> None:
-        *dirs, name = path.split("/")
-        folder = self._folder(dirs, False, path)
-        node = folder.get(name) if folder is not None else None
-        if node is None or (isinstance(node, tuple) and node[0] != MODE_TREE):
-            raise HubError(404, f"Folder to delete not found: {path}", "EntryNotFound")
-        del folder[name]
-        for added in [p for p in self._added if p.startswith(path + "/")]:
-            del self._added[added]
-
-    def build(self) -> tuple[list[Tree], str]:
-        """(the new tree objects, the root tree id). Emptied folders disappear, as in git."""
-        new: list[Tree] = []
-
-        def write(node: dict) -> str | None:
-            tree = Tree()
-            for name, child in node.items():
-                if isinstance(child, dict):
-                    oid = write(child)
-                    if oid is not None:
-                        tree.add(name.encode("utf-8", "surrogateescape"), MODE_TREE, oid.encode())
-                else:
-                    tree.add(name.encode("utf-8", "surrogateescape"), child[0], child[1].encode())
-            if not len(tree) and node is not self._root:
-                return None
-            new.append(tree)
-            return tree.id.decode()
-
-        root = write(self._root)
-        return new, root
-
-
-# ---- git plumbing --------------------------------------------------------------------------------------------------
-def init_bare(path: Path) -> DulwichRepo:
-    """A new bare repository at `path` (0700), fsyncing objects, HEAD on `main`."""
-    path.mkdir(mode=0o700, parents=True)
-    git = DulwichRepo.init_bare(str(path))
-    config = git.get_config()
-    config.set((b"core",), b"fsyncObjectFiles", True)
-    config.set((b"core",), b"logAllRefUpdates", False)
-    config.set((b"receive",), b"fsckObjects", True)
-    config.write_to_path()
-    git.refs.set_symbolic_ref(b"HEAD", b"refs/heads/main")
-    git.object_store.fsync_object_files = True
-    return git
-
-
-def _new_commit(tree: str | bytes, parents: list[str], title: str, message: str, author: str, when: float) -> Commit:
-    commit = Commit()
-    commit.tree = tree.encode() if isinstance(tree, str) else tree
-    commit.parents = [p.encode() for p in parents]
-    commit.author = commit.committer = git_identity(author)
-    commit.author_time = commit.commit_time = int(when)
-    commit.author_timezone = commit.commit_timezone = 0
-    commit.message = format_message(title or "", message or "")
-    return commit
-
-
-def _write_objects(git: DulwichRepo, objects: list, lock: threading.RLock | None = None) -> None:
-    """Write `objects` as one pack and its index, each fsynced, renamed into place, then fsync the folder.
-
-    The pack is written with the index entries that writing it produces (dulwich's `add_objects` writes the pack
-    and then reads it all back to index it: twice the work). The index appears last: a reader sees a pack only
-    once both are whole.
-    """
-    from dulwich.pack import write_pack_index, write_pack_objects
-
-    if not objects:
-        return
-    pack_dir = Path(git.object_store.pack_dir)
-    tmp_pack, tmp_idx = pack_dir / f"tmp_pack_{uuid.uuid4().hex}", pack_dir / f"tmp_idx_{uuid.uuid4().hex}"
-    try:
-        with open(tmp_pack, "wb") as f:
-            entries, checksum = write_pack_objects(f.write, objects, git.object_store.object_format)
-            f.flush()
-            os.fsync(f.fileno())
-        with open(tmp_idx, "wb") as f:
-            index = sorted((sha, offset, crc) for sha, (offset, crc) in entries.items())
-            write_pack_index(f, index, checksum, version=2)
-            f.flush()
-            os.fsync(f.fileno())
-        name = pack_dir / f"pack-{checksum.hex()}"
-        os.replace(tmp_pack, name.with_suffix(".pack"))
-        os.replace(tmp_idx, name.with_suffix(".idx"))
-    finally:
-        tmp_pack.unlink(missing_ok=True)
-        tmp_idx.unlink(missing_ok=True)
-    _fsync_dir(pack_dir)
-
-
-def merge_packs(
-    git: DulwichRepo, basenames: list[Path], lock: threading.RLock | None = None, keep=None
-) -> tuple[int, int]:
-    """Rewrite the packs `basenames` (paths without .pack) as one, then remove them; (objects kept, dropped).
-
-    Objects stream from the old packs into the new one (memory stays flat); the new pack is fsynced and in place
-    before an old one goes, so no object is ever missing. `keep(hex id) -> bool` drops the others (gc).
-    """
-    from dulwich.pack import write_pack_from_container
-
-    with lock or threading.RLock():
-        store = git.object_store
-        wanted = {str(b) for b in basenames}
-        packs = [p for p in store.packs if p._basename in wanted]
-        if not packs or (len(packs) < 2 and keep is None):
-            return 0, 0
-        ids, dropped = {}, 0
-        for pack in packs:
-            for sha in pack:
-                if keep is None or keep(sha.decode()):
-                    ids[sha] = None
-                else:
-                    dropped += 1
-        if keep is not None and not dropped:
-            return len(ids), 0
-        if ids:
-            f, commit, abort = store.add_pack()
-            try:
-                write_pack_from_container(f.write, store, list(ids.items()), store.object_format)
-            except BaseException:
-                abort()
-                raise
-            commit()
-            _fsync_dir(Path(store.pack_dir))
-        for pack in packs:
-            store._remove_pack(pack)
-        store._update_pack_cache()
-        return len(ids), dropped
-
-
 def _read(handle: _Handle, oid: str) -> tuple[int, bytes]:
     try:
         return handle.read_raw(oid)
@@ -1535,116 +1100,3 @@ def _read(handle: _Handle, oid: str) -> tuple[int, bytes]:
 def _corrupt(handle: _Handle, what: str) -> HubError:
     logger.error("git store damaged at %s: %s", handle.path, what)
     return HubError(500, f"The local hub's storage is damaged ({what}): run `babyhub hub fsck`")
-
-
-def _fsync_ref(repo_dir: Path, ref: str) -> None:
-    """fsync the folder of a ref just written or removed (its nearest existing folder: git prunes empty ones)."""
-    folder = repo_dir / os.path.dirname(ref)
-    while not folder.is_dir() and folder != repo_dir:
-        folder = folder.parent
-    _fsync_dir(folder)
-
-
-def _fsync_tree(path: Path) -> None:
-    """fsync every file and folder under `path` (a staging folder, before it is renamed into place)."""
-    for dirpath, _dirs, files in os.walk(path):
-        for name in files:
-            fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        _fsync_dir(dirpath)
-
-
-def _ref_path_clash(name: str, existing: Iterable[str]) -> str | None:
-    """An existing ref that `name` cannot sit beside in git's ref folders (`a` vs `a/b`), if any."""
-    for other in existing:
-        bare = other.split("/", 2)[2] if other.startswith("refs/") else other
-        mine = name.split("/", 2)[2] if name.startswith("refs/") else name
-        if bare != mine and (bare.startswith(mine + "/") or mine.startswith(bare + "/")):
-            return other
-    return None
-
-
-def _read_range(path: Path, start: int, length: int) -> Iterator[bytes]:
-    with open(path, "rb") as f:
-        f.seek(start)
-        remaining = length
-        while remaining > 0:
-            chunk = f.read(min(1 << 20, remaining))
-            if not chunk:
-                break
-            remaining -= len(chunk)
-            yield chunk
-
-
-def _real_dirs(path: Path) -> list[os.DirEntry]:
-    """Sub-folders of `path` that are real folders (no symlinks) and not hidden (staging)."""
-    try:
-        with os.scandir(path) as it:
-            return sorted(
-                (e for e in it if e.is_dir(follow_symlinks=False) and not e.name.startswith(".")),
-                key=lambda e: e.name,
-            )
-    except FileNotFoundError:
-        return []
-
-
-# ---- the root ------------------------------------------------------------------------------------------------------
-def _make_root(root: Path) -> None:
-    """Create `root` 0700 (and tighten an existing one): private repos are nobody else's to read."""
-    root.mkdir(mode=0o700, parents=True, exist_ok=True)  # mode & ~umask: 0700 whatever the umask
-    if stat.S_IMODE(root.stat().st_mode) & 0o077:
-        os.chmod(root, 0o700)
-
-
-def _needs_migration(root: Path) -> bool:
-    """True for a root the old store wrote: JSON repos (repo.json) or a blobs/ folder, and no FORMAT file."""
-    return (root / "blobs").is_dir() or any((root / "repos").glob("*/*/*/repo.json"))
-
-
-def remove_leftovers(root: Path) -> list[str]:
-    """Remove what a crash leaves behind; the names removed (relative to the root).
-
-    Temp files and uploads in `tmp/`, repo staging folders (`.NAME.git.*.creating`), dot-temp files of atomic
-    writes, git lock files (a stale `refs/heads/main.lock` would block every later push) and dulwich's
-    half-written `tmp*.pack` files. Only call it from the process that owns the root (see GitStore(own=)).
-    """
-    removed = []
-    root = Path(root)
-
-    def drop(path: Path) -> None:
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            path.unlink(missing_ok=True)
-        removed.append(str(path.relative_to(root)))
-
-    for stale in (root / "tmp").iterdir() if (root / "tmp").is_dir() else []:
-        drop(stale)
-    for tmp in root.glob("lfs/objects/*/*/.*.tmp"):
-        drop(tmp)
-    for ns in (root / "repos").glob("*/*"):
-        if not ns.is_dir() or ns.is_symlink():
-            continue
-        for entry in ns.iterdir():
-            if entry.name.startswith(".") and entry.name.endswith((".creating", ".migrating")):
-                drop(entry)
-        for repo in ns.glob("*.git"):
-            for lock in repo.glob("refs/**/*.lock"):
-                drop(lock)
-            for lock in (repo / "packed-refs.lock", repo / "config.lock", repo / "HEAD.lock"):
-                if lock.exists():
-                    drop(lock)
-            for tmp in repo.glob("objects/pack/tmp*"):
-                drop(tmp)
-            for tmp in repo.glob(".*.tmp"):
-                drop(tmp)
-    for tmp in root.glob("cache/blobs/.*.tmp"):
-        drop(tmp)
-    for tmp in root.glob(".*.tmp"):
-        drop(tmp)
-    if removed:
-        logger.info("local hub: removed %d leftovers of an earlier run under %s", len(removed), root)
-    return removed

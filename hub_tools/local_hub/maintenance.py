@@ -29,15 +29,9 @@ from dulwich.objects import parse_tree
 from dulwich.repo import Repo as DulwichRepo
 
 from hub_tools.local_hub import lfs
-from hub_tools.local_hub.gitstore import (
-    _BLOBINFO,
-    FORMAT,
-    MODE_GITLINK,
-    MODE_TREE,
-    merge_packs,
-    read_blobinfo,
-    write_blobinfo,
-)
+from hub_tools.local_hub.gitplumbing import BLOBINFO, merge_packs, read_blobinfo, write_blobinfo
+from hub_tools.local_hub.gitstore import FORMAT
+from hub_tools.local_hub.gittrees import MODE_GITLINK, MODE_TREE
 from hub_tools.repos import REPO_TYPES, SHA256_PATTERN
 
 logger = logging.getLogger("babyhub.local_hub.maintenance")
@@ -353,7 +347,7 @@ def _gc_repo(path: Path, label: str, cutoff: float, report: GcReport) -> set[str
             blobinfo = path / "babyhub-blobinfo"
             if blobinfo.is_file():  # drop the records of dropped blobs and repeated records
                 kept = {oid: info for oid, info in read_blobinfo(blobinfo).items() if oid in reachable}
-                if blobinfo.stat().st_size != len(kept) * _BLOBINFO.size:
+                if blobinfo.stat().st_size != len(kept) * BLOBINFO.size:
                     write_blobinfo(blobinfo, kept)
             for oid in list(store._iter_loose_objects()):
                 loose = Path(store._get_shafile_path(oid))

@@ -36,20 +36,18 @@ from dulwich.objects import Blob
 
 from hub_tools.errors import BabyhubError
 from hub_tools.local_hub import lfs
-from hub_tools.local_hub.gitstore import (
-    FORMAT,
-    MODE_FILE,
-    MODE_TREE,
-    _fsync_dir,
-    _fsync_tree,
-    _make_root,
-    _new_commit,
-    _TreeEditor,
-    _write_atomic,
-    _write_json_atomic,
-    _write_objects,
+from hub_tools.local_hub.gitplumbing import (
+    fsync_dir,
+    fsync_tree,
     init_bare,
+    make_root,
+    new_commit,
+    write_atomic,
+    write_json_atomic,
+    write_objects,
 )
+from hub_tools.local_hub.gitstore import FORMAT
+from hub_tools.local_hub.gittrees import MODE_FILE, MODE_TREE, TreeEditor
 from hub_tools.repos import COMMIT_PATTERN, REPO_TYPES, SHA256_PATTERN
 
 logger = logging.getLogger("babyhub.local_hub.migrate")
@@ -87,7 +85,7 @@ def migrate_root(root: Path | str) -> MigrationReport:
             kept, the failing one and those after it stay in the old format.
     """
     root = Path(root).resolve()
-    _make_root(root)
+    make_root(root)
     for sub in ("lfs/objects", "tmp"):
         (root / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
     report = MigrationReport()
@@ -107,14 +105,14 @@ def migrate_root(root: Path | str) -> MigrationReport:
                 report.repos.append(label)
             trash = root / "tmp" / f"migrated-{uuid.uuid4().hex}"
             os.replace(old, trash)
-            _fsync_dir(old.parent)
+            fsync_dir(old.parent)
             shutil.rmtree(trash, ignore_errors=True)
     if (root / "blobs").is_dir():
         trash = root / "tmp" / f"old-blobs-{uuid.uuid4().hex}"
         os.replace(root / "blobs", trash)
-        _fsync_dir(root)
+        fsync_dir(root)
         shutil.rmtree(trash, ignore_errors=True)
-    _write_atomic(root / "FORMAT", (FORMAT + "\n").encode(), 0o644)
+    write_atomic(root / "FORMAT", (FORMAT + "\n").encode(), 0o644)
     if report.repos:
         logger.info(
             "local hub: migrated %d repos (%d commits, %d LFS objects) to git under %s",
@@ -187,7 +185,7 @@ class _RepoMigration:
             self.flush()
 
     def flush(self) -> None:
-        _write_objects(self.git, list(self.pending.values()))
+        write_objects(self.git, list(self.pending.values()))
         self.pending.clear()
         self.pending_bytes = 0
 
@@ -227,10 +225,10 @@ class _RepoMigration:
             with open(tmp, "rb+") as f:
                 os.fsync(f.fileno())
         os.replace(tmp, dest)
-        _fsync_dir(dest.parent)
+        fsync_dir(dest.parent)
         sha1 = source.with_name(source.name + ".sha1")
         if sha1.is_file() and not dest.with_name(dest.name + ".sha1").is_file():
-            _write_atomic(dest.with_name(dest.name + ".sha1"), sha1.read_bytes())
+            write_atomic(dest.with_name(dest.name + ".sha1"), sha1.read_bytes())
         self.report.lfs_objects += 1
 
 
@@ -257,7 +255,7 @@ def _migrate_repo(root: Path, old: Path, target: Path, label: str, report: Migra
             parents = commit.get("parents") or []
             parent_files = commits[parents[0]].get("files") or {} if parents else {}
             base_tree = new_trees[parents[0]] if parents else None
-            editor = _TreeEditor(lambda t: job.read_tree(t), base_tree)
+            editor = TreeEditor(lambda t: job.read_tree(t), base_tree)
             rule = lfs.LfsRule.from_gitattributes(_old_gitattributes(root, files.get(".gitattributes"), label))
             for path in parent_files:
                 if path not in files:
@@ -275,7 +273,7 @@ def _migrate_repo(root: Path, old: Path, target: Path, label: str, report: Migra
                     for entry in obj.iteritems()
                 }
                 job.add(obj)
-            new = _new_commit(
+            new = new_commit(
                 tree,
                 [new_ids[p] for p in parents],
                 str(commit.get("title") or ""),
@@ -292,11 +290,11 @@ def _migrate_repo(root: Path, old: Path, target: Path, label: str, report: Migra
                 job.git.refs.set_if_equals(prefix + name.encode(), None, new_ids[oid].encode())
         _check_heads(job, refs, commits, new_trees, label)
         job.git.close()
-        _write_json_atomic(staging / "babyhub.json", meta)
-        _write_json_atomic(staging / "babyhub-ids.json", new_ids)
-        _fsync_tree(staging)
+        write_json_atomic(staging / "babyhub.json", meta)
+        write_json_atomic(staging / "babyhub-ids.json", new_ids)
+        fsync_tree(staging)
         os.replace(staging, target)
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
     except BaseException:
         job.git.close()
         shutil.rmtree(staging, ignore_errors=True)
