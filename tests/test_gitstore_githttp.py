@@ -221,7 +221,11 @@ def test_the_hubs_push_rules(hub, git, tmp_path):
     git("push", "-q", "origin", "main:refs/heads/checkpoint-2000", cwd=work)
     git("tag", "v1", cwd=work)
     git("push", "-q", "origin", "v1", cwd=work)
-    assert store.refs(repo) == {"branches": {"main": before, "checkpoint-2000": before}, "tags": {"v1": before}}
+    assert store.refs(repo) == {
+        "branches": {"main": before, "checkpoint-2000": before},
+        "tags": {"v1": before},
+        "pulls": {},
+    }
     git("push", "-q", "origin", ":checkpoint-2000", cwd=work)
     assert "checkpoint-2000" not in store.refs(repo)["branches"]
     git("tag", "-a", "v2", "-m", "annotated", cwd=work)  # an annotated tag: the Hub API shows its commit
@@ -313,17 +317,14 @@ def test_routes_and_tokens():
         assert err.value.status == 401
 
 
-def test_the_server_with_the_git_store_and_router_agrees_with_git(tmp_path, git, monkeypatch):
-    """The next phase in one test: today's app over GitStore, behind GitHttp; huggingface_hub and git agree."""
+def test_the_server_and_git_agree(tmp_path, git):
+    """The local hub serves git: huggingface_hub and git see each other's commits (issue 14, Done when)."""
     from huggingface_hub import HfApi, hf_hub_download
 
-    from hub_tools.local_hub import server
-    from hub_tools.local_hub.githttp import GitHttp
-    from hub_tools.local_hub.gitstore import GitStore
+    from hub_tools.local_hub.server import start_background
 
-    monkeypatch.setattr(server, "Store", GitStore)
-    local = server.LocalHub(tmp_path / "root", tokens=[TOKEN])
-    url, stop = serve(GitHttp(local.store, check_token=check_token).wrap(local.build_app()))
+    hub = start_background(tmp_path / "root", tokens=[TOKEN])
+    url = hub.url
     try:
         api = HfApi(endpoint=url, token=TOKEN)
         api.create_repo("babyhub/baby")
@@ -347,5 +348,4 @@ def test_the_server_with_the_git_store_and_router_agrees_with_git(tmp_path, git,
         assert (work / "README.md").read_text() == "# Baby\n"
         assert [c.commit_id for c in api.list_repo_commits("babyhub/baby")] == _log(git, work)
     finally:
-        stop()
-        local.store.close()
+        hub.stop()

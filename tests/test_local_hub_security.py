@@ -170,7 +170,9 @@ def test_parent_commit_mismatch_is_412(repos):
 
 
 def test_oversize_requests_are_413(repos):
-    repos.hub.max_api_body = 1000
+    limits = repos.hub.limits
+    before = limits.commit_body
+    limits.commit_body = 1000
     try:
         response = httpx.post(
             f"{repos.url}/api/models/team/open/commit/main",
@@ -179,7 +181,7 @@ def test_oversize_requests_are_413(repos):
         )
         _error(response, 413)
     finally:
-        repos.hub.max_api_body = 512 * 1024 * 1024
+        limits.commit_body = before
 
 
 def test_lfs_uploads_are_signed_and_verified(repos):
@@ -198,7 +200,7 @@ def test_lfs_uploads_are_signed_and_verified(repos):
     href = batch["objects"][0]["actions"]["upload"]["href"]
     _error(httpx.put(href.replace("sig=", "sig=0"), content=data), 403)
     _error(httpx.put(href, content=data[:-1] + b"X"), 400)  # content that does not hash to the oid
-    assert not list((repos.root / "blobs").glob(f"*/{oid}"))
+    assert not list((repos.root / "lfs" / "objects").glob(f"*/*/{oid}"))
     assert httpx.put(href, content=data).status_code == 200
     again = httpx.post(
         f"{repos.url}/team/open.git/info/lfs/objects/batch",

@@ -9,8 +9,18 @@ segments are split. Paths under `/api/` are the API; any other path is a repo's 
 the repo type's URL prefix (`repos.URL_PREFIXES`): there a reserved namespace (a prefix) never matches `{ns}`.
 
 Every error has the Hub's shape (`errors.py`); a name that `hub_tools.repos` refuses is a 400.
+
+Git itself (clone, fetch, push, and the LFS batch API and transfers under `/{repo}.git/info/lfs/`) is served by
+`githttp.GitHttp`, mounted in front of the route table; both answer from the same `GitStore`.
+
+Nothing stalls the event loop: handlers read the request on the loop (bodies within a per-endpoint limit, the
+token and the repo checked before a write body is read) and hand every store call to a thread pool of
+`Limits.store_threads` threads (`LocalHub.run`); more than `Limits.max_requests` requests in flight are answered
+with a 503 at once rather than queued.
 """
 
+import errno
+import functools
 import hmac
 import logging
 from collections.abc import Callable, Iterable
@@ -18,24 +28,45 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote
 
+import anyio
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route as StarletteRoute
 
 from hub_tools.local_hub import faults as _faults
-from hub_tools.local_hub.errors import HubError, bad_request, error_response, not_found, repo_not_found
+from hub_tools.local_hub.errors import (
+    HubError,
+    RateLimitedLog,
+    bad_request,
+    error_response,
+    from_os_error,
+    not_found,
+    repo_not_found,
+)
+from hub_tools.local_hub.githttp import GitHttp
+from hub_tools.local_hub.gitstore import GitStore, Repo
 from hub_tools.local_hub.handlers import files, repos, uploads
-from hub_tools.local_hub.storage import Repo, Store, read_token_file
+from hub_tools.local_hub.storage import read_token_file
 from hub_tools.local_hub.wire import raw_path
 from hub_tools.repos import REPO_TYPE_PLURALS, RESERVED_NAMESPACES, URL_PREFIXES, InvalidName
 
 logger = logging.getLogger("babyhub.local_hub")
 
 USER_NAME = "babyhub"
-MAX_API_BODY = 512 * 1024 * 1024  # commits carry small files inline (base64); big files go through LFS
-MAX_UPLOAD = 64 * 1024**3
 METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
+
+
+@dataclass
+class Limits:
+    """What one request may cost. Change them on `LocalHub.limits` (tests lower them)."""
+
+    json_body: int = 2 * 1024 * 1024  # JSON endpoints (create, settings, refs, preupload, validate-yaml)
+    paths_info_body: int = 8 * 1024 * 1024  # up to files.MAX_PATHS_INFO paths
+    commit_body: int = 512 * 1024 * 1024  # NDJSON: small files inline (base64); big files go through LFS
+    commit_line: int = 32 * 1024 * 1024  # one inline file (plain git files are at most 10 MB)
+    store_threads: int = 8  # store work in parallel (reads of other repos go on while one repo commits)
+    max_requests: int = 256  # requests in flight; beyond, a 503 with Retry-After
 
 
 # ---- the route table ----------------------------------------------------------------------------------------------
@@ -110,7 +141,6 @@ API_ROUTES = [
     Route.of("POST", "api/repos/create", repos.create_repo),
     Route.of("DELETE", "api/repos/delete", repos.delete_repo),
     Route.of("POST", "api/validate-yaml", uploads.validate_yaml),
-    Route.of("PUT", "api/lfs-upload/{oid}", uploads.lfs_put),
     Route.of("GET", "api/{type}", repos.list_repos),
     Route.of("GET", REPO_API, repos.repo_info),
     Route.of("GET", f"{REPO_API}/refs", repos.list_refs),
@@ -126,7 +156,6 @@ WEB_ROUTES = [
     route
     for repo_type, prefix in URL_PREFIXES.items()
     for route in (
-        Route.of("POST", f"{prefix}{{ns}}/{{name}}.git/info/lfs/objects/batch", uploads.lfs_batch, repo_type),
         Route.of("GET HEAD", f"{prefix}{{ns}}/{{name}}/resolve/{{revision}}/{{path+}}", files.resolve_file, repo_type),
     )
 ]
@@ -166,19 +195,24 @@ class Tokens:
             self._mtime = mtime
 
     def accepts(self, token: str) -> bool:
+        """True for a known token (compared in constant time); False for any other, non-ASCII ones included."""
+        if not token.isascii():
+            return False
         self._reload()
-        return any(hmac.compare_digest(token, known) for known in self.static | self._from_file)
+        return any(hmac.compare_digest(token, known) for known in self.static | self._from_file if known.isascii())
 
 
 def bearer_token(request: Request) -> str | None:
-    """The request's bearer token; None without an Authorization header; 401 for another scheme."""
+    """The request's bearer token; None without an Authorization header; 401 for another scheme or a token that
+    is not printable ASCII (no real token is)."""
     header = request.headers.get("authorization", "")
     if not header:
         return None
     scheme, _, value = header.partition(" ")
-    if scheme.lower() != "bearer" or not value.strip():
+    token = value.strip()
+    if scheme.lower() != "bearer" or not token or not token.isascii() or not token.isprintable():
         raise HubError(401, "Invalid credentials in Authorization header")
-    return value.strip()
+    return token
 
 
 # ---- the application ----------------------------------------------------------------------------------------------
@@ -191,18 +225,31 @@ class LocalHub:
         *,
         token_file: Path | str | None = None,
         tokens: Iterable[str] | None = None,
-        max_api_body: int = MAX_API_BODY,
-        max_upload: int = MAX_UPLOAD,
+        limits: Limits | None = None,
         faults: bool = False,
     ):
-        self.store = Store(root)
+        self.store = GitStore(root)
         self.tokens = Tokens(tokens, token_file)
-        self.max_api_body = max_api_body
-        self.max_upload = max_upload
-        self.upload_grants = uploads.UploadGrants()
+        self.limits = limits or Limits()
+        self.limiter = anyio.CapacityLimiter(self.limits.store_threads)
+        self.git = GitHttp(self.store, check_token=self.token_user, run=self.run)
         self.faults = _faults.FaultInjector() if faults else None
+        self.in_flight = 0
+        self.os_errors = RateLimitedLog(logger, interval=10.0)
+
+    async def run(self, fn: Callable, *args):
+        """`fn(*args)` in the store's thread pool: the event loop goes on serving other requests meanwhile."""
+        return await anyio.to_thread.run_sync(functools.partial(fn, *args), limiter=self.limiter)
+
+    def close(self) -> None:
+        """Close the store (its open repositories and the root's owner lock)."""
+        self.store.close()
 
     # -- who is asking --
+    def token_user(self, token: str) -> str | None:
+        """The user a token belongs to, or None (git's basic auth and the LFS batch ask through this)."""
+        return USER_NAME if self.tokens.accepts(token) else None
+
     def user(self, request: Request) -> str | None:
         """The user behind the request's token; None when anonymous; 401 for an unknown token."""
         token = bearer_token(request)
@@ -235,9 +282,28 @@ class LocalHub:
 
     # -- ASGI --
     def build_app(self):
-        """The ASGI app: every path goes to `dispatch`; with faults switched on, wrapped in the harness."""
+        """The ASGI app: git paths to `GitHttp`, the rest to `dispatch`, within the in-flight limit; with faults
+        switched on, wrapped in the harness (outermost, so that it sees every request)."""
         app = Starlette(routes=[StarletteRoute("/{rest:path}", self.dispatch, methods=METHODS)])
+        app = self.limit_requests(self.git.wrap(app))
         return _faults.install(app, self.faults) if self.faults is not None else app
+
+    def limit_requests(self, app):
+        """`app` answering a 503 (Retry-After: 1) at once when `limits.max_requests` requests are in flight."""
+
+        async def limited(scope, receive, send):
+            if scope["type"] != "http":
+                return await app(scope, receive, send)
+            if self.in_flight >= self.limits.max_requests:
+                busy = HubError(503, "The local hub is busy; retry in a moment", headers={"Retry-After": "1"})
+                return await error_response(busy)(scope, receive, send)
+            self.in_flight += 1
+            try:
+                return await app(scope, receive, send)
+            finally:
+                self.in_flight -= 1
+
+        return limited
 
     async def dispatch(self, request: Request) -> Response:
         try:
@@ -250,10 +316,22 @@ class LocalHub:
             return error_response(err)
         except InvalidName as err:  # a repo id, revision or type outside the Hub's grammar
             return error_response(bad_request(str(err)))
+        except RecursionError:  # JSON or YAML nested deeper than the parser goes
+            return error_response(bad_request("The request is nested too deeply"))
         except ClientDisconnect:  # the client went away mid-request: nobody to answer
             return Response(status_code=400)
         except FileNotFoundError:  # a repo deleted while this request read it
             return error_response(HubError(404, "Repository not found (deleted)", "RepoNotFound"))
+        except OSError as err:  # a full disk (507), no descriptors left (503): said once per interval in the log
+            answer = from_os_error(err)
+            if answer is None:
+                return self._internal_error(request)
+            kind = errno.errorcode.get(err.errno, "OSError")
+            self.os_errors.warning(kind, "local hub: %s on %s %s", err, request.method, request.url.path)
+            return error_response(answer)
         except Exception:  # a bug must not leak a traceback to the client
-            logger.exception("local hub: unexpected error on %s %s", request.method, request.url.path)
-            return error_response(HubError(500, "Internal error in the local hub"))
+            return self._internal_error(request)
+
+    def _internal_error(self, request: Request) -> Response:
+        logger.exception("local hub: unexpected error on %s %s", request.method, request.url.path)
+        return error_response(HubError(500, "Internal error in the local hub"))

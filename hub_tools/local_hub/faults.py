@@ -71,7 +71,7 @@ def _not_an_injected_drop(record: logging.LogRecord) -> bool:
 
 def classify(method: str, path: str) -> str:
     """The kind of a request, as faults target it: lfs_upload, commit, preupload, lfs_batch or other."""
-    if method == "PUT" and path.startswith("/api/lfs-upload/"):
+    if method == "PUT" and "/info/lfs/objects/" in path:
         return "lfs_upload"
     if method == "POST" and "/commit/" in path and path.startswith("/api/"):
         return "commit"

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import json
@@ -51,6 +52,7 @@ from dulwich.server import ReceivePackHandler, UploadPackHandler
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
+from hub_tools.local_hub.errors import from_os_error, header_value
 from hub_tools.local_hub.gitplumbing import fsync_dir
 from hub_tools.local_hub.gitstore import ZERO, GitStore, RefUpdate, Repo
 from hub_tools.repos import SHA256_PATTERN, URL_PREFIXES, git_blob_hasher
@@ -63,6 +65,7 @@ MAX_UPLOAD_PACK_REQUEST = 64 * 1024 * 1024  # wants and haves: a few MB even for
 MAX_RECEIVE_PACK = 2 * 1024**3  # plain files are at most 10 MB each (LFS carries the rest)
 MAX_LFS_BATCH = 8 * 1024 * 1024  # about 50,000 objects
 MAX_LFS_OBJECT = 64 * 1024**3
+WRITE_BATCH = 1024 * 1024  # an upload is hashed and written by the thread pool this many bytes at a time
 GRANT_SECONDS = 24 * 3600
 REALM = 'Basic realm="babyhub local hub", charset="UTF-8"'
 
@@ -146,6 +149,7 @@ class GitHttp:
         store: the GitStore whose repos are served.
         check_token: token -> user name, or None when the token is not valid.
         max_receive_pack: largest pack a push may send (bytes).
+        run: `await run(fn, *args)` runs store work off the event loop (default: anyio's thread pool).
     """
 
     def __init__(
@@ -154,11 +158,13 @@ class GitHttp:
         *,
         check_token: Callable[[str], str | None],
         max_receive_pack: int = MAX_RECEIVE_PACK,
+        run: Callable | None = None,
     ):
         self.store = store
         self.check_token = check_token
         self.max_receive_pack = max_receive_pack
         self._key = store.signing_key()
+        self.run = run or _to_thread
 
     # ---- mounting ----------------------------------------------------------------------------------------------
     def wrap(self, app):
@@ -185,6 +191,14 @@ class GitHttp:
             response = await self.handle(request, route)
         except GitHttpError as err:
             response = self._error(request, err)
+        except RecursionError:
+            response = self._error(request, GitHttpError(400, "The request is nested too deeply"))
+        except OSError as err:
+            known = from_os_error(err)
+            if known is None:
+                logger.exception("git http: unexpected error on %s %s", request.method, request.url.path)
+                known = GitHttpError(500, "Internal error in the local hub")
+            response = self._error(request, GitHttpError(known.status, known.message))
         except Exception as err:  # a bug or a damaged store must not leak a traceback
             status = getattr(err, "status", 500)
             message = getattr(err, "message", "Internal error in the local hub")
@@ -196,8 +210,10 @@ class GitHttp:
     @staticmethod
     def _error(request: Request, err: GitHttpError) -> Response:
         headers = {"WWW-Authenticate": REALM} if err.challenge or err.status == 401 else {}
+        headers["X-Error-Message"] = header_value(err.message)
         if "/info/lfs/" in request.url.path:
-            return JSONResponse({"message": err.message}, err.status, headers=headers, media_type=LFS_JSON)
+            body = {"message": err.message, "error": err.message}  # git-lfs reads `message`, huggingface_hub `error`
+            return JSONResponse(body, err.status, headers=headers, media_type=LFS_JSON)
         return Response(err.message + "\n", err.status, headers=headers, media_type="text/plain")
 
     # ---- auth --------------------------------------------------------------------------------------------------
@@ -369,7 +385,11 @@ class GitHttp:
         # Whether this is a read or a write is in the body: check what can be checked before reading it (the
         # token, the repo's existence and visibility), then read it with a small limit.
         repo, user = self._repo(request, route, write=False)
-        data = await _read_json(request, MAX_LFS_BATCH)
+        body = await _read_body(request, MAX_LFS_BATCH)
+        return await self.run(self._batch, request, route, repo, user, body)
+
+    def _batch(self, request: Request, route: GitRoute, repo: Repo, user: str | None, body: bytes) -> Response:
+        data = _parse_json(body)
         operation, objects = data.get("operation"), data.get("objects")
         if operation not in ("download", "upload") or not isinstance(objects, list):
             raise GitHttpError(422, "LFS batch needs 'operation' (download or upload) and a list of 'objects'")
@@ -377,7 +397,7 @@ class GitHttp:
             raise GitHttpError(409, "Only sha256 LFS objects are supported")
         if operation == "upload" and user is None:
             raise GitHttpError(401, f"Uploading needs a token: {route.repo_type} {route.repo_id}", challenge=True)
-        known = await anyio.to_thread.run_sync(self.store.lfs_objects, repo) if operation == "download" else None
+        known = self.store.lfs_objects(repo) if operation == "download" else None
         out = []
         for obj in objects:
             oid, size = (obj.get("oid"), obj.get("size")) if isinstance(obj, dict) else (None, None)
@@ -429,22 +449,29 @@ class GitHttp:
         sha256, sha1 = hashlib.sha256(), git_blob_hasher(size)
         total = 0
 
-        def absorb(f, chunk: bytes) -> None:
-            sha256.update(chunk)
-            sha1.update(chunk)
-            f.write(chunk)
+        def absorb(f, chunks: list[bytes]) -> None:
+            data = b"".join(chunks)
+            sha256.update(data)
+            sha1.update(data)
+            f.write(data)
 
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             with os.fdopen(fd, "wb") as f:
+                pending, pending_bytes = [], 0
                 async for chunk in request.stream():
                     total += len(chunk)
                     if total > size:
                         raise GitHttpError(400, f"Upload larger than the announced {size} bytes")
-                    await anyio.to_thread.run_sync(absorb, f, chunk)
+                    pending.append(chunk)
+                    pending_bytes += len(chunk)
+                    if pending_bytes >= WRITE_BATCH:  # one trip to the pool per MiB, not per socket read
+                        await self.run(absorb, f, pending)
+                        pending, pending_bytes = [], 0
+                await self.run(absorb, f, pending)
             if total != size or sha256.hexdigest() != oid:
                 raise GitHttpError(400, f"Upload does not match oid {oid} / size {size} (got {total} bytes)")
-            await anyio.to_thread.run_sync(self.store.adopt_lfs_object, tmp, oid, sha1.hexdigest())
+            await self.run(self.store.adopt_lfs_object, tmp, oid, sha1.hexdigest())
         finally:
             tmp.unlink(missing_ok=True)
         return Response(status_code=200)
@@ -520,8 +547,7 @@ def _inflated(inflate, chunk: bytes, step: int = 1 << 20) -> Iterator[bytes]:
         raise GitHttpError(400, "Malformed gzip body") from None
 
 
-async def _read_json(request: Request, limit: int) -> dict:
-    body = await _read_body(request, limit)
+def _parse_json(body: bytes) -> dict:
     try:
         data = json.loads(body)
     except (ValueError, RecursionError):
@@ -529,6 +555,10 @@ async def _read_json(request: Request, limit: int) -> dict:
     if not isinstance(data, dict):
         raise GitHttpError(422, "Expected a JSON object")
     return data
+
+
+async def _to_thread(fn: Callable, *args):
+    return await anyio.to_thread.run_sync(functools.partial(fn, *args))
 
 
 async def _drain(request: Request) -> None:
