@@ -64,6 +64,7 @@ from dulwich.objects import Blob, Commit, Tree, parse_tree
 from dulwich.repo import Repo as DulwichRepo
 
 from hub_tools.local_hub import lfs
+from hub_tools.local_hub.cards import InvalidMetadata, read_front_matter
 from hub_tools.local_hub.errors import HubError, bad_request
 from hub_tools.local_hub.gitplumbing import (
     BLOBINFO,
@@ -958,6 +959,11 @@ class GitStore:
                 else:
                     raise bad_request(f"Unknown operation {kind!r} for {path!r}")
             self._apply_lfs_rule(handle, editor, new_objects, lfs_paths)
+            readme = editor.get("README.md")
+            if readme is not None and readme != self._tree(handle, self._commit(handle, head).tree).get("README.md"):
+                problem = readme_problem(self._blob_data(handle, new_objects, readme[1]))
+                if problem:
+                    raise bad_request(problem)
             trees, root = editor.build()
             for tree in trees:
                 new_objects.setdefault(tree.id, tree)
@@ -1128,6 +1134,10 @@ class GitStore:
                 return f"{path!r}: file names must be UTF-8"
             if name.lower() == ".git":
                 return f"{path}: '.git' is not allowed as a file or folder name"
+            if path == "README.md" and mode != MODE_TREE:
+                problem = readme_problem(_read(handle, sha)[1])
+                if problem:
+                    return problem
             if mode == MODE_TREE:
                 old = base_entries.get(name)
                 problem = self._check_tree(
@@ -1208,6 +1218,19 @@ class GitStore:
                 if pointer:
                     found.add(pointer.oid)
         return self._tree_lfs_cache.put(tree, frozenset(found), len(found) + 1)
+
+
+def readme_problem(data: bytes) -> str | None:
+    """Why a repo's README.md cannot be stored (its metadata does not load), or None; an LFS README has no card."""
+    if lfs.parse_pointer(data) is not None:
+        return None
+    try:
+        read_front_matter(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        return "Invalid metadata in README.md: the file is not UTF-8 text"
+    except InvalidMetadata as err:
+        return f"Invalid metadata in README.md: {err}"
+    return None
 
 
 def _read(handle: _Handle, oid: str) -> tuple[int, bytes]:

@@ -70,7 +70,7 @@ class CommitReader:
     """The header and store operations of an NDJSON commit body, fed a batch of lines at a time (in a thread).
 
     Every refusal is a 400 naming the line: malformed JSON, an unknown key, a bad path, invalid base64, an LFS
-    object that was not uploaded, a README.md whose metadata does not load.
+    object that was not uploaded. (A README.md whose metadata does not load is refused by the store's commit.)
     """
 
     def __init__(self, store):
@@ -100,8 +100,6 @@ class CommitReader:
                 content = base64.b64decode(value["content"], validate=True)
             except (ValueError, binascii.Error):
                 raise bad_request(f"Line {number}: invalid base64 content for {path}") from None
-            if path == "README.md":
-                check_card(content)
             self.operations.append(("add", path, {"content": content}))
         elif key == "lfsFile":
             path = check_path(value.get("path"))
@@ -130,16 +128,6 @@ class CommitReader:
         if not isinstance(header.get("description") or "", str):
             raise bad_request("'description' must be a string")
         return header
-
-
-def check_card(content: bytes) -> None:
-    """A 400 when a README's metadata does not load (what repo info would then never show)."""
-    try:
-        read_front_matter(content.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise bad_request("Invalid metadata in README.md: the file is not UTF-8 text") from None
-    except InvalidMetadata as err:
-        raise bad_request(f"Invalid metadata in README.md: {err}") from None
 
 
 async def commit(hub, request: Request, repo_type: str, repo_id: str, revision: str) -> Response:
