@@ -29,10 +29,8 @@ from pathlib import Path
 from urllib.parse import unquote
 
 import anyio
-from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
-from starlette.routing import Route as StarletteRoute
 
 from hub_tools.local_hub import faults as _faults
 from hub_tools.local_hub.errors import (
@@ -54,7 +52,6 @@ from hub_tools.repos import REPO_TYPE_PLURALS, RESERVED_NAMESPACES, URL_PREFIXES
 logger = logging.getLogger("babyhub.local_hub")
 
 USER_NAME = "babyhub"
-METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
 
 
 @dataclass
@@ -284,9 +281,15 @@ class LocalHub:
     def build_app(self):
         """The ASGI app: git paths to `GitHttp`, the rest to `dispatch`, within the in-flight limit; with faults
         switched on, wrapped in the harness (outermost, so that it sees every request)."""
-        app = Starlette(routes=[StarletteRoute("/{rest:path}", self.dispatch, methods=METHODS)])
-        app = self.limit_requests(self.git.wrap(app))
+        app = self.limit_requests(self.git.wrap(self.asgi))
         return _faults.install(app, self.faults) if self.faults is not None else app
+
+    async def asgi(self, scope, receive, send) -> None:
+        """Every HTTP request to `dispatch`, whatever its path (the route table reads the raw path itself; a
+        decoded-path router would refuse a path with a newline in it before the hub could answer in its shape)."""
+        if scope["type"] == "http":
+            response = await self.dispatch(Request(scope, receive))
+            await response(scope, receive, send)
 
     def limit_requests(self, app):
         """`app` answering a 503 (Retry-After: 1) at once when `limits.max_requests` requests are in flight."""
