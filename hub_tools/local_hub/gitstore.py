@@ -98,7 +98,7 @@ from hub_tools.local_hub.gittrees import (
     TreeEditor,
     TreeView,
 )
-from hub_tools.local_hub.storage import check_path
+from hub_tools.local_hub.storage import check_path, is_control
 from hub_tools.repos import (
     COMMIT_PATTERN,
     PR_REF_PATTERN,
@@ -1134,6 +1134,8 @@ class GitStore:
                 return f"{path!r}: file names must be UTF-8"
             if name.lower() == ".git":
                 return f"{path}: '.git' is not allowed as a file or folder name"
+            if any(is_control(c) for c in name) or "\\" in name:
+                return f"{path!r}: control characters and backslashes are not allowed in file names"
             if path == "README.md" and mode != MODE_TREE:
                 problem = readme_problem(_read(handle, sha)[1])
                 if problem:
