@@ -1195,12 +1195,12 @@ class GitStore:
         """
         handle = self._handle(repo)
         refs = self.refs(repo)
-        key = tuple(sorted(refs["branches"].items())) + tuple(sorted(refs["tags"].items()))
+        key = tuple((kind, tuple(sorted(names.items()))) for kind, names in sorted(refs.items()))
         cached = self._lfs_sets.get(repo.dir)
         if cached and cached[0] == key:
             return cached[1]
         found: set[str] = set()
-        for oid in self._ancestors(handle, [*refs["branches"].values(), *refs["tags"].values()]):
+        for oid in self._ancestors(handle, [oid for names in refs.values() for oid in names.values()]):
             found |= self._tree_lfs(handle, self._commit(handle, oid).tree)
         result = frozenset(found)
         self._lfs_sets[repo.dir] = (key, result)
