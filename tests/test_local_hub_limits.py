@@ -149,7 +149,6 @@ def _status_before_the_body(hub, method: str, path: str, headers: dict, declared
         ("POST", "/api/models/team/open/paths-info/main", False, 413),
         ("POST", "/api/repos/create", True, 413),
         ("POST", "/api/models/team/open/preupload/main", True, 413),
-        ("POST", "/api/models/team/open/commit/main", True, 413),
     ],
 )
 def test_a_body_is_checked_before_it_is_read(hub, method, path, token, status):
