@@ -15,18 +15,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from huggingface_hub import DatasetCard, DatasetCardData
 
 from hub_tools import __version__
 from hub_tools.dialogue import join_turns
-from hub_tools.minpairs import SAMPLE_PAIRS
 from hub_tools.paths import DATASET_CARDS, require_dir
-
-if TYPE_CHECKING:
-    from hub_tools.minpairs import MinimalPairsRead
-    from hub_tools.preferences import Leakage
 
 # TalkBank distributes CHILDES under CC BY-NC-SA 3.0; derived data keeps that licence.
 DEFAULT_LICENSE = "cc-by-nc-sa-3.0"
@@ -125,12 +119,12 @@ def write_card(card: DatasetCard, folder: Path) -> Path:
 
 
 # ------------------------------------------------------------------------------------ the preference splits
-def matched_on(path: Path) -> str:
+def matched_on(path: Path, *, made_up: bool = False) -> str:
     """How the rejected answers of a minimal-pair CSV were length-matched, told by its file name."""
     name = path.name.lower()
     if name.startswith("tok_"):
         return "length of the child answer in subword tokens"
-    if name.startswith("len_") or path == SAMPLE_PAIRS:
+    if name.startswith("len_") or made_up:
         return "length of the child answer in words"
     return "as given by the source file"
 
@@ -138,21 +132,22 @@ def matched_on(path: Path) -> str:
 def render_preference_card(
     role: str,
     rows: list[dict],
-    read: MinimalPairsRead,
     source: Path,
     *,
+    made_up: bool,
+    rows_read: int,
     rows_description: str,
     token_matched: bool,
     train_rows: int,
     text_format: str,
     sha256: str,
     skipped: dict[str, int],
-    leakage: Leakage | None,
+    leakage=None,
     family: list[str],
     data_file: str,
 ) -> DatasetCard:
-    """The card of one split of the preference family (`role` "training" or "evaluation") built from `source`."""
-    made_up = source.resolve() == SAMPLE_PAIRS.resolve()
+    """The card of one split of the preference family (`role` "training" or "evaluation") built from `source`
+    (`made_up`: babyhub's hand-written sample); `leakage` is the split's `preferences.Leakage`, if measured."""
     data = build_card_data(
         pretty_name=f"Child DPO preferences ({role}, {'token' if token_matched else 'word'}-length-matched)",
         num_rows=len(rows),
@@ -178,9 +173,9 @@ def render_preference_card(
         made_up=made_up,
         summary=summary,
         source_file=source.name,
-        rows_read=read.rows_read,
+        rows_read=rows_read,
         source_sha256=sha256,
-        matched_on=matched_on(source),
+        matched_on=matched_on(source, made_up=made_up),
         train_rows=train_rows,
         rows_description=rows_description,
         num_rows=len(rows),

@@ -298,8 +298,9 @@ def build_preference_datasets(
                 card = render_preference_card(
                     "training" if name == TRAIN_NAME else "evaluation",
                     rows[name],
-                    read,
                     path,
+                    made_up=path.resolve() == SAMPLE_PAIRS.resolve(),
+                    rows_read=read.rows_read,
                     rows_description=_rows_description(name, train_rows, read.rows_read),
                     token_matched=name == EVAL_TOKENS_NAME,
                     train_rows=train_rows,
