@@ -43,29 +43,27 @@ def register(subparsers) -> None:
         help="minimal pairs: dataset folder(s), Hub dataset id(s) or CSV(s) in the published format",
     )
     minpairs.add_argument("--split", default="train", help="dataset split to evaluate (default: train)")
-    minpairs.add_argument(
-        "--method",
-        nargs="+",
-        default=None,
-        choices=_options.LazyChoices(lambda: _evaluation().MINPAIR_METHODS),
-        metavar="METHOD",
-        help="scoring method(s), of %(choices)s (default: sequence_mean, the DPO write-up's)",
-    )
+    _add_methods(minpairs, "MINPAIR_METHODS", default="sequence_mean, the DPO write-up's")
     minpairs.set_defaults(func=handle_eval_minpairs)
 
     blimp = commands.add_parser("blimp", help="BLiMP accuracy per paradigm and macro-averaged")
     _add_sweep_options(blimp)
     blimp.add_argument("--suite", required=True, metavar="DIR", help="folder of BLiMP <paradigm>.txt files")
     blimp.add_argument("--lower-case", action="store_true", help="lower-case the sentences (CHILDES text is)")
-    blimp.add_argument(
+    _add_methods(blimp, "BLIMP_METHODS", default="sequence_sum_bow")
+    blimp.set_defaults(func=handle_eval_blimp)
+
+
+def _add_methods(parser, methods: str, *, default: str) -> None:
+    """`--method`, whose choices are `evaluation.<methods>` (read when needed) and whose default is the library's."""
+    parser.add_argument(
         "--method",
         nargs="+",
         default=None,
-        choices=_options.LazyChoices(lambda: _evaluation().BLIMP_METHODS),
+        choices=_options.LazyChoices(lambda: getattr(_evaluation(), methods)),
         metavar="METHOD",
-        help="scoring method(s), of %(choices)s (default: sequence_sum_bow)",
+        help=f"scoring method(s), of %(choices)s (default: {default})",
     )
-    blimp.set_defaults(func=handle_eval_blimp)
 
 
 def _add_sweep_options(parser) -> None:
