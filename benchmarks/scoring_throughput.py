@@ -36,7 +36,7 @@ TARGET_ROOFLINE = 0.60
 
 
 def parse_args(argv=None):
-    from hub_tools.eval_commands import EVAL_BATCH_SIZE
+    from hub_tools.evaluation import EVAL_BATCH_SIZE
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", help="model folder or Hub id (default: bootstrap a tiny baby under --work-dir)")

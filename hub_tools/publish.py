@@ -255,11 +255,6 @@ class _Session:
         return PushResult(self.repo_id, self.repo_type, self.revision, commit_oid, url)
 
 
-def check_repo_id(repo_id: str, example: str) -> None:
-    """Compatibility name for `hub_tools.repos.check_repo_id` (data_commands and space_commands still call it)."""
-    repos.check_repo_id(repo_id, example=example)
-
-
 def _check_target(repo_id: str, repo_type: str, revision: str) -> None:
     """Refuse a repo id, type or branch the hub would refuse, before anything is read, hashed or sent."""
     repos.check_repo_id(repo_id)
