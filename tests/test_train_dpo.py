@@ -18,6 +18,8 @@ import train_dpo
 from hub_tools import checkpoints, publish
 from hub_tools.errors import BabyhubError
 from hub_tools.paths import RECIPES, REPO_ROOT
+from hub_tools.preferences import read_preferences
+from hub_tools.training import checks, trainer
 
 STEPS, SAVE = 6, 2
 BRANCHES = {"checkpoint-2", "checkpoint-4", "checkpoint-6"}
@@ -215,21 +217,21 @@ def test_tokenization_checks_count_max_length_drops_and_refuse_merged_prompts(ti
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_baby)
-    train = train_dpo.with_turn_separator(train_dpo.read_preferences(str(small_train_dir), None, "train"))
+    train = checks.with_turn_separator(read_preferences(str(small_train_dir), None, "train"))
     assert train[0]["chosen"].startswith(" *CHI:")
     lengths = [len(tokenizer(p)["input_ids"]) for p in train["prompt"]]
-    kept, report = train_dpo.check_tokenization(train, tokenizer, max_length=12)
+    kept, report = checks.check_tokenization(train, tokenizer, max_length=12)
     assert report.dropped_by_max_length == sum(n >= 12 for n in lengths) > 0
     assert report.kept == len(kept) == report.rows - report.dropped_by_max_length
     assert all(len(tokenizer(p)["input_ids"]) < 12 for p in kept["prompt"])
 
     merged = Dataset.from_dict({"prompt": ["*MOT: what is th"], "chosen": ["at ?"], "rejected": [" *CHI: no ."]})
     with pytest.raises(BabyhubError, match="row 0, chosen"):
-        train_dpo.check_tokenization(merged, tokenizer, max_length=None)
+        checks.check_tokenization(merged, tokenizer, max_length=None)
 
     tokenizer.eos_token = None
     with pytest.raises(BabyhubError, match="no EOS token"):
-        train_dpo.check_tokenizer(tokenizer, "baby")
+        checks.check_tokenizer(tokenizer, "baby")
 
 
 def test_packed_pairs_give_trl_log_probs_metrics_and_gradients(tiny_baby, small_train_dir):
@@ -240,7 +242,7 @@ def test_packed_pairs_give_trl_log_probs_metrics_and_gradients(tiny_baby, small_
     from trl.trainer.utils import add_fused_lm_head
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_baby)
-    train = train_dpo.with_turn_separator(train_dpo.read_preferences(str(small_train_dir), None, "train"))
+    train = checks.with_turn_separator(read_preferences(str(small_train_dir), None, "train"))
     ids = lambda text: tokenizer(text)["input_ids"]  # noqa: E731
     examples = [
         {
@@ -257,9 +259,9 @@ def test_packed_pairs_give_trl_log_probs_metrics_and_gradients(tiny_baby, small_
     packed_model = copy.deepcopy(trl_model)
     for model in (trl_model, packed_model):
         add_fused_lm_head(model, outputs=outputs)
-    train_dpo.add_packed_lm_head(packed_model, outputs)
+    trainer.add_packed_lm_head(packed_model, outputs)
 
-    packed = train_dpo.pack_pairs(batch["input_ids"], batch["attention_mask"], labels)
+    packed = trainer.pack_pairs(batch["input_ids"], batch["attention_mask"], labels)
     assert packed is not None and packed[0].numel() < batch["input_ids"].numel()  # prompt once, less padding
     inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"], "use_cache": False}
     expected = trl_model(**inputs, labels=labels, fused_lm_head=True)
@@ -275,4 +277,4 @@ def test_packed_pairs_give_trl_log_probs_metrics_and_gradients(tiny_baby, small_
 
     # Chosen and rejected rows with different prompts are not pairs: TRL's head takes the batch
     swapped = torch.cat([batch["input_ids"][:16], batch["input_ids"][16:].roll(1, 0)])
-    assert train_dpo.pack_pairs(swapped, batch["attention_mask"], labels) is None
+    assert trainer.pack_pairs(swapped, batch["attention_mask"], labels) is None
