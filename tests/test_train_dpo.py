@@ -278,3 +278,41 @@ def test_packed_pairs_give_trl_log_probs_metrics_and_gradients(tiny_baby, small_
     # Chosen and rejected rows with different prompts are not pairs: TRL's head takes the batch
     swapped = torch.cat([batch["input_ids"][:16], batch["input_ids"][16:].roll(1, 0)])
     assert trainer.pack_pairs(swapped, batch["attention_mask"], labels) is None
+
+
+def test_errors_name_the_flag_the_value_came_from(tiny_baby, small_train_dir, tmp_path):
+    # Library code names the value; the recipe adds the flag it came from (never another command's flag).
+    nowhere = str(tmp_path / "nowhere")
+    cases = [
+        (["--model_name_or_path", nowhere], f"--model_name_or_path {nowhere}: cannot load its tokenizer"),
+        (["--dataset_name", nowhere], f"--dataset_name {nowhere}: no such file or folder"),
+        (["--resume_from_checkpoint", "me/run"], "--resume_from_checkpoint 'me/run': not a folder, and not"),
+    ]
+    for extra, message in cases:
+        with pytest.raises(BabyhubError) as caught:
+            train_dpo.run(_args(tiny_baby, small_train_dir, tmp_path / "run", None, *extra))
+        assert str(caught.value).startswith(message), str(caught.value)
+    assert not (tmp_path / "run").exists()  # nothing written before the arguments hold
+
+    # As a user runs it: the message names --eval_dataset_name and the value, exit status 2.
+    argv = _args(tiny_baby, small_train_dir, tmp_path / "run", None, "--eval_dataset_name", nowhere)
+    done = subprocess.run([sys.executable, "train_dpo.py", *argv], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert done.returncode == 2, done.stderr[-2000:]
+    error = done.stderr.strip().splitlines()[-1]
+    assert error.startswith(f"train_dpo.py: error: --eval_dataset_name {nowhere}: no such file or folder"), error
+    assert "--data " not in error
+
+
+def test_every_babyhub_argument_is_declared_with_its_help():
+    import dataclasses
+
+    import trl
+
+    from hub_tools.training.config import BabyDPOConfig, BabyScriptArguments
+
+    for ours, theirs in ((BabyScriptArguments, trl.ScriptArguments), (BabyDPOConfig, trl.DPOConfig)):
+        inherited = {f.name for f in dataclasses.fields(theirs)}
+        own = [f for f in dataclasses.fields(ours) if f.name not in inherited]
+        assert own and all(f.metadata.get("help") for f in own), ours
+    assert "push_checkpoints" in {f.name for f in own}  # declared, not set on the side in __post_init__
+    assert BabyDPOConfig.__name__ != trl.DPOConfig.__name__

@@ -89,7 +89,7 @@ def load_tokenizer(name: str, revision: str | None = None):
     try:
         tokenizer = AutoTokenizer.from_pretrained(name, revision=revision)
     except (OSError, ValueError) as err:  # no such folder or repo, or no tokenizer files in it
-        where = f"{name}@{revision}" if revision else name
+        where = name if revision in (None, "main") else f"{name}@{revision}"
         raise BabyhubError(
             f"{where}: cannot load its tokenizer ({err}); give a model folder or a Hub model id."
         ) from err
