@@ -135,7 +135,18 @@ def resolve_resume(value: str | None, download_dir: str | Path) -> ResumePoint |
 
 
 def stage_checkpoint(checkpoint_dir: Path, staging_dir: Path) -> Path:
-    """Copy (hard-link when possible) the files a branch holds from `checkpoint_dir` into `staging_dir`."""
+    """Copy (hard-link when possible) the files a branch holds from `checkpoint_dir` into `staging_dir`.
+
+    The files are only listed here, on the training thread; the push thread reads and hashes them once, when it
+    pushes. A hard link keeps the staged content even when the Trainer deletes or rewrites its checkpoint.
+
+    Args:
+        checkpoint_dir: a `checkpoint-<step>` folder the Trainer saved.
+        staging_dir: the folder to (re)create with the files of `CHECKPOINT_FILES`, without the Trainer's card.
+
+    Returns:
+        `staging_dir`.
+    """
     from hub_tools.publish import list_folder_files
 
     if staging_dir.exists():
@@ -182,6 +193,15 @@ class CheckpointPushQueue:
     queue = CheckpointPushQueue("me/baby-dpo")
     queue.submit(2000, stage_checkpoint(Path("out/checkpoint-2000"), Path("out/.push/checkpoint-2000")))
     report = queue.close()  # waits for the pushes; report.failed lists what never landed
+
+    Args:
+        repo_id: the model repo.
+        private: create the repo private if it does not exist.
+        overwrite_after: the step a run resumed from: branches of later steps (an abandoned run's) may be replaced.
+        max_attempts: attempts at a job while training runs, and again at `close()`.
+        retry_wait: seconds between attempts (default `RETRY_WAIT`).
+        push: the push function (default `hub_tools.publish.push_folder`; tests pass a fake hub).
+        remove_after_push: delete a staged folder once it is on the Hub (failed ones stay).
     """
 
     def __init__(
