@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 import trl
 
+from hub_tools.repos import InvalidName, check_repo_id
+
 # The training settings a card states (a whitelist: a card must never carry a token or a local secret).
 CARD_CONFIG_KEYS = [
     "learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps", "num_train_epochs", "max_steps",
@@ -92,8 +94,11 @@ class BabyDPOConfig(trl.DPOConfig):
         self.push_to_hub = False
         if self.push_checkpoints and not self.hub_model_id:
             raise ValueError("--push_to_hub needs --hub_model_id NAMESPACE/NAME (the model repo to push to).")
-        if self.hub_model_id and self.hub_model_id.count("/") != 1:
-            raise ValueError(f"--hub_model_id must be NAMESPACE/NAME, got {self.hub_model_id!r}.")
+        if self.hub_model_id:
+            try:  # the grammar the Hub (and the local hub) enforces, checked before hours of training
+                check_repo_id(self.hub_model_id)
+            except InvalidName as err:
+                raise ValueError(f"--hub_model_id: {err}.") from err
         if not (torch.cuda.is_available() or torch.backends.mps.is_available()):
             # TRL defaults to bf16 and gradient checkpointing, both several times slower on a CPU.
             self.bf16 = False
