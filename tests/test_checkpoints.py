@@ -153,7 +153,7 @@ def test_staging_lists_and_the_push_thread_hashes_each_file_once(local_hub, tiny
     monkeypatch.setattr(publish, "read_folder_files", counting_read)
     staged = stage_checkpoint(tiny_baby, tmp_path / ".push" / "checkpoint-3")
     assert hashed == []  # staging only lists the files
-    (staged / "README.md").write_text("checkpoint 3")
+    (staged / "README.md").write_text("---\nlicense: apache-2.0\n---\ncheckpoint 3\n")
     queue = CheckpointPushQueue("babyhub-tests/queue-hash-once", retry_wait=0)
     queue.submit(3, staged)
     assert queue.close(timeout=120).ok

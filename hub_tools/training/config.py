@@ -106,6 +106,7 @@ class BabyDPOConfig(trl.DPOConfig):
             self.gradient_checkpointing = False
             if hasattr(self, "activation_checkpointing"):  # transformers >= 5.2x: the new name wins
                 self.activation_checkpointing = False
+            self.dataloader_pin_memory = False  # pinned memory only speeds copies to an accelerator
         if self.padding_free:
             raise ValueError("padding_free is disabled in TRL's DPOTrainer for now: remove --padding_free.")
         if self.save_strategy == "steps" and isinstance(self.save_steps, float) and 0 < self.save_steps < 1:
