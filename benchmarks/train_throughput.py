@@ -74,7 +74,7 @@ def run_plain_trl(baby: Path, data: Path, out: Path, steps: int, *, defaults: bo
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import DPOConfig, DPOTrainer
 
-    import train_dpo
+    from hub_tools.training.checks import with_turn_separator
 
     start = time.perf_counter()
     # TRL's defaults (bf16 + gradient checkpointing) run on a CPU only with use_cpu=True.
@@ -86,7 +86,7 @@ def run_plain_trl(baby: Path, data: Path, out: Path, steps: int, *, defaults: bo
         learning_rate=LEARNING_RATE, beta=BETA, max_length=MAX_LENGTH, max_steps=steps, logging_steps=1,
         save_strategy="no", report_to="none", seed=42, disable_tqdm=True, **precision,
     )  # fmt: skip
-    train = train_dpo.with_turn_separator(datasets.load_dataset(str(data))["train"])
+    train = with_turn_separator(datasets.load_dataset(str(data))["train"])
     model = AutoModelForCausalLM.from_pretrained(baby, dtype=torch.float32)
     trainer = DPOTrainer(
         model=model, args=config, train_dataset=train, processing_class=AutoTokenizer.from_pretrained(baby)
