@@ -51,14 +51,6 @@ EXCLUDED_FILES = ["optimizer.pt", "optimizer.bin", "scheduler.pt", "rng_state*.p
 FINAL_EXCLUDED = ["checkpoint-*", ".push/*", ".resume/*", "runs/*", "*.pt", "*.pth", "training_args.bin"]
 
 
-def hub_checkpoint_branches(repo_id: str) -> set[str]:
-    """The names of the checkpoint-<step> branches of a model repo (empty if the repo does not exist yet).
-
-    Kept for `hub_tools.demo` until it asks `revisions.list_revisions` itself: derived from that one lister.
-    """
-    return {r.name for r in list_revisions(repo_id, missing_ok=True, main_step=False) if r.name != "main"}
-
-
 def check_push_target(repo_id: str, resume_step: int | None) -> list[Revision]:
     """The checkpoint branches of `repo_id` that a run resumed at `resume_step` keeps, in step order.
 
