@@ -47,8 +47,7 @@ from hub_tools.training.config import BabyDPOConfig, BabyScriptArguments  # noqa
 
 def main(script_args: BabyScriptArguments, training_args: BabyDPOConfig, model_args) -> int:
     """Train, save and (with `--push_to_hub`) push; returns the exit code (1 when a push failed for good)."""
-    from hub_tools import checkpoints
-    from hub_tools.training import callbacks, checks, config, metrics, trainer
+    from hub_tools.training import callbacks, checkpoints, checks, config, metrics, trainer
     from hub_tools.training.card import RunCard
 
     output_dir = Path(training_args.output_dir)
@@ -107,7 +106,7 @@ def main(script_args: BabyScriptArguments, training_args: BabyDPOConfig, model_a
 
 def push_final(pusher, training_args: BabyDPOConfig, step: int) -> int:
     """Close the checkpoint queue, push the final model to main, print what landed; 1 when anything failed."""
-    from hub_tools.checkpoints import push_final_model
+    from hub_tools.training.checkpoints import push_final_model
 
     queue_report = pusher.close()
     failed = dict(queue_report.failed)

@@ -50,8 +50,8 @@ def parse_args(argv=None):
 
 def prepare_inputs(args) -> tuple[Path, Path]:
     """The baby and a dataset folder of the first steps x 16 real training rows."""
-    from hub_tools.baby import bootstrap_baby
-    from hub_tools.preferences import build_preference_datasets
+    from hub_tools.data.preferences import build_preference_datasets
+    from hub_tools.training.baby import bootstrap_baby
 
     report = build_preference_datasets(DATA, args.work_dir / "data")
     baby = args.baby

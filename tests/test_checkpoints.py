@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from huggingface_hub import HfApi, hf_hub_download
 
-from hub_tools import checkpoints
-from hub_tools.checkpoints import CheckpointPushQueue, stage_checkpoint
-from hub_tools.publish import PushResult
+from hub_tools.hub.publish import PushResult
+from hub_tools.training import checkpoints
+from hub_tools.training.checkpoints import CheckpointPushQueue, stage_checkpoint
 
 
 class FakeHub:
@@ -109,7 +109,7 @@ def test_staging_keeps_model_files_and_never_the_optimizer(tmp_path, tiny_baby):
 
 
 def test_real_pushes_to_the_local_hub_make_one_branch_per_checkpoint(local_hub, tiny_baby, tmp_path, monkeypatch):
-    from hub_tools import publish
+    from hub_tools.hub import publish
 
     monkeypatch.setattr(publish, "BACKOFF_BASE", 0.05)
     repo = "babyhub-tests/queue-real"
@@ -140,7 +140,7 @@ def _no_retry_wait(monkeypatch):
 
 
 def test_staging_lists_and_the_push_thread_hashes_each_file_once(local_hub, tiny_baby, tmp_path, monkeypatch):
-    from hub_tools import publish
+    from hub_tools.hub import publish
 
     hashed = []
     real_read = publish.read_folder_files
@@ -178,7 +178,7 @@ def test_resume_points_are_checkpoint_folders_or_checkpoint_branches(tmp_path):
 
 def test_a_resumed_run_keeps_the_branches_up_to_its_step(local_hub, tiny_baby):
     from hub_tools.errors import BabyhubError
-    from hub_tools.publish import push_folder
+    from hub_tools.hub.publish import push_folder
 
     repo = "babyhub-tests/queue-push-target"
     assert checkpoints.check_push_target(repo, None) == []  # no repo yet: a fresh run may start

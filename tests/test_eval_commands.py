@@ -21,7 +21,7 @@ def eval_csv(tmp_path_factory):
 @pytest.fixture(scope="module")
 def swept_repo(local_hub, tiny_baby, tmp_path_factory):
     """A model repo with main, two checkpoint branches and a card with other metadata on each revision."""
-    from hub_tools.publish import push_files, push_folder
+    from hub_tools.hub.publish import push_files, push_folder
 
     repo = "babyhub/eval-commands-sweep"
     push_folder(tiny_baby, repo)

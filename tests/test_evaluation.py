@@ -17,7 +17,7 @@ from hub_tools.evaluation import (
     read_minpairs_data,
     write_sweep_csv,
 )
-from hub_tools.revisions import list_revisions
+from hub_tools.hub.revisions import list_revisions
 from hub_tools.scoring import Scorer, compare_pairs
 from tests.conftest import BLIMP_DIR, LEN_PAIRS
 
@@ -100,7 +100,7 @@ def test_blimp_accuracy_is_the_macro_average_of_paradigms(scorer, tmp_path):
 
 
 def test_list_revisions_orders_checkpoints_by_step_and_main_last(local_hub, tiny_baby, tmp_path):
-    from hub_tools.publish import push_files, push_folder
+    from hub_tools.hub.publish import push_files, push_folder
 
     repo = "babyhub/eval-list-revisions"
     push_folder(tiny_baby, repo)

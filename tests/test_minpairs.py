@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 
 from hub_tools.cli import main
+from hub_tools.data.minpairs import PROBLEMS, SAMPLE_PAIRS, InvalidRow, MinimalPair, read_minimal_pairs
 from hub_tools.errors import BabyhubError
-from hub_tools.minpairs import PROBLEMS, SAMPLE_PAIRS, InvalidRow, MinimalPair, read_minimal_pairs
 from tests.conftest import LEN_PAIRS
 
 VALID = Path(__file__).parent / "data" / "pairs_valid.csv"

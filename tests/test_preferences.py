@@ -4,14 +4,14 @@ import datasets
 import pandas as pd
 import pytest
 
-from hub_tools.errors import BabyhubError
-from hub_tools.preferences import (
+from hub_tools.data.preferences import (
     EVAL_NAME,
     EVAL_TOKENS_NAME,
     TRAIN_NAME,
     build_preference_datasets,
     read_preferences,
 )
+from hub_tools.errors import BabyhubError
 from tests.conftest import LEN_PAIRS, TOK_PAIRS
 from tests.test_minpairs import BAD_ROWS, VALID, _write_csv
 

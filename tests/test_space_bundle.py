@@ -4,8 +4,8 @@ import pytest
 
 from hub_tools.errors import BabyhubError
 from hub_tools.paths import REPO_ROOT, SPACES
-from hub_tools.space_bundle import build_space_bundle
 from hub_tools.spaces import push_space
+from hub_tools.spaces.bundle import build_space_bundle
 
 SCORING = REPO_ROOT / "hub_tools" / "scoring.py"
 README = "---\ntitle: t\nsdk: gradio\napp_file: app.py\n---\n# t\n"

@@ -15,11 +15,11 @@ from huggingface_hub import HfApi, ModelCard, hf_hub_download
 from transformers import AutoModelForCausalLM
 
 import train_dpo
-from hub_tools import checkpoints, publish
+from hub_tools.data.preferences import read_preferences
 from hub_tools.errors import BabyhubError
+from hub_tools.hub import publish
 from hub_tools.paths import RECIPES, REPO_ROOT
-from hub_tools.preferences import read_preferences
-from hub_tools.training import checks, trainer
+from hub_tools.training import checkpoints, checks, trainer
 
 STEPS, SAVE = 6, 2
 BRANCHES = {"checkpoint-2", "checkpoint-4", "checkpoint-6"}

@@ -18,7 +18,7 @@ import argparse
 
 from hub_tools import errors, repos
 from hub_tools.cli import _options
-from hub_tools.synthesize import BACKENDS, DEFAULT_MAX_WORDS
+from hub_tools.data.synthesize import BACKENDS, DEFAULT_MAX_WORDS
 
 
 def register(subparsers) -> None:
@@ -109,8 +109,8 @@ def register(subparsers) -> None:
 
 
 def handle_data_build(args: argparse.Namespace) -> int:
-    from hub_tools.minpairs import SAMPLE_PAIRS, InvalidRow
-    from hub_tools.preferences import build_preference_datasets
+    from hub_tools.data.minpairs import SAMPLE_PAIRS, InvalidRow
+    from hub_tools.data.preferences import build_preference_datasets
 
     if args.pairs is None:
         print(f"no --pairs given: building from the made-up sample {SAMPLE_PAIRS.name} (not CHILDES data)")
@@ -131,7 +131,7 @@ def handle_data_build(args: argparse.Namespace) -> int:
 
 
 def handle_data_synthesize(args: argparse.Namespace) -> int:
-    from hub_tools.synthesize import synthesize_preferences
+    from hub_tools.data.synthesize import synthesize_preferences
 
     report = synthesize_preferences(
         args.train,
@@ -152,7 +152,7 @@ def handle_data_synthesize(args: argparse.Namespace) -> int:
 
 
 def handle_push(args: argparse.Namespace) -> int:
-    from hub_tools.publish import push_folder
+    from hub_tools.hub.publish import push_folder
 
     result = push_folder(
         args.folder,

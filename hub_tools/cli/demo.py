@@ -1,13 +1,13 @@
-"""`babyhub demo`: the whole study in one command, offline (`hub_tools.demo.run_demo`)."""
+"""`babyhub demo`: the whole study in one command, offline (`hub_tools.study.demo.run_demo`)."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from hub_tools import demo as study
 from hub_tools import errors
 from hub_tools.cli import _options
+from hub_tools.study import demo as study
 
 
 def register(subparsers) -> None:

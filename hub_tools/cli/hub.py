@@ -79,8 +79,8 @@ def handle_hub_serve(args: argparse.Namespace) -> int:
 
 
 def handle_hub_sync(args: argparse.Namespace) -> int:
+    from hub_tools.hub.sync import sync_repos
     from hub_tools.local_hub.tokens import read_first_token
-    from hub_tools.sync import sync_repos
 
     tokens = {}
     for end in ("from", "to"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from hub_tools.baby import SIZES
+from hub_tools.training.baby import SIZES
 
 
 def register(subparsers) -> None:
@@ -48,7 +48,7 @@ def register(subparsers) -> None:
 
 
 def handle_baby_bootstrap(args: argparse.Namespace) -> int:
-    from hub_tools.baby import bootstrap_baby
+    from hub_tools.training.baby import bootstrap_baby
 
     out = bootstrap_baby(
         args.train, args.out, size=args.size, max_steps=args.max_steps, seed=args.seed, dataset_id=args.dataset_id
@@ -64,7 +64,7 @@ def handle_train(args: argparse.Namespace) -> int:
 
 
 def handle_plots(args: argparse.Namespace) -> int:
-    from hub_tools.plots import plot_metrics
+    from hub_tools.evaluation.plots import plot_metrics
 
     written = plot_metrics(args.metrics, args.out, labels=args.label)
     for path in written:

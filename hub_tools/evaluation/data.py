@@ -44,7 +44,7 @@ def read_minpairs_data(data: str, *, split: str = "train", revision: str | None 
     """
     path = Path(data)
     if path.suffix == ".csv":
-        from hub_tools.minpairs import read_minimal_pairs
+        from hub_tools.data.minpairs import read_minimal_pairs
 
         if not path.is_file():
             raise BabyhubError(f"{data}: file not found; give a minimal-pair CSV, a dataset folder or a Hub id")

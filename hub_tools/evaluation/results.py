@@ -136,7 +136,7 @@ def push_results(rows: Sequence[EvalRow], *, token: str | None = None) -> dict[s
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError
 
-    from hub_tools.publish import push_files
+    from hub_tools.hub.publish import push_files
 
     models = sorted({row.model for row in rows})
     if len(models) != 1:

@@ -216,7 +216,7 @@ def select_revisions(model: EvalModel, revision: str | None = None, *, every: bo
         return [Revision("main")]
     if not every:
         return [Revision.of_branch(revision or "main")]
-    from hub_tools.revisions import list_revisions
+    from hub_tools.hub.revisions import list_revisions
 
     revisions = list_revisions(model.source)
     if not revisions:

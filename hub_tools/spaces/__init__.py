@@ -1,6 +1,6 @@
 """babyhub's Spaces (`spaces/` at the top of the repository): staging, pushing and running them.
 
-- `push`: `push_space`, the one way a Space reaches a Hub (bundled by `hub_tools.space_bundle`);
+- `push`: `push_space`, the one way a Space reaches a Hub (bundled by `hub_tools.spaces.bundle`);
 - `chat`: the chat Space's models and examples, written into what is pushed;
 - `run`: serving a Space folder locally as the Spaces runtime does.
 """

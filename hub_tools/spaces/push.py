@@ -1,6 +1,6 @@
 """Staging and pushing a Space folder: the one "push a Space" of babyhub (the chat Space, the metric, any other).
 
-A Space is pushed as a bundle (`hub_tools.space_bundle` places the babyhub modules it imports beside its
+A Space is pushed as a bundle (`hub_tools.spaces.bundle` places the babyhub modules it imports beside its
 files); the chat Space is first staged with the models and examples it should offer (`spaces.chat`).
 """
 
@@ -69,8 +69,8 @@ def push_space(
     Returns:
         The `PushResult`; its `commit_oid` is None when the Space already held exactly this bundle.
     """
-    from hub_tools.publish import push_folder
-    from hub_tools.space_bundle import build_space_bundle
+    from hub_tools.hub.publish import push_folder
+    from hub_tools.spaces.bundle import build_space_bundle
 
     repos.check_repo_id(repo_id)
     name = Path(space_dir).name

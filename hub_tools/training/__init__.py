@@ -6,7 +6,7 @@
 - `trainer`: loading the model and the packed-pairs `DPOTrainer` (each pair's prompt run once, no padding);
 - `callbacks`: module-level `TrainerCallback`s (metrics CSV, the schedule of a resumed run, checkpoint pushes);
 - `metrics`: the training metrics CSV;
-- `card`: what every card of a run states, rendered per revision by `hub_tools.model_card`.
+- `card`: what every card of a run states, rendered per revision by `hub_tools.cards.model_card`.
 
 Nothing here imports TRL at package import: `hub_tools.training.metrics` and friends stay cheap for callers that
 only read a run's outputs.

@@ -16,8 +16,8 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from hub_tools.branches import checkpoint_branch, checkpoint_step
-from hub_tools.checkpoints import CheckpointPushQueue, PushJob, check_push_target, stage_checkpoint
 from hub_tools.training.card import RunCard
+from hub_tools.training.checkpoints import CheckpointPushQueue, PushJob, check_push_target, stage_checkpoint
 from hub_tools.training.metrics import MetricsLog, metrics_at
 
 

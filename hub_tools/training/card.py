@@ -4,7 +4,7 @@ What a run's cards share (the repo, the base model, the datasets, the whiteliste
 evaluation pairs) is fixed when the run starts (`RunCard.from_args`); what differs per revision (step, epoch, the
 metrics logged at that step, the branches known by then, the curves on `main`) comes with each `write`. A card is
 written in the push thread, after the checkpoint is staged: scoring the evaluation pairs never blocks training.
-The card itself is `hub_tools.model_card.render_training_card`'s.
+The card itself is `hub_tools.cards.model_card.render_training_card`'s.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hub_tools.model_card import DatasetRef, EvalScore, TrainingCardInfo, render_training_card
+from hub_tools.cards.model_card import DatasetRef, EvalScore, TrainingCardInfo, render_training_card
 
 
 @dataclass

@@ -148,7 +148,7 @@ def read_train_dataset(
     Returns:
         The dataset to train on and a `DataReport` of what was dropped or will be truncated.
     """
-    from hub_tools.preferences import read_preferences
+    from hub_tools.data.preferences import read_preferences
 
     train = with_turn_separator(read_preferences(check_dataset_source(name), revision, split))
     train, report = check_tokenization(train, tokenizer, max_length)

@@ -2,14 +2,14 @@
 
 The CSV has `step` then every key the trainer logged (the union over rows, in first-seen order); `babyhub plots`
 draws it and the main card links its curves. `MetricsLog` keeps it up to date by appending rows as they are
-logged (its code sits with the CSV reader in `hub_tools.plots` until the layout moves both here).
+logged (its code sits with the CSV reader in `hub_tools.evaluation.plots` until the layout moves both here).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from hub_tools.plots import MetricsLog
+from hub_tools.evaluation.plots import MetricsLog
 
 __all__ = ["MetricsLog", "metrics_at", "metrics_path"]
 

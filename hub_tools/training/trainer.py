@@ -51,7 +51,7 @@ def save_final_model(trainer: trl.DPOTrainer, card, metrics_csv: Path, known_bra
     Returns:
         The final step.
     """
-    from hub_tools.plots import plot_metrics
+    from hub_tools.evaluation.plots import plot_metrics
     from hub_tools.training.metrics import metrics_at
 
     output_dir = Path(trainer.args.output_dir)

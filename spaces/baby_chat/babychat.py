@@ -8,7 +8,7 @@ The text convention is babyhub's (hub_tools/dialogue.py): turns `*TAG: utterance
 This file travels inside the Space, whose environment has only gradio/torch/transformers (+ their
 dependencies). From babyhub it uses three standalone modules, the text convention, the names of checkpoint
 branches and the scorer (the same one `babyhub eval minpairs` uses): a checkout imports them from `hub_tools`,
-and in the Space they sit beside this file, placed there by the Space bundle (hub_tools/space_bundle.py).
+and in the Space they sit beside this file, placed there by the Space bundle (hub_tools/spaces/bundle.py).
 The scorer (torch, transformers) is imported on first use, so reading the configuration (`babyhub space
 run/push`) stays fast.
 """

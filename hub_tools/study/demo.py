@@ -194,7 +194,7 @@ def head_commit(repo_id: str, repo_type: str = "model", revision: str = "main") 
 
 def checkpoint_branches(repo_id: str) -> list[str]:
     """The repo's checkpoint-<step> branches, by step (none if the repo does not exist yet)."""
-    from hub_tools.revisions import list_revisions
+    from hub_tools.hub.revisions import list_revisions
 
     return [r.name for r in list_revisions(repo_id, missing_ok=True, main_step=False) if r.name != "main"]
 
@@ -259,7 +259,7 @@ def run_demo(
 
 def _publish(stages, stage: str, key: str, folder: Path, repo_id: str, repo_type: str, message: str) -> str | None:
     """Push `folder` unless this stage already published it (its content may since carry pushed results)."""
-    from hub_tools.publish import push_folder
+    from hub_tools.hub.publish import push_folder
 
     previous = stages.done(stage, key)
     if previous is not None and previous.get(repo_id) and head_commit(repo_id, repo_type) is not None:
@@ -270,7 +270,7 @@ def _publish(stages, stage: str, key: str, folder: Path, repo_id: str, repo_type
 
 def stage_data(stages, workdir, ns, endpoint, pairs, tok_pairs, published) -> tuple[str, dict]:
     """Build the preference datasets and publish each with its card."""
-    from hub_tools.preferences import build_preference_datasets, file_sha256, source_and_train_rows
+    from hub_tools.data.preferences import build_preference_datasets, file_sha256, source_and_train_rows
 
     source, train_rows = source_and_train_rows(pairs)
     out = workdir / "data"
@@ -301,7 +301,7 @@ def stage_baby(stages, workdir, ns, endpoint, data_key, data, plan, published) -
     """Bootstrap the tiny baby from the training split on the hub and publish it: the baseline.
 
     Returns (stage key, repo id, commit of the uploaded weights)."""
-    from hub_tools.baby import bootstrap_baby
+    from hub_tools.training.baby import bootstrap_baby
 
     repo_id = f"{ns}/baby-llama"
     key = fingerprint(data_key, plan.baby_steps)
@@ -328,8 +328,8 @@ def _snapshot(repo_id: str, repo_type: str, revision: str | None = None) -> str:
 
 def stage_synthetic(stages, workdir, ns, endpoint, baby_key, data, baby, plan, published) -> tuple[str, str]:
     """A synthetic split with the baby as a stand-in teacher (no teacher LLM offline), clearly labelled."""
-    from hub_tools.dataset_card import mark_stand_in_teacher
-    from hub_tools.synthesize import synthesize_preferences
+    from hub_tools.cards.dataset_card import mark_stand_in_teacher
+    from hub_tools.data.synthesize import synthesize_preferences
 
     repo_id = f"{ns}/child-dpo-preferences-synthetic"
     key = fingerprint(baby_key, plan.synthetic_rows)

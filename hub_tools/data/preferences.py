@@ -22,9 +22,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hub_tools.data.minpairs import SAMPLE_PAIRS, SAMPLE_TRAIN_ROWS, MinimalPair, in_rows, read_minimal_pairs
 from hub_tools.dialogue import strip_tag
 from hub_tools.errors import BabyhubError
-from hub_tools.minpairs import SAMPLE_PAIRS, SAMPLE_TRAIN_ROWS, MinimalPair, in_rows, read_minimal_pairs
 
 TRAIN_NAME = "child-dpo-preferences"
 EVAL_NAME = "child-dpo-preferences-eval"
@@ -180,7 +180,7 @@ def write_dataset_folder(folder: Path, rows: list[dict], card, data_file: str) -
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from hub_tools.dataset_card import write_card
+    from hub_tools.cards.dataset_card import write_card
 
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "data").mkdir(exist_ok=True)
@@ -243,7 +243,7 @@ def build_preference_datasets(
     Returns:
         A `BuildReport`: each split's folder, rows, skipped rows and overlap with training.
     """
-    from hub_tools.dataset_card import render_preference_card
+    from hub_tools.cards.dataset_card import render_preference_card
 
     start = time.perf_counter()
     pairs_csv, train_rows = source_and_train_rows(pairs_csv, train_rows)

@@ -3,7 +3,7 @@
 The Trainer's own `hub_strategy` pushes all checkpoints to one branch and *skips* a push while the
 previous one is still running. Here each save is staged (hard links of the model files, so a rotated
 or half-overwritten checkpoint folder cannot change what is pushed) and queued; one background thread
-pushes the queue in order to `checkpoint-<step>` with `hub_tools.publish.push_folder` (which retries
+pushes the queue in order to `checkpoint-<step>` with `hub_tools.hub.publish.push_folder` (which retries
 connection errors and 5xx itself). A job that still fails is tried again after the others, at `close()`;
 what fails even then is reported, never dropped silently. `submit` never waits for the network.
 """
@@ -23,8 +23,8 @@ from pathlib import Path
 
 from hub_tools.branches import Revision, checkpoint_branch, checkpoint_step
 from hub_tools.errors import BabyhubError
+from hub_tools.hub.revisions import list_revisions
 from hub_tools.repos import InvalidName, parse_repo_ref
-from hub_tools.revisions import list_revisions
 
 logger = logging.getLogger(__name__)
 
@@ -139,7 +139,7 @@ def stage_checkpoint(checkpoint_dir: Path, staging_dir: Path) -> Path:
     Returns:
         `staging_dir`.
     """
-    from hub_tools.publish import list_folder_files
+    from hub_tools.hub.publish import list_folder_files
 
     if staging_dir.exists():
         shutil.rmtree(staging_dir)
@@ -192,7 +192,7 @@ class CheckpointPushQueue:
         overwrite_after: the step a run resumed from: branches of later steps (an abandoned run's) may be replaced.
         max_attempts: attempts at a job while training runs, and again at `close()`.
         retry_wait: seconds between attempts (default `RETRY_WAIT`).
-        push: the push function (default `hub_tools.publish.push_folder`; tests pass a fake hub).
+        push: the push function (default `hub_tools.hub.publish.push_folder`; tests pass a fake hub).
         remove_after_push: delete a staged folder once it is on the Hub (failed ones stay).
     """
 
@@ -207,7 +207,7 @@ class CheckpointPushQueue:
         push: Callable | None = None,
         remove_after_push: bool = False,
     ):
-        from hub_tools.publish import push_folder
+        from hub_tools.hub.publish import push_folder
 
         self.repo_id = repo_id
         self.private = private
@@ -309,9 +309,9 @@ def push_final_model(folder: str | Path, repo_id: str, *, step: int, private: bo
         private: create the repo private if it does not exist.
 
     Returns:
-        `hub_tools.publish.PushResult` of the push.
+        `hub_tools.hub.publish.PushResult` of the push.
     """
-    from hub_tools import publish
+    from hub_tools.hub import publish
 
     return publish.push_folder(
         folder,

@@ -99,7 +99,7 @@ def read_bootstrap_texts(train_dir: str | Path) -> tuple[list[str], int]:
 
     Only the `train` split is read: evaluation rows must never reach the baby.
     """
-    from hub_tools.preferences import read_preferences
+    from hub_tools.data.preferences import read_preferences
 
     source = str(train_dir)
     train = read_preferences(source)

@@ -11,7 +11,7 @@ sha256 for LFS files), and sends it as one commit whose parent is the head it co
   checkpoint's files only, never a copy of main;
 - an existing branch holding other content is not overwritten unless `overwrite_branch=True`.
 
-    from hub_tools.publish import push_folder
+    from hub_tools.hub.publish import push_folder
     result = push_folder("out/checkpoint-2000", "me/baby-dpo", revision="checkpoint-2000")
 """
 
