@@ -317,12 +317,12 @@ def test_the_server_with_the_git_store_and_router_agrees_with_git(tmp_path, git,
     """The next phase in one test: today's app over GitStore, behind GitHttp; huggingface_hub and git agree."""
     from huggingface_hub import HfApi, hf_hub_download
 
-    from hub_tools.local_hub import server
+    from hub_tools.local_hub import app
     from hub_tools.local_hub.githttp import GitHttp
     from hub_tools.local_hub.gitstore import GitStore
 
-    monkeypatch.setattr(server, "Store", GitStore)
-    local = server.LocalHub(tmp_path / "root", tokens=[TOKEN])
+    monkeypatch.setattr(app, "Store", GitStore)
+    local = app.LocalHub(tmp_path / "root", tokens=[TOKEN])
     url, stop = serve(GitHttp(local.store, check_token=check_token).wrap(local.build_app()))
     try:
         api = HfApi(endpoint=url, token=TOKEN)
