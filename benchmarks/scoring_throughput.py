@@ -36,7 +36,7 @@ TARGET_ROOFLINE = 0.60
 
 
 def parse_args(argv=None):
-    from hub_tools.eval_commands import EVAL_BATCH_SIZE
+    from hub_tools.evaluation import EVAL_BATCH_SIZE
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", help="model folder or Hub id (default: bootstrap a tiny baby under --work-dir)")
@@ -58,8 +58,8 @@ def parse_args(argv=None):
 
 def bootstrap_model(work_dir: Path) -> Path:
     """A ≈1 M-parameter baby trained briefly on the real training split (cached in work_dir)."""
-    from hub_tools.baby import bootstrap_baby
-    from hub_tools.preferences import build_preference_datasets
+    from hub_tools.data.preferences import build_preference_datasets
+    from hub_tools.training.baby import bootstrap_baby
 
     out = work_dir / "baby"
     if not (out / "config.json").is_file():
@@ -105,9 +105,9 @@ def main(argv=None) -> dict:
     from minicons.scorer import IncrementalLMScorer
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from hub_tools.data.minpairs import read_minimal_pairs
     from hub_tools.dialogue import join_turns
     from hub_tools.evaluation import MinimalPairsData, evaluate_minpairs
-    from hub_tools.minpairs import read_minimal_pairs
     from hub_tools.scoring import Scorer, default_workers, score_minimal_pairs
 
     args = parse_args(argv)

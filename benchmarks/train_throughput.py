@@ -50,8 +50,8 @@ def parse_args(argv=None):
 
 def prepare_inputs(args) -> tuple[Path, Path]:
     """The baby and a dataset folder of the first steps x 16 real training rows."""
-    from hub_tools.baby import bootstrap_baby
-    from hub_tools.preferences import build_preference_datasets
+    from hub_tools.data.preferences import build_preference_datasets
+    from hub_tools.training.baby import bootstrap_baby
 
     report = build_preference_datasets(DATA, args.work_dir / "data")
     baby = args.baby
@@ -74,7 +74,7 @@ def run_plain_trl(baby: Path, data: Path, out: Path, steps: int, *, defaults: bo
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import DPOConfig, DPOTrainer
 
-    import train_dpo
+    from hub_tools.training.checks import with_turn_separator
 
     start = time.perf_counter()
     # TRL's defaults (bf16 + gradient checkpointing) run on a CPU only with use_cpu=True.
@@ -86,7 +86,7 @@ def run_plain_trl(baby: Path, data: Path, out: Path, steps: int, *, defaults: bo
         learning_rate=LEARNING_RATE, beta=BETA, max_length=MAX_LENGTH, max_steps=steps, logging_steps=1,
         save_strategy="no", report_to="none", seed=42, disable_tqdm=True, **precision,
     )  # fmt: skip
-    train = train_dpo.with_turn_separator(datasets.load_dataset(str(data))["train"])
+    train = with_turn_separator(datasets.load_dataset(str(data))["train"])
     model = AutoModelForCausalLM.from_pretrained(baby, dtype=torch.float32)
     trainer = DPOTrainer(
         model=model, args=config, train_dataset=train, processing_class=AutoTokenizer.from_pretrained(baby)

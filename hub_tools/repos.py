@@ -1,7 +1,7 @@
 """The Hub's vocabulary, shared by babyhub's Hub client and its local hub server.
 
 Repo ids, revisions, repo types, URL prefixes and git blob ids mean the same thing to the code that pushes
-(`hub_tools.publish`, `hub_tools.sync`), the code that reads (evaluation, training, the Spaces) and the local
+(`hub_tools.hub.publish`, `hub_tools.hub.sync`), the code that reads (evaluation, training, the Spaces) and the local
 hub that stores them. They live here, standard library only, so that the client and the server both import
 this module and never each other, and so that a name the server would refuse is refused by the client before
 anything is staged or sent.

@@ -3,7 +3,7 @@
 Everything that compares texts by likelihood (`babyhub eval`, the `dialogue_minpairs` metric, the
 chat Space, the model cards) goes through `Scorer`, so the numbers agree everywhere. The module
 depends only on torch and transformers because it is shipped, as it is, beside the metric and the
-chat Space (see hub_tools/space_bundle.py).
+chat Space (see hub_tools/spaces/bundle.py).
 
 Scores reproduce minicons' `IncrementalLMScorer` (`sequence_score`, `conditional_score`), the scorer
 of the original work, to float precision:

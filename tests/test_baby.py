@@ -9,9 +9,9 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from hub_tools.baby import bootstrap_baby, read_bootstrap_texts
 from hub_tools.dialogue import join_turns
 from hub_tools.errors import BabyhubError
+from hub_tools.training.baby import bootstrap_baby, read_bootstrap_texts
 
 
 def test_tiny_baby_loads_with_special_tokens_and_about_a_million_parameters(tiny_baby):

@@ -45,7 +45,7 @@ def perturb(src: Path, dst: Path, *, scale: float = 0.02, seed: int = 1) -> Path
 @functools.cache
 def publish_chat_models(baby: Path, eval_dir: Path) -> dict:
     """Push the baby to one repo twice (main + a perturbed `checkpoint-2`) and the eval split; once per session."""
-    from hub_tools.publish import push_folder
+    from hub_tools.hub.publish import push_folder
 
     repo = "space-tests/tiny-baby-chat"
     main = push_folder(baby, repo)
@@ -308,7 +308,7 @@ def test_app_streams_each_column_and_switches_revision(chat_app):
 
 
 def test_app_refresh_revisions_offers_checkpoints_pushed_after_start(chat_app, tiny_baby):
-    from hub_tools.publish import push_folder
+    from hub_tools.hub.publish import push_folder
 
     _, _, client, hub = chat_app
     _, _, history, _ = say(client, "where is the ball ?")
@@ -331,7 +331,7 @@ def test_app_refresh_revisions_reports_a_repo_that_is_gone(local_hub, tiny_baby)
     from gradio_client import Client
     from huggingface_hub import HfApi
 
-    from hub_tools.publish import push_folder
+    from hub_tools.hub.publish import push_folder
 
     repo = push_folder(tiny_baby, "space-tests/tiny-baby-gone").repo_id
     app, url = launch_app({bc.MODELS_ENV: repo, bc.EXAMPLES_ENV: ""})

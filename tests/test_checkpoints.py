@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from huggingface_hub import HfApi, hf_hub_download
 
-from hub_tools import checkpoints
-from hub_tools.checkpoints import CheckpointPushQueue, stage_checkpoint
-from hub_tools.publish import PushResult
+from hub_tools.hub.publish import PushResult
+from hub_tools.training import checkpoints
+from hub_tools.training.checkpoints import CheckpointPushQueue, stage_checkpoint
 
 
 class FakeHub:
@@ -109,7 +109,7 @@ def test_staging_keeps_model_files_and_never_the_optimizer(tmp_path, tiny_baby):
 
 
 def test_real_pushes_to_the_local_hub_make_one_branch_per_checkpoint(local_hub, tiny_baby, tmp_path, monkeypatch):
-    from hub_tools import publish
+    from hub_tools.hub import publish
 
     monkeypatch.setattr(publish, "BACKOFF_BASE", 0.05)
     repo = "babyhub-tests/queue-real"
@@ -137,3 +137,54 @@ def test_real_pushes_to_the_local_hub_make_one_branch_per_checkpoint(local_hub, 
 @pytest.fixture(autouse=True)
 def _no_retry_wait(monkeypatch):
     monkeypatch.setattr(checkpoints, "RETRY_WAIT", 0.0)
+
+
+def test_staging_lists_and_the_push_thread_hashes_each_file_once(local_hub, tiny_baby, tmp_path, monkeypatch):
+    from hub_tools.hub import publish
+
+    hashed = []
+    real_read = publish.read_folder_files
+
+    def counting_read(folder, *args, **kwargs):
+        files = real_read(folder, *args, **kwargs)
+        hashed.append((Path(folder).name, threading.current_thread().name, sorted(files)))
+        return files
+
+    monkeypatch.setattr(publish, "read_folder_files", counting_read)
+    staged = stage_checkpoint(tiny_baby, tmp_path / ".push" / "checkpoint-3")
+    assert hashed == []  # staging only lists the files
+    (staged / "README.md").write_text("---\nlicense: apache-2.0\n---\ncheckpoint 3\n")
+    queue = CheckpointPushQueue("babyhub-tests/queue-hash-once", retry_wait=0)
+    queue.submit(3, staged)
+    assert queue.close(timeout=120).ok
+    assert [(name, thread) for name, thread, _ in hashed] == [("checkpoint-3", "checkpoint-push")]
+    assert "model.safetensors" in hashed[0][2]
+
+
+def test_resume_points_are_checkpoint_folders_or_checkpoint_branches(tmp_path):
+    from hub_tools.errors import BabyhubError
+
+    folder = tmp_path / "checkpoint-4"
+    folder.mkdir()
+    with pytest.raises(BabyhubError, match=f"{folder} has no trainer_state.json"):
+        checkpoints.resolve_resume(str(folder), tmp_path / ".resume")
+    (folder / "trainer_state.json").write_text('{"global_step": 4}')
+    assert checkpoints.resolve_resume(str(folder), tmp_path / ".resume") == checkpoints.ResumePoint(str(folder), 4)
+    assert checkpoints.resolve_resume(None, tmp_path) is None
+    for value in ("me/run", "me/run@main", "me/run@checkpoint-x", "not a ref@checkpoint-2", str(tmp_path / "gone")):
+        with pytest.raises(BabyhubError, match="not a folder, and not NAMESPACE/NAME@checkpoint-<step>"):
+            checkpoints.resolve_resume(value, tmp_path / ".resume")
+
+
+def test_a_resumed_run_keeps_the_branches_up_to_its_step(local_hub, tiny_baby):
+    from hub_tools.errors import BabyhubError
+    from hub_tools.hub.publish import push_folder
+
+    repo = "babyhub-tests/queue-push-target"
+    assert checkpoints.check_push_target(repo, None) == []  # no repo yet: a fresh run may start
+    for step in (2, 4, 10):
+        push_folder(tiny_baby, repo, revision=f"checkpoint-{step}")
+    kept = checkpoints.check_push_target(repo, 4)
+    assert [(r.name, r.step) for r in kept] == [("checkpoint-2", 2), ("checkpoint-4", 4)]
+    with pytest.raises(BabyhubError, match=rf"^{repo} already has checkpoint branches .*{repo}@checkpoint-10"):
+        checkpoints.check_push_target(repo, None)

@@ -5,7 +5,7 @@ import pytest
 from huggingface_hub import HfApi
 
 from hub_tools.cli import main
-from hub_tools.preferences import EVAL_NAME, TRAIN_NAME
+from hub_tools.data.preferences import EVAL_NAME, TRAIN_NAME
 from tests.test_minpairs import BAD_ROWS, VALID, _write_csv
 
 

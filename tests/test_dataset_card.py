@@ -4,9 +4,9 @@ import pytest
 import yaml
 from huggingface_hub import DatasetCard
 
-from hub_tools.dataset_card import build_card_data, render_dataset_card, size_category
-from hub_tools.minpairs import SAMPLE_PAIRS, SAMPLE_TRAIN_ROWS
-from hub_tools.preferences import EVAL_NAME, EVAL_TOKENS_NAME, TRAIN_NAME, build_preference_datasets
+from hub_tools.cards.dataset_card import build_card_data, render_dataset_card, size_category
+from hub_tools.data.minpairs import SAMPLE_PAIRS, SAMPLE_TRAIN_ROWS
+from hub_tools.data.preferences import EVAL_NAME, EVAL_TOKENS_NAME, TRAIN_NAME, build_preference_datasets
 
 EXPECTED = {TRAIN_NAME: (18_000, "10K<n<100K"), EVAL_NAME: (7_548, "1K<n<10K"), EVAL_TOKENS_NAME: (7_520, "1K<n<10K")}
 

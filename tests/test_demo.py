@@ -114,7 +114,7 @@ def test_demo_hub_binds_a_free_port_when_the_asked_one_is_taken(tmp_path, monkey
     import urllib.request
     import warnings
 
-    from hub_tools.demo import start_hub
+    from hub_tools.study.demo import start_hub
 
     monkeypatch.delenv("HF_ENDPOINT")  # no hub given: the demo starts its own (the variables are restored after)
     monkeypatch.setenv("HF_TOKEN", os.environ["HF_TOKEN"])
@@ -134,3 +134,15 @@ def test_demo_hub_binds_a_free_port_when_the_asked_one_is_taken(tmp_path, monkey
                 assert response.status == 200
         finally:
             hub.stop()
+
+
+def test_plan_overrides_keep_the_rest_and_refuse_zero():
+    from dataclasses import replace
+
+    from hub_tools.errors import BabyhubError
+    from hub_tools.study.demo import FULL, QUICK, make_plan
+
+    assert make_plan(True, dpo_steps=7, save_steps=None) == replace(QUICK, dpo_steps=7)
+    assert make_plan(False) == FULL
+    with pytest.raises(BabyhubError, match="the plan's dpo_steps must be at least 1, got 0"):
+        make_plan(True, dpo_steps=0)

@@ -108,7 +108,7 @@ def test_widget_computes_through_gradio(tiny_baby, eval_rows, metric):
 
 
 def test_metric_loads_from_a_space_on_the_local_hub_without_babyhub(local_hub, tiny_baby, eval_rows, metric, tmp_path):
-    from hub_tools.space_bundle import push_space
+    from hub_tools.spaces import push_space
 
     result = push_space(METRIC_DIR, "babyhub/dialogue_minpairs")
     assert result.repo_type == "space"

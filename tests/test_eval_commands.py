@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from hub_tools import eval_commands, scoring
+from hub_tools import evaluation, scoring
 from hub_tools.cli import main
 from tests.conftest import BLIMP_DIR
 from tests.test_evaluation import write_eval_csv
@@ -21,7 +21,7 @@ def eval_csv(tmp_path_factory):
 @pytest.fixture(scope="module")
 def swept_repo(local_hub, tiny_baby, tmp_path_factory):
     """A model repo with main, two checkpoint branches and a card with other metadata on each revision."""
-    from hub_tools.publish import push_files, push_folder
+    from hub_tools.hub.publish import push_files, push_folder
 
     repo = "babyhub/eval-commands-sweep"
     push_folder(tiny_baby, repo)
@@ -39,8 +39,8 @@ def run_json(capsys, *argv):
 
 
 def test_method_choices_are_the_scorers(capsys):
-    assert set(eval_commands.MINPAIR_METHODS) == set(scoring.METHODS)
-    assert set(eval_commands.BLIMP_METHODS) < set(scoring.METHODS)
+    assert set(evaluation.MINPAIR_METHODS) == set(scoring.METHODS)
+    assert set(evaluation.BLIMP_METHODS) < set(scoring.METHODS)
 
 
 def test_minpairs_json_on_a_local_model(capsys, tiny_baby, eval_csv):
@@ -164,3 +164,9 @@ def test_unknown_revision_is_a_clear_error(capsys, swept_repo, eval_csv):
     argv = ["eval", "minpairs", "--model", swept_repo, "--revision", "checkpoint-999", "--data", str(eval_csv)]
     assert main(argv) == 2
     assert "could not load model babyhub/eval-commands-sweep at revision checkpoint-999" in capsys.readouterr().err
+
+
+def test_push_results_needs_a_hub_model(capsys, tiny_baby, eval_csv):
+    argv = ["eval", "minpairs", "--model", str(tiny_baby), "--data", str(eval_csv), "--push-results"]
+    assert main(argv) == 2
+    assert f"--push-results needs a Hub model id: --model {tiny_baby} is a local folder" in capsys.readouterr().err

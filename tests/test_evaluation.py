@@ -7,11 +7,9 @@ import pytest
 from hub_tools.errors import BabyhubError
 from hub_tools.evaluation import (
     MinpairsResult,
-    Revision,
     blimp_eval_result,
     evaluate_blimp,
     evaluate_minpairs,
-    list_revisions,
     merge_eval_results,
     minpairs_eval_result,
     plot_sweep,
@@ -19,6 +17,7 @@ from hub_tools.evaluation import (
     read_minpairs_data,
     write_sweep_csv,
 )
+from hub_tools.hub.revisions import list_revisions
 from hub_tools.scoring import Scorer, compare_pairs
 from tests.conftest import BLIMP_DIR, LEN_PAIRS
 
@@ -101,17 +100,21 @@ def test_blimp_accuracy_is_the_macro_average_of_paradigms(scorer, tmp_path):
 
 
 def test_list_revisions_orders_checkpoints_by_step_and_main_last(local_hub, tiny_baby, tmp_path):
-    from hub_tools.publish import push_files, push_folder
+    from hub_tools.hub.publish import push_files, push_folder
 
     repo = "babyhub/eval-list-revisions"
     push_folder(tiny_baby, repo)
     for branch in ("checkpoint-12", "checkpoint-4", "experiment"):
         push_folder(tiny_baby, repo, revision=branch)
-    assert list_revisions(repo) == [Revision("checkpoint-4", 4), Revision("checkpoint-12", 12), Revision("main", None)]
+    assert [(r.name, r.step) for r in list_revisions(repo)] == [
+        ("checkpoint-4", 4),
+        ("checkpoint-12", 12),
+        ("main", None),
+    ]
     # train_dpo.py saves trainer_state.json on main: then main is placed by its step.
     push_files({"trainer_state.json": b'{"global_step": 8, "log_history": []}'}, repo)
     assert [r.name for r in list_revisions(repo)] == ["checkpoint-4", "main", "checkpoint-12"]
-    with pytest.raises(BabyhubError, match="no such model repo"):
+    with pytest.raises(BabyhubError, match="model repo babyhub/eval-no-such-repo not found"):
         list_revisions("babyhub/eval-no-such-repo")
 
 
@@ -171,3 +174,43 @@ def test_merge_eval_results_touches_only_the_model_index():
         ("child-dpo-preferences-eval", "answer_sum", 0.65),
         ("BLiMP", "sequence_sum_bow", 0.58),
     ]
+
+
+def test_one_sweep_scores_each_revision_dataset_and_method(tiny_baby, tmp_path):
+    from hub_tools.branches import Revision
+    from hub_tools.evaluation import EvalModel, evaluate_revisions, head_of_suite, push_results, select_revisions
+
+    data = read_minpairs_data(str(write_eval_csv(tmp_path / "eval.csv", 12)))
+    suite = read_blimp_suite(BLIMP_DIR, lower_case=True)
+    suite = head_of_suite({name: suite[name] for name in list(suite)[:2]}, 6)
+    model = EvalModel(str(tiny_baby), batch_size=16)
+    revisions = select_revisions(model)
+    assert revisions == [Revision("main")]
+    # Without methods, each dataset is scored with its own default.
+    rows = evaluate_revisions(model, revisions, [data, suite], progress=False)
+    assert [(r.model, r.revision.name, r.result.dataset, r.result.method) for r in rows] == [
+        (str(tiny_baby), "main", "eval", "sequence_mean"),
+        (str(tiny_baby), "main", "blimp", "sequence_sum_bow"),
+    ]
+    scorer = model.load(revisions[0])
+    assert rows[0].result == evaluate_minpairs(scorer, data, progress=False)
+    assert rows[1].result == evaluate_blimp(scorer, suite, progress=False)
+    # Each pair's margin is kept (for intervals and paired comparisons), but not in the flat record.
+    margins = rows[0].result.margins
+    assert len(margins) == 12 and sum(m > 0 for m in margins) / 12 == rows[0].result.accuracy
+    assert {len(m) for m in rows[1].result.margins.values()} == {6}
+    assert "margins" not in rows[0].record() and rows[0].record()["ties"] == rows[0].result.ties
+    # The CSV takes the rows as they come.
+    table = write_sweep_csv(rows, tmp_path / "sweep.csv")
+    with table.open() as f:
+        assert [(r["dataset"], r["method"]) for r in csv.DictReader(f)] == [
+            ("eval", "sequence_mean"),
+            ("blimp", "sequence_sum_bow"),
+        ]
+    # A method that cannot score a dataset fails before any model is loaded (this one does not exist).
+    with pytest.raises(BabyhubError, match="method 'answer_sum' cannot score BLiMP: use one of sequence_mean"):
+        evaluate_revisions(EvalModel("babyhub/no-such-model"), revisions, [data, suite], ["answer_sum"])
+    with pytest.raises(BabyhubError, match=f"{tiny_baby} is a local folder, which has no revisions"):
+        select_revisions(model, every=True)
+    with pytest.raises(BabyhubError, match="is a local folder, which has no card on the Hub"):
+        push_results(rows)

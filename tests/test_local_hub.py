@@ -5,7 +5,7 @@ import textwrap
 
 import pytest
 
-from hub_tools.publish import push_folder
+from hub_tools.hub.publish import push_folder
 from tests.conftest import HUB_URL
 
 
@@ -231,7 +231,7 @@ def test_twenty_concurrent_clients(api, tmp_path):
 
     from huggingface_hub import hf_hub_download
 
-    from hub_tools.publish import push_files
+    from hub_tools.hub.publish import push_files
 
     def push(i: int) -> str:
         return push_files(

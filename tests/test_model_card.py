@@ -2,7 +2,7 @@
 
 from huggingface_hub import ModelCard
 
-from hub_tools.model_card import DatasetRef, EvalScore, TrainingCardInfo, render_training_card
+from hub_tools.cards.model_card import DatasetRef, EvalScore, TrainingCardInfo, render_training_card
 
 
 def _info(**changes):

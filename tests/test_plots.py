@@ -6,7 +6,7 @@ import sys
 import pandas as pd
 from PIL import Image
 
-from hub_tools.plots import MetricsLog, build_figures, read_metrics, write_metrics_csv
+from hub_tools.evaluation.plots import MetricsLog, build_figures, read_metrics, write_metrics_csv
 
 # Log rows as TRL 1.x logs them, then as an older TRL spelled them (train/ prefix, no margins, extra keys).
 NEW = [

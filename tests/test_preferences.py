@@ -4,14 +4,14 @@ import datasets
 import pandas as pd
 import pytest
 
-from hub_tools.errors import BabyhubError
-from hub_tools.preferences import (
+from hub_tools.data.preferences import (
     EVAL_NAME,
     EVAL_TOKENS_NAME,
     TRAIN_NAME,
     build_preference_datasets,
     read_preferences,
 )
+from hub_tools.errors import BabyhubError
 from tests.conftest import LEN_PAIRS, TOK_PAIRS
 from tests.test_minpairs import BAD_ROWS, VALID, _write_csv
 
@@ -100,7 +100,9 @@ def test_rebuild_replaces_and_leaves_no_staging(tmp_path):
 
 
 def test_too_many_train_rows_is_an_error(tmp_path):
-    with pytest.raises(BabyhubError, match=r"has 8 data rows, not more than --train-rows 8.*smaller --train-rows"):
+    with pytest.raises(
+        BabyhubError, match=r"has 8 data rows, not more than the 8 training rows asked for.*fewer training rows"
+    ):
         build_preference_datasets(VALID, tmp_path / "out", train_rows=8)
     with pytest.raises(BabyhubError, match="unknown text format 'xml'"):
         build_preference_datasets(VALID, tmp_path / "out", train_rows=4, text_format="xml")

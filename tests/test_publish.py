@@ -4,9 +4,9 @@ import os
 
 import pytest
 
-from hub_tools import publish
 from hub_tools.errors import BabyhubError
-from hub_tools.publish import push_files, push_folder
+from hub_tools.hub import publish
+from hub_tools.hub.publish import push_files, push_folder
 
 
 @pytest.fixture

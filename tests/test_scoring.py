@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from hub_tools import scoring
+from hub_tools.data.minpairs import read_minimal_pairs
 from hub_tools.dialogue import join_turns
-from hub_tools.minpairs import read_minimal_pairs
 from hub_tools.scoring import Scorer
 from tests.conftest import BLIMP_DIR, LEN_PAIRS
 

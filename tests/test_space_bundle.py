@@ -4,7 +4,8 @@ import pytest
 
 from hub_tools.errors import BabyhubError
 from hub_tools.paths import REPO_ROOT, SPACES
-from hub_tools.space_bundle import build_space_bundle, push_space
+from hub_tools.spaces import push_space
+from hub_tools.spaces.bundle import build_space_bundle
 
 SCORING = REPO_ROOT / "hub_tools" / "scoring.py"
 README = "---\ntitle: t\nsdk: gradio\napp_file: app.py\n---\n# t\n"
@@ -52,9 +53,9 @@ def test_imported_modules_are_placed_beside_the_space(tmp_path):
 
 
 def test_modules_that_need_babyhub_are_refused_and_nothing_is_left(tmp_path):
-    space = make_space(tmp_path, "import evaluation\n")  # hub_tools/evaluation.py imports hub_tools
+    space = make_space(tmp_path, "import repos\n")  # hub_tools/repos.py imports hub_tools
     out = tmp_path / "out"
-    with pytest.raises(BabyhubError, match=r"hub_tools/evaluation.py imports hub_tools"):
+    with pytest.raises(BabyhubError, match=r"hub_tools/repos.py imports hub_tools"):
         build_space_bundle(space, out)
     assert not out.exists() and [p.name for p in tmp_path.iterdir()] == ["space"]
 

@@ -137,3 +137,9 @@ def test_space_run_serves_the_pushed_space(pushed_space, tmp_path):
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=30)
         log.close()
+
+
+def test_models_for_another_space_than_the_chat_are_refused(capsys):
+    metric = SPACE_DIR.parent / "dialogue_minpairs"
+    assert main(["space", "push", str(metric), "--repo-id", "ns/metric", "--models", "ns/baby"]) == 2
+    assert "is not the chat Space (it has no babychat.py)" in capsys.readouterr().err

@@ -3,7 +3,7 @@
 import pytest
 
 from hub_tools.cli import main
-from hub_tools.publish import push_folder
+from hub_tools.hub.publish import push_folder
 from tests.conftest import HUB_URL
 
 DEST_TOKEN = "hf_sync_dest_token"
@@ -104,8 +104,8 @@ def test_sync_rejects_bad_arguments(capsys):
 def test_sync_without_repo_mirrors_every_repo_of_the_source(dest_hub, tmp_path):
     from huggingface_hub import HfApi
 
+    from hub_tools.hub.sync import sync_repos
     from hub_tools.local_hub.server import start_background
-    from hub_tools.sync import sync_repos
 
     source = start_background(tmp_path / "src-root", tokens=["hf_src"])
     try:
@@ -128,7 +128,7 @@ def test_sync_without_repo_mirrors_every_repo_of_the_source(dest_hub, tmp_path):
 
 
 def test_sync_errors_name_the_repo_and_the_hub_never_a_flag(local_hub, dest_hub, tmp_path):
-    from hub_tools.sync import SyncError, sync_repos
+    from hub_tools.hub.sync import SyncError, sync_repos
 
     push_folder(_checkpoint(tmp_path / "m", 5), "babyhub/sync-errors")
     with pytest.raises(SyncError, match="the source and the destination are the same endpoint") as same:

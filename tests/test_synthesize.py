@@ -12,8 +12,7 @@ import yaml
 from huggingface_hub import DatasetCard
 
 from hub_tools.cli import main
-from hub_tools.errors import BabyhubError
-from hub_tools.synthesize import (
+from hub_tools.data.synthesize import (
     SYSTEM_PROMPT,
     TransformersTeacher,
     filter_reason,
@@ -22,6 +21,7 @@ from hub_tools.synthesize import (
     repeats_mother,
     synthesize_preferences,
 )
+from hub_tools.errors import BabyhubError
 
 
 def load_rows(folder) -> list[dict]:

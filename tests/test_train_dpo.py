@@ -15,9 +15,11 @@ from huggingface_hub import HfApi, ModelCard, hf_hub_download
 from transformers import AutoModelForCausalLM
 
 import train_dpo
-from hub_tools import checkpoints, publish
+from hub_tools.data.preferences import read_preferences
 from hub_tools.errors import BabyhubError
+from hub_tools.hub import publish
 from hub_tools.paths import RECIPES, REPO_ROOT
+from hub_tools.training import checkpoints, checks, trainer
 
 STEPS, SAVE = 6, 2
 BRANCHES = {"checkpoint-2", "checkpoint-4", "checkpoint-6"}
@@ -203,6 +205,8 @@ def test_yaml_then_cli_flags_and_cpu_safety(tmp_path):
         (["--config", "recipes/nope.yaml"], "no such file"),
         (["--model_name_or_path", "m"], "--dataset_name is required"),
         (["--dataset_name", "d", "--padding_free", "true"], "padding_free is disabled"),
+        (["--dataset_name", "d", "--hub_model_id", "me/a/b"], r"--hub_model_id: invalid repo id 'me/a/b'"),
+        (["--dataset_name", "d", "--hub_model_id", "me/bad..name"], "--hub_model_id: invalid repo id segment"),
     ],
 )
 def test_bad_arguments_say_what_to_fix(argv, message, tmp_path):
@@ -215,21 +219,21 @@ def test_tokenization_checks_count_max_length_drops_and_refuse_merged_prompts(ti
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_baby)
-    train = train_dpo.with_turn_separator(train_dpo.read_preferences(str(small_train_dir), None, "train"))
+    train = checks.with_turn_separator(read_preferences(str(small_train_dir), None, "train"))
     assert train[0]["chosen"].startswith(" *CHI:")
     lengths = [len(tokenizer(p)["input_ids"]) for p in train["prompt"]]
-    kept, report = train_dpo.check_tokenization(train, tokenizer, max_length=12)
+    kept, report = checks.check_tokenization(train, tokenizer, max_length=12)
     assert report.dropped_by_max_length == sum(n >= 12 for n in lengths) > 0
     assert report.kept == len(kept) == report.rows - report.dropped_by_max_length
     assert all(len(tokenizer(p)["input_ids"]) < 12 for p in kept["prompt"])
 
     merged = Dataset.from_dict({"prompt": ["*MOT: what is th"], "chosen": ["at ?"], "rejected": [" *CHI: no ."]})
     with pytest.raises(BabyhubError, match="row 0, chosen"):
-        train_dpo.check_tokenization(merged, tokenizer, max_length=None)
+        checks.check_tokenization(merged, tokenizer, max_length=None)
 
     tokenizer.eos_token = None
     with pytest.raises(BabyhubError, match="no EOS token"):
-        train_dpo.check_tokenizer(tokenizer, "baby")
+        checks.check_tokenizer(tokenizer, "baby")
 
 
 def test_packed_pairs_give_trl_log_probs_metrics_and_gradients(tiny_baby, small_train_dir):
@@ -240,7 +244,7 @@ def test_packed_pairs_give_trl_log_probs_metrics_and_gradients(tiny_baby, small_
     from trl.trainer.utils import add_fused_lm_head
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_baby)
-    train = train_dpo.with_turn_separator(train_dpo.read_preferences(str(small_train_dir), None, "train"))
+    train = checks.with_turn_separator(read_preferences(str(small_train_dir), None, "train"))
     ids = lambda text: tokenizer(text)["input_ids"]  # noqa: E731
     examples = [
         {
@@ -257,9 +261,9 @@ def test_packed_pairs_give_trl_log_probs_metrics_and_gradients(tiny_baby, small_
     packed_model = copy.deepcopy(trl_model)
     for model in (trl_model, packed_model):
         add_fused_lm_head(model, outputs=outputs)
-    train_dpo.add_packed_lm_head(packed_model, outputs)
+    trainer.add_packed_lm_head(packed_model, outputs)
 
-    packed = train_dpo.pack_pairs(batch["input_ids"], batch["attention_mask"], labels)
+    packed = trainer.pack_pairs(batch["input_ids"], batch["attention_mask"], labels)
     assert packed is not None and packed[0].numel() < batch["input_ids"].numel()  # prompt once, less padding
     inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"], "use_cache": False}
     expected = trl_model(**inputs, labels=labels, fused_lm_head=True)
@@ -275,4 +279,42 @@ def test_packed_pairs_give_trl_log_probs_metrics_and_gradients(tiny_baby, small_
 
     # Chosen and rejected rows with different prompts are not pairs: TRL's head takes the batch
     swapped = torch.cat([batch["input_ids"][:16], batch["input_ids"][16:].roll(1, 0)])
-    assert train_dpo.pack_pairs(swapped, batch["attention_mask"], labels) is None
+    assert trainer.pack_pairs(swapped, batch["attention_mask"], labels) is None
+
+
+def test_errors_name_the_flag_the_value_came_from(tiny_baby, small_train_dir, tmp_path):
+    # Library code names the value; the recipe adds the flag it came from (never another command's flag).
+    nowhere = str(tmp_path / "nowhere")
+    cases = [
+        (["--model_name_or_path", nowhere], f"--model_name_or_path {nowhere}: cannot load its tokenizer"),
+        (["--dataset_name", nowhere], f"--dataset_name {nowhere}: no such file or folder"),
+        (["--resume_from_checkpoint", "me/run"], "--resume_from_checkpoint 'me/run': not a folder, and not"),
+    ]
+    for extra, message in cases:
+        with pytest.raises(BabyhubError) as caught:
+            train_dpo.run(_args(tiny_baby, small_train_dir, tmp_path / "run", None, *extra))
+        assert str(caught.value).startswith(message), str(caught.value)
+    assert not (tmp_path / "run").exists()  # nothing written before the arguments hold
+
+    # As a user runs it: the message names --eval_dataset_name and the value, exit status 2.
+    argv = _args(tiny_baby, small_train_dir, tmp_path / "run", None, "--eval_dataset_name", nowhere)
+    done = subprocess.run([sys.executable, "train_dpo.py", *argv], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert done.returncode == 2, done.stderr[-2000:]
+    error = done.stderr.strip().splitlines()[-1]
+    assert error.startswith(f"train_dpo.py: error: --eval_dataset_name {nowhere}: no such file or folder"), error
+    assert "--data " not in error
+
+
+def test_every_babyhub_argument_is_declared_with_its_help():
+    import dataclasses
+
+    import trl
+
+    from hub_tools.training.config import BabyDPOConfig, BabyScriptArguments
+
+    for ours, theirs in ((BabyScriptArguments, trl.ScriptArguments), (BabyDPOConfig, trl.DPOConfig)):
+        inherited = {f.name for f in dataclasses.fields(theirs)}
+        own = [f for f in dataclasses.fields(ours) if f.name not in inherited]
+        assert own and all(f.metadata.get("help") for f in own), ours
+    assert "push_checkpoints" in {f.name for f in own}  # declared, not set on the side in __post_init__
+    assert BabyDPOConfig.__name__ != trl.DPOConfig.__name__

@@ -8,5 +8,5 @@ uploads and commits); `githttp.py` serves git (clone, fetch, push) and the LFS b
 (`gittrees.py`, `gitplumbing.py`), LFS content in a content-addressed pool (`lfs.py`, the one LFS rule);
 `migrate.py` turns a root of the old JSON store into that on open, `maintenance.py` checks (`fsck`) and cleans
 (`gc`) a root. Names (repo ids, types, refs) follow `hub_tools.repos`, as the client's do; this package never
-imports the client (`hub_tools.publish`, `hub_tools.sync`), nor the client this one.
+imports the client (`hub_tools.hub.publish`, `hub_tools.hub.sync`), nor the client this one.
 """

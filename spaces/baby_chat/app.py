@@ -70,7 +70,7 @@ def build_demo(
 
     def commit_note(i: int, revision: str) -> str:
         rev = revisions[i].get(revision)
-        return f"`{specs[i].source}` @ `{revision}` → commit `{rev.short_commit if rev else '?'}`"
+        return f"`{specs[i].source}` @ `{revision}` → commit `{bc.short_commit(rev) if rev else '?'}`"
 
     # ---- Chat ---------------------------------------------------------------------------------------------
     def add_turn(line, *histories):
@@ -102,7 +102,7 @@ def build_demo(
             prompt = bc.build_prompt(
                 [m["content"] for m in history], loaded.tokenizer, max_tokens=loaded.context - sampling.max_new_tokens
             )
-            notes = [f"answered by `{revision}` (commit `{revisions[i][revision].short_commit}`)"]
+            notes = [f"answered by `{revision}` (commit `{bc.short_commit(revisions[i][revision])}`)"]
             if prompt.dropped_turns:
                 notes.append(f"{prompt.dropped_turns} oldest turns left out to fit the context")
             if prompt.cut_tokens:
@@ -145,7 +145,7 @@ def build_demo(
     def revision_dropdown(i: int, value: str, **layout) -> gr.Dropdown:
         """Column i's revision menu (in the layout), or an update of its choices (returned by an event)."""
         return gr.Dropdown(
-            choices=[(f"{n} · {r.short_commit}", n) for n, r in revisions[i].items()],
+            choices=[(f"{n} · {bc.short_commit(r)}", n) for n, r in revisions[i].items()],
             value=value,
             interactive=len(revisions[i]) > 1,
             **layout,

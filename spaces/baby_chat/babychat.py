@@ -6,10 +6,11 @@ The text convention is babyhub's (hub_tools/dialogue.py): turns `*TAG: utterance
 `*CHI:`, and the baby's answer ends where it starts another speaker's turn or a new line.
 
 This file travels inside the Space, whose environment has only gradio/torch/transformers (+ their
-dependencies). From babyhub it uses two standalone modules, the text convention and the scorer (the
-same one `babyhub eval minpairs` uses): a checkout imports them from `hub_tools`, and in the Space they
-sit beside this file, placed there by the Space bundle (hub_tools/space_bundle.py). The scorer (torch,
-transformers) is imported on first use, so reading the configuration (`babyhub space run/push`) stays fast.
+dependencies). From babyhub it uses three standalone modules, the text convention, the names of checkpoint
+branches and the scorer (the same one `babyhub eval minpairs` uses): a checkout imports them from `hub_tools`,
+and in the Space they sit beside this file, placed there by the Space bundle (hub_tools/spaces/bundle.py).
+The scorer (torch, transformers) is imported on first use, so reading the configuration (`babyhub space
+run/push`) stays fast.
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 try:  # a checkout with babyhub installed
+    from hub_tools.branches import Revision
     from hub_tools.dialogue import CHILD_TAG, MOTHER_TAG, TURN_SEPARATOR, speaker_of, strip_tag  # noqa: F401
-except ImportError:  # the Space bundle: dialogue.py and scoring.py sit beside this file
+except ImportError:  # the Space bundle: branches.py, dialogue.py and scoring.py sit beside this file
+    from branches import Revision
     from dialogue import CHILD_TAG, MOTHER_TAG, TURN_SEPARATOR, speaker_of, strip_tag  # noqa: F401 (app.py)
 
 if TYPE_CHECKING:
@@ -179,22 +182,18 @@ def read_space_config(env: Mapping[str, str] | None = None, path: str | Path = M
 
 
 # ---------------------------------------------------------------------------------------------- revisions
-@dataclass(frozen=True)
-class Revision:
-    """A branch (or pinned revision) of a model repo and the commit it resolves to."""
-
-    name: str
-    commit: str | None
-
-    @property
-    def short_commit(self) -> str:
-        return self.commit[:7] if self.commit else "local"
+# babyhub's one `Revision` type (branches.py: name, step, commit); the Space keeps its own small lister, because
+# it ships alone, and its own order: main first (what a visitor compares against), then checkpoints by step.
+def short_commit(revision: Revision) -> str:
+    """The commit as the columns show it (7 characters), or `local` for a local folder."""
+    return revision.commit[:7] if revision.commit else "local"
 
 
-def _revision_order(name: str) -> tuple:
+def _revision_order(revision: Revision) -> tuple:
     # main first, then checkpoints by step, then anything else by name.
-    match = re.fullmatch(r"checkpoint-(\d+)", name)
-    return (0, 0, "") if name == "main" else (1, int(match.group(1)), "") if match else (2, 0, name)
+    if revision.name == "main":
+        return (0, 0, "")
+    return (1, revision.step, "") if revision.step is not None else (2, 0, revision.name)
 
 
 def list_revisions(spec: ModelSpec, *, api=None) -> list[Revision]:
@@ -207,10 +206,10 @@ def list_revisions(spec: ModelSpec, *, api=None) -> list[Revision]:
     api = api or HfApi()
     try:
         refs = api.list_repo_refs(spec.source)
-        revisions = [Revision(b.name, b.target_commit) for b in refs.branches]
-        revisions.sort(key=lambda r: _revision_order(r.name))
+        revisions = sorted((Revision.of_branch(b.name, b.target_commit) for b in refs.branches), key=_revision_order)
         if spec.revision and spec.revision not in {r.name for r in revisions}:
-            revisions.append(Revision(spec.revision, api.model_info(spec.source, revision=spec.revision).sha))
+            sha = api.model_info(spec.source, revision=spec.revision).sha
+            revisions.append(Revision.of_branch(spec.revision, sha))
     except (HfHubHTTPError, OSError) as err:
         raise SpaceConfigError(
             f"model {spec.label!r}: cannot list the revisions of {spec.source!r} on the Hub "

@@ -6,13 +6,13 @@ works the same in the Space, in babyhub's Space bundle and in a checkout (`pytho
 """
 
 import os
+import sys
 from pathlib import Path
 
 import evaluate
 import gradio as gr
 
 HERE = Path(__file__).resolve().parent
-METHODS = ["sequence_mean", "sequence_sum_bow", "answer_sum", "answer_mean"]
 COLUMNS = ["prompt", "chosen", "rejected"]
 EXAMPLE_ROWS = [
     ["*MOT: what is that ?", "*CHI: it looks like a gun .", "*CHI: you do it like that ."],
@@ -31,6 +31,11 @@ def load_metric():
     if _metric is None:
         _metric = evaluate.load(str(HERE / "dialogue_minpairs.py"))
     return _metric
+
+
+def metric_methods() -> list[str]:
+    """The scoring methods the metric accepts, read from its module (the scorer's METHODS): the menu never drifts."""
+    return list(sys.modules[type(load_metric()).__module__].METHODS)
 
 
 def read_rows(table) -> list[list[str]]:
@@ -85,7 +90,8 @@ def build_demo() -> gr.Blocks:
         with gr.Row():
             model_id = gr.Textbox(label="Model", value=DEFAULT_MODEL, scale=3)
             revision = gr.Textbox(label="Revision (optional)", placeholder="main or checkpoint-2000", scale=2)
-            method = gr.Dropdown(METHODS, value=METHODS[0], label="Method", scale=2)
+            methods = metric_methods()
+            method = gr.Dropdown(methods, value=methods[0], label="Method", scale=2)
         table = gr.Dataframe(
             value=EXAMPLE_ROWS,
             headers=COLUMNS,

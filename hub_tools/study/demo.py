@@ -1,4 +1,4 @@
-"""`babyhub demo`: the whole study in one command, offline.
+"""The whole study in one call, offline: `run_demo`, which `babyhub demo` runs.
 
     # the made-up sample that ships with babyhub (a first look, about two minutes)
     babyhub demo --quick
@@ -24,18 +24,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import secrets
 import shutil
 import socket
-import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from hub_tools.errors import BabyhubError
 from hub_tools.hubenv import configure_for_endpoint
-from hub_tools.paths import REPO_ROOT, SPACES
-from hub_tools.publish import repo_url
+from hub_tools.paths import REPO_ROOT
+from hub_tools.repos import repo_url
 
 DEFAULT_NAMESPACE = "babyhub"
 DEFAULT_PORT = 8787
@@ -94,44 +92,22 @@ class DemoResult:
     table: str
 
 
-# ------------------------------------------------------------------------------------------------- CLI
-def register(subparsers) -> None:
-    """Add `babyhub demo`."""
-    demo = subparsers.add_parser(
-        "demo",
-        help="reproduce the whole study offline: data, baby, DPO, evaluation, Spaces, results table",
-        description=__doc__.split("\n\n", 2)[2].split("Every stage")[0].strip(),
-    )
-    demo.add_argument("--workdir", type=Path, default=Path("babyhub-demo"), help="where everything is built")
-    demo.add_argument("--pairs", type=Path, default=None, help="word-matched minimal-pair CSV (default: sample)")
-    demo.add_argument("--tok-pairs", type=Path, default=None, help="token-matched minimal-pair CSV (eval only)")
-    demo.add_argument(
-        "--blimp", type=Path, default=None, help="BLiMP folder (default: ../shared/data/blimp if present)"
-    )
-    demo.add_argument("--quick", action="store_true", help="small budgets: under 10 minutes on 2 CPU cores")
-    demo.add_argument("--namespace", default=DEFAULT_NAMESPACE, help="namespace of every repo (default: babyhub)")
-    demo.add_argument(
-        "--port", type=int, default=DEFAULT_PORT, help="port of the local hub (default 8787, or a free one)"
-    )
-    for name in PLAN_FIELDS:
-        flag = name.replace("_", "-")
-        demo.add_argument(f"--{flag}", type=int, default=None, help=f"override the plan's {name} (see the docs)")
-    demo.set_defaults(func=_run)
-
-
-def _run(args) -> int:
-    plan = QUICK if args.quick else FULL
-    overrides = {key: getattr(args, key) for key in PLAN_FIELDS if getattr(args, key) is not None}
+def make_plan(quick: bool, **overrides: int | None) -> DemoPlan:
+    """The `--quick` or full plan with some of its numbers replaced (None keeps the plan's); each at least 1."""
+    overrides = {key: value for key, value in overrides.items() if value is not None}
     for key, value in overrides.items():
         if value < 1:
-            raise BabyhubError(f"--{key.replace('_', '-')} must be at least 1, got {value}.")
-    plan = replace(plan, **overrides)
-    result = run_demo(
-        args.workdir, pairs=args.pairs, tok_pairs=args.tok_pairs, blimp=args.blimp, plan=plan,
-        namespace=args.namespace, port=args.port,
-    )  # fmt: skip
-    print(report_text(result))
-    return 0
+            raise BabyhubError(f"the plan's {key} must be at least 1, got {value}.")
+    return replace(QUICK if quick else FULL, **overrides)
+
+
+def resolve_blimp(blimp: Path | None) -> Path | None:
+    """The BLiMP folder to score: `blimp`, or ../shared/data/blimp when none is given and it is there (else None)."""
+    if blimp is None:
+        return SHARED_BLIMP if SHARED_BLIMP.is_dir() else None
+    if not Path(blimp).is_dir():
+        raise BabyhubError(f"{blimp}: no such folder; give the folder of BLiMP <paradigm>.txt files.")
+    return Path(blimp)
 
 
 # ------------------------------------------------------------------------------------------ the local hub
@@ -155,20 +131,19 @@ def start_hub(workdir: Path, port: int):
     if os.environ.get("HF_ENDPOINT"):
         configure_for_endpoint()
         return os.environ["HF_ENDPOINT"], None
+    # The local hub's modules import no huggingface_hub: they may come first.
+    from hub_tools.local_hub.server import start_background
+    from hub_tools.local_hub.tokens import ensure_token_file, read_first_token
+
     root = workdir / "hub"
-    root.mkdir(parents=True, exist_ok=True)
-    token_file = root / "tokens"
-    if not token_file.is_file():
-        token_file.write_text(f"hf_demo_{secrets.token_hex(16)}\n", encoding="utf-8")
-        token_file.chmod(0o600)
-    from hub_tools.local_hub.server import start_background  # imports no huggingface_hub: it may come first
+    token_file = ensure_token_file(root)
 
     # Port 0 when the asked one is taken: the server binds a free port itself (no probe-then-bind race).
     hub = start_background(root, port=port if _port_is_free(port) else 0, token_file=token_file)
     configure_for_endpoint(hub.url)
     # The demo's own cache: files of this hub never mix with a huggingface.co cache under the same repo ids.
     os.environ.setdefault("HF_HOME", str(workdir / "hf_home"))
-    os.environ["HF_TOKEN"] = token_file.read_text(encoding="utf-8").split()[0]
+    os.environ["HF_TOKEN"] = read_first_token(token_file)
     return hub.url, hub
 
 
@@ -219,10 +194,9 @@ def head_commit(repo_id: str, repo_type: str = "model", revision: str = "main") 
 
 def checkpoint_branches(repo_id: str) -> list[str]:
     """The repo's checkpoint-<step> branches, by step (none if the repo does not exist yet)."""
-    from hub_tools.branches import checkpoint_step
-    from hub_tools.checkpoints import hub_checkpoint_branches
+    from hub_tools.hub.revisions import list_revisions
 
-    return sorted(hub_checkpoint_branches(repo_id), key=checkpoint_step)
+    return [r.name for r in list_revisions(repo_id, missing_ok=True, main_step=False) if r.name != "main"]
 
 
 # --------------------------------------------------------------------------------------------- the study
@@ -236,16 +210,26 @@ def run_demo(
     namespace: str = DEFAULT_NAMESPACE,
     port: int = DEFAULT_PORT,
 ) -> DemoResult:
-    """Run (or bring up to date) every stage of the study; see the module docstring."""
+    """Run (or bring up to date) every stage of the study; see the module docstring.
+
+    Args:
+        workdir: where everything is built (created): data, models, runs, the local hub, the results.
+        pairs: the word-length-matched minimal-pair CSV (default: babyhub's made-up sample).
+        tok_pairs: the token-length-matched CSV, evaluated as a second split (optional).
+        blimp: the BLiMP folder (default: ../shared/data/blimp when it is there; else BLiMP is skipped).
+        plan: how much of everything (`QUICK`, `FULL`, or `make_plan`).
+        namespace: the namespace of every repo the demo publishes.
+        port: the port of the local hub it starts when HF_ENDPOINT is not set (a free one if taken).
+
+    Returns:
+        A `DemoResult`: the results table and its rows, what was published, which stages ran or were skipped.
+    """
     workdir = Path(workdir).resolve()
-    for flag, path in (("--pairs", pairs), ("--tok-pairs", tok_pairs)):
+    for path in (pairs, tok_pairs):
         if path is not None and not Path(path).is_file():
-            raise BabyhubError(f"{flag} {path}: no such file; give a minimal-pair CSV (see ../shared/data/README.md).")
-    if blimp is None and SHARED_BLIMP.is_dir():
-        blimp = SHARED_BLIMP
-    if blimp is not None and not Path(blimp).is_dir():
-        raise BabyhubError(f"--blimp {blimp}: no such folder; give the folder of BLiMP <paradigm>.txt files.")
-    # Inputs are checked above, before the work folder exists: a bad flag leaves nothing behind.
+            raise BabyhubError(f"{path}: no such file; give a minimal-pair CSV (see ../shared/data/README.md).")
+    blimp = resolve_blimp(blimp)
+    # Inputs are checked above, before the work folder exists: bad input leaves nothing behind.
     workdir.mkdir(parents=True, exist_ok=True)
     # Start (or reach) the hub before anything imports huggingface_hub.
     endpoint, hub = start_hub(workdir, port)
@@ -275,7 +259,7 @@ def run_demo(
 
 def _publish(stages, stage: str, key: str, folder: Path, repo_id: str, repo_type: str, message: str) -> str | None:
     """Push `folder` unless this stage already published it (its content may since carry pushed results)."""
-    from hub_tools.publish import push_folder
+    from hub_tools.hub.publish import push_folder
 
     previous = stages.done(stage, key)
     if previous is not None and previous.get(repo_id) and head_commit(repo_id, repo_type) is not None:
@@ -286,11 +270,9 @@ def _publish(stages, stage: str, key: str, folder: Path, repo_id: str, repo_type
 
 def stage_data(stages, workdir, ns, endpoint, pairs, tok_pairs, published) -> tuple[str, dict]:
     """Build the preference datasets and publish each with its card."""
-    from hub_tools.minpairs import SAMPLE_PAIRS, SAMPLE_TRAIN_ROWS
-    from hub_tools.preferences import PUBLISHED_TRAIN_ROWS, build_preference_datasets, file_sha256
+    from hub_tools.data.preferences import build_preference_datasets, file_sha256, source_and_train_rows
 
-    source = Path(pairs) if pairs else SAMPLE_PAIRS
-    train_rows = PUBLISHED_TRAIN_ROWS if pairs else SAMPLE_TRAIN_ROWS
+    source, train_rows = source_and_train_rows(pairs)
     out = workdir / "data"
     key = fingerprint(file_sha256(source), tok_pairs and file_sha256(tok_pairs), train_rows)
     names = {"train": "child-dpo-preferences", "eval": "child-dpo-preferences-eval"}
@@ -319,7 +301,7 @@ def stage_baby(stages, workdir, ns, endpoint, data_key, data, plan, published) -
     """Bootstrap the tiny baby from the training split on the hub and publish it: the baseline.
 
     Returns (stage key, repo id, commit of the uploaded weights)."""
-    from hub_tools.baby import bootstrap_baby
+    from hub_tools.training.baby import bootstrap_baby
 
     repo_id = f"{ns}/baby-llama"
     key = fingerprint(data_key, plan.baby_steps)
@@ -344,33 +326,10 @@ def _snapshot(repo_id: str, repo_type: str, revision: str | None = None) -> str:
     return snapshot_download(repo_id, repo_type=repo_type, revision=revision)
 
 
-STAND_IN_NOTE = (
-    "> **Stand-in teacher.** This split was made by `babyhub demo`, offline, with the bootstrapped baby itself as "
-    "the teacher, because no teacher LLM can be reached there. Its chosen answers are *not* those of a capable "
-    "teacher LLM: use it to exercise the pipeline, not as research data. The study proper uses a real teacher "
-    "(`babyhub data synthesize --teacher <LLM>`)."
-)
-
-
-def label_stand_in_teacher(folder: Path) -> None:
-    """Mark a synthetic split made with the baby as teacher: a tag and a note at the top of its card."""
-    from huggingface_hub import DatasetCard
-
-    path = folder / "README.md"
-    card = DatasetCard.load(path)
-    if "stand-in-teacher" in (card.data.tags or []):
-        return
-    card.data.tags = [*(card.data.tags or []), "stand-in-teacher"]
-    lines = card.text.lstrip("\n").split("\n")
-    # Put the note right under the title so nobody reads the card without seeing it.
-    at = 1 if lines and lines[0].startswith("# ") else 0
-    card.text = "\n".join([*lines[:at], "", STAND_IN_NOTE, "", *lines[at:]])
-    card.save(path)
-
-
 def stage_synthetic(stages, workdir, ns, endpoint, baby_key, data, baby, plan, published) -> tuple[str, str]:
     """A synthetic split with the baby as a stand-in teacher (no teacher LLM offline), clearly labelled."""
-    from hub_tools.synthesize import synthesize_preferences
+    from hub_tools.cards.dataset_card import mark_stand_in_teacher
+    from hub_tools.data.synthesize import synthesize_preferences
 
     repo_id = f"{ns}/child-dpo-preferences-synthetic"
     key = fingerprint(baby_key, plan.synthetic_rows)
@@ -383,7 +342,7 @@ def stage_synthetic(stages, workdir, ns, endpoint, baby_key, data, baby, plan, p
             batch_size=64, restart=True,
         )  # fmt: skip
         print(f"[demo] {report.summary()}", flush=True)
-        label_stand_in_teacher(out)
+        mark_stand_in_teacher(out)
     commit = _publish(stages, "synthetic", key, out, repo_id, "dataset", "Upload the synthetic split (babyhub demo)")
     published.append(Published("dataset (synthetic, stand-in teacher)", repo_id, "dataset",
                                repo_url(endpoint, repo_id, "dataset"), local_path=str(out)))  # fmt: skip
@@ -434,51 +393,40 @@ def stage_train(stages, workdir, ns, endpoint, name, baby, train, data, plan, pu
 
 def stage_evaluate(stages, keys, models, data, blimp, plan) -> list[dict]:
     """Score every model on the evaluation split(s) and BLiMP; write the results into each model's card."""
-    from hub_tools.eval_commands import EVAL_BATCH_SIZE
+    from hub_tools.branches import Revision
     from hub_tools.evaluation import (
-        blimp_eval_result,
-        evaluate_blimp,
-        evaluate_minpairs,
-        minpairs_eval_result,
-        push_results_to_card,
+        BlimpResult,
+        EvalModel,
+        evaluate_revisions,
+        head_of_suite,
+        push_results,
         read_blimp_suite,
         read_minpairs_data,
     )
-    from hub_tools.scoring import Scorer, default_workers
 
-    eval_sets = {split: repo for split, repo in data.items() if split != "train"}
+    splits = {repo: split for split, repo in data.items() if split != "train"}
     key = fingerprint(keys, str(blimp), plan.eval_pairs, plan.blimp_pairs)
     outputs = stages.done("evaluate", key)
     if outputs is not None:
         stages.announce("evaluate", True, f"{len(outputs['rows'])} models")
         return outputs["rows"]
-    suite = None
+    datasets = []
+    for repo in splits:
+        pairs = read_minpairs_data(repo).head(plan.eval_pairs)
+        pairs.name = repo  # the table and the cards name the split by its repo
+        datasets.append(pairs)
     if blimp is not None:
-        suite = read_blimp_suite(blimp)
-        if plan.blimp_pairs:
-            suite = {k: (good[: plan.blimp_pairs], bad[: plan.blimp_pairs]) for k, (good, bad) in suite.items()}
-    sets = {}
-    for split, repo in eval_sets.items():
-        pairs = read_minpairs_data(repo)
-        n = plan.eval_pairs
-        sets[split] = replace(pairs, name=repo, prompts=pairs.prompts[:n], chosen=pairs.chosen[:n],
-                              rejected=pairs.rejected[:n])  # fmt: skip
+        datasets.append(head_of_suite(read_blimp_suite(blimp), plan.blimp_pairs))
     rows = []
     for name, repo in models.items():
         commit = head_commit(repo)
-        scorer = Scorer.from_pretrained(repo, revision=commit, batch_size=EVAL_BATCH_SIZE, workers=default_workers())
-        row = {"model": MODEL_LABELS[name], "repo_id": repo, "commit": commit[:10]}
-        results = []
-        for split, pairs in sets.items():
-            result = evaluate_minpairs(scorer, pairs)
-            row[f"minpairs_{split}"], row[f"minpairs_{split}_n"] = result.accuracy, result.n
-            results.append(minpairs_eval_result(result))
-        if suite is not None:
-            result = evaluate_blimp(scorer, suite)
-            row["blimp"], row["blimp_n"] = result.accuracy, result.n
-            results.append(blimp_eval_result(result))
+        results = evaluate_revisions(EvalModel(repo), [Revision("main", commit=commit)], datasets)
         # The card on the hub gets the numbers as model-index results (nothing else in it changes).
-        push_results_to_card(repo, "main", results)
+        push_results(results)
+        row = {"model": MODEL_LABELS[name], "repo_id": repo, "commit": commit[:10]}
+        for result in (r.result for r in results):
+            column = "blimp" if isinstance(result, BlimpResult) else f"minpairs_{splits[result.dataset]}"
+            row[column], row[f"{column}_n"] = result.accuracy, result.n
         rows.append(row)
         scores = ", ".join(f"{k}={v:.4f}" for k, v in row.items() if isinstance(v, float))
         print(f"[demo] evaluated {repo}@{commit[:10]}: {scores}", flush=True)
@@ -489,14 +437,13 @@ def stage_evaluate(stages, keys, models, data, blimp, plan) -> list[dict]:
 
 def stage_spaces(stages, ns, endpoint, models, data, published) -> None:
     """Publish the `dialogue_minpairs` metric Space and the chat Space comparing the three models."""
-    from hub_tools.space_bundle import push_space
-    from hub_tools.space_commands import push_chat_space
+    from hub_tools.spaces import CHAT_SPACE, METRIC_SPACE, push_space
 
     metric_repo = f"{ns}/dialogue_minpairs"
-    metric = push_space(SPACES / "dialogue_minpairs", metric_repo)
+    metric = push_space(METRIC_SPACE, metric_repo)
     chat_repo = f"{ns}/baby-chat"
     model_list = ",".join(models[name] for name in ("baseline", "dpo-real", "dpo-synthetic"))
-    chat = push_chat_space(SPACES / "baby_chat", chat_repo, models=model_list, examples_dataset=data["eval"])
+    chat = push_space(CHAT_SPACE, chat_repo, models=model_list, examples_dataset=data["eval"])
     for what, repo_id in (("metric Space (evaluate.load)", metric_repo), ("chat Space", chat_repo)):
         published.append(Published(what, repo_id, "space", repo_url(endpoint, repo_id, "space")))
     changed = [r.repo_id for r in (metric, chat) if r.commit_oid]
@@ -534,9 +481,3 @@ def report_text(result: DemoResult) -> str:
     elif result.skipped:
         out.append(f"Up to date and skipped: {', '.join(result.skipped)}")
     return "\n".join(out)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    from hub_tools.cli import main
-
-    sys.exit(main(["demo", *sys.argv[1:]]))

@@ -11,7 +11,7 @@ prompt/chosen/rejected (the published convention, see ../shared/data/README.md):
     child-dpo-preferences-eval-tokens  rows [train_rows, ...) of the token-length-matched CSV (if given)
 
 Everything is read and validated before anything is written; the folders are built in a staging folder
-inside --out and renamed into place, so a failed build leaves no half-written dataset behind.
+inside the output folder and renamed into place, so a failed build leaves no half-written dataset behind.
 """
 
 import hashlib
@@ -22,9 +22,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hub_tools.dialogue import join_turns, strip_tag
+from hub_tools.data.minpairs import SAMPLE_PAIRS, SAMPLE_TRAIN_ROWS, MinimalPair, in_rows, read_minimal_pairs
+from hub_tools.dialogue import strip_tag
 from hub_tools.errors import BabyhubError
-from hub_tools.minpairs import SAMPLE_PAIRS, MinimalPair, MinimalPairsRead, in_rows, read_minimal_pairs
 
 TRAIN_NAME = "child-dpo-preferences"
 EVAL_NAME = "child-dpo-preferences-eval"
@@ -32,7 +32,6 @@ EVAL_TOKENS_NAME = "child-dpo-preferences-eval-tokens"
 PUBLISHED_TRAIN_ROWS = 18_000
 TEXT_FORMATS = ("tags", "plain")
 COLUMNS = ("prompt", "chosen", "rejected")
-CARD_TEMPLATE = "child_dpo_preferences.md"
 
 
 def read_preferences(name: str, revision: str | None = None, split: str = "train"):
@@ -66,7 +65,7 @@ class Leakage:
     prompt_rows: int  # eval rows whose prompt occurs in train
     unique_prompts: int  # distinct such prompts
     pair_rows: int  # eval rows whose (prompt, chosen) occurs in train
-    removed: int = 0  # rows dropped by --dedupe-eval
+    removed: int = 0  # rows dropped by dedupe_eval
 
 
 @dataclass
@@ -163,15 +162,6 @@ def file_sha256(*paths: Path) -> str:
     return digest.hexdigest()
 
 
-def matched_on(path: Path) -> str:
-    name = path.name.lower()
-    if name.startswith("tok_"):
-        return "length of the child answer in subword tokens"
-    if name.startswith("len_") or path == SAMPLE_PAIRS:
-        return "length of the child answer in words"
-    return "as given by the source file"
-
-
 def data_file_for(rows: list[dict]) -> str:
     """The parquet path of a split, named after a fingerprint of its rows.
 
@@ -190,7 +180,7 @@ def write_dataset_folder(folder: Path, rows: list[dict], card, data_file: str) -
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from hub_tools.dataset_card import write_card
+    from hub_tools.cards.dataset_card import write_card
 
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "data").mkdir(exist_ok=True)
@@ -211,92 +201,57 @@ def install_folders(staging: Path, out_dir: Path, names: list[str]) -> None:
         (staging / name).rename(target)
 
 
-def _card(
-    name: str,
-    rows: list[dict],
-    read: MinimalPairsRead,
-    source: Path,
-    *,
-    train_rows: int,
-    text_format: str,
-    sha256: str,
-    skipped: dict[str, int],
-    leakage: Leakage | None,
-    family: list[str],
-    data_file: str,
-):
-    from hub_tools.dataset_card import DEFAULT_LICENSE, build_card_data, example_lines, render_dataset_card
+def source_and_train_rows(pairs_csv: str | Path | None, train_rows: int | None = None) -> tuple[Path, int]:
+    """The CSV a build reads and the number of rows [0, N) that form its training split.
 
-    made_up = source.resolve() == SAMPLE_PAIRS.resolve()
-    role = {
-        TRAIN_NAME: ("training", f"rows 0–{train_rows - 1:,} of the source file"),
-        EVAL_NAME: ("evaluation", f"rows {train_rows:,}–{read.rows_read - 1:,} of the source file"),
-        EVAL_TOKENS_NAME: ("evaluation", f"rows {train_rows:,}–{read.rows_read - 1:,} of the source file"),
-    }[name]
-    pretty = f"Child DPO preferences ({role[0]}, {'word' if name != EVAL_TOKENS_NAME else 'token'}-length-matched)"
-    if made_up:
-        pretty += " — made-up sample"
-    extra_tags = ["made-up-sample"] if made_up else []
-    data = build_card_data(
-        pretty_name=pretty,
-        num_rows=len(rows),
-        source_datasets=["original"] if made_up else ["extended|childes"],
-        extra_tags=extra_tags,
-        license="apache-2.0" if made_up else DEFAULT_LICENSE,
-        data_file=data_file,
-    )
-    summary = (
-        f"Dialogue minimal pairs for Direct Preference Optimization of baby language models: for each caregiver turn "
-        f"(`prompt`), the child's real answer (`chosen`) and a length-matched child answer taken from elsewhere "
-        f"(`rejected`). This is the {role[0]} split of the family."
-    )
-    use = (
-        "Fine-tuning small language models trained on child-directed speech (BabyLM-style) with DPO, e.g. with TRL's "
-        "`DPOTrainer`."
-        if name == TRAIN_NAME
-        else "Evaluating models on dialogue minimal pairs: a model should prefer the real answer to the mismatched "
-        "one given the caregiver turn. Not for training."
-    )
-    example = rows[0] if rows else {"prompt": "*MOT: what is that ?", "chosen": "*CHI: a ball ."}
-    return render_dataset_card(
-        CARD_TEMPLATE,
-        data,
-        made_up=made_up,
-        summary=summary,
-        source_file=source.name,
-        rows_read=read.rows_read,
-        source_sha256=sha256,
-        matched_on=matched_on(source),
-        train_rows=train_rows,
-        rows_description=role[1],
-        num_rows=len(rows),
-        family=family,
-        text_format=text_format,
-        joined_example=join_turns(example["prompt"], example["chosen"]),
-        examples=example_lines(rows),
-        skipped=skipped,
-        leakage=leakage,
-        intended_use=use,
-    )
+    Without a CSV: babyhub's small made-up sample (for demos and first looks, never research) and its 240
+    training rows; with one, the published 18,000 rows, unless `train_rows` says otherwise.
+    """
+    if pairs_csv is None:
+        return SAMPLE_PAIRS, SAMPLE_TRAIN_ROWS if train_rows is None else train_rows
+    return Path(pairs_csv), PUBLISHED_TRAIN_ROWS if train_rows is None else train_rows
+
+
+def _rows_description(name: str, train_rows: int, rows_read: int) -> str:
+    if name == TRAIN_NAME:
+        return f"rows 0–{train_rows - 1:,} of the source file"
+    return f"rows {train_rows:,}–{rows_read - 1:,} of the source file"
 
 
 def build_preference_datasets(
-    pairs_csv: str | Path,
+    pairs_csv: str | Path | None,
     out_dir: str | Path,
     *,
     tok_pairs_csv: str | Path | None = None,
-    train_rows: int = PUBLISHED_TRAIN_ROWS,
+    train_rows: int | None = None,
     text_format: str = "tags",
     skip_invalid: bool = False,
     dedupe_eval: bool = False,
 ) -> BuildReport:
-    """Build child-dpo-preferences (+ -eval, + -eval-tokens) under out_dir; see the module docstring."""
+    """Build child-dpo-preferences (+ -eval, + -eval-tokens) under out_dir; see the module docstring.
+
+    Args:
+        pairs_csv: the word-length-matched minimal-pair CSV; None builds from babyhub's made-up sample.
+        out_dir: the folder that receives the dataset folders (created; older builds of them are replaced).
+        tok_pairs_csv: the token-length-matched CSV, for the `-eval-tokens` split (optional).
+        train_rows: rows [0, N) of each CSV form the training split (default: 18,000 as published; 240 for the
+            sample); the rest is for evaluation.
+        text_format: `tags` (keep the CHILDES speaker tags, as published) or `plain`.
+        skip_invalid: skip invalid rows and count them per kind in the cards, instead of stopping at the first.
+        dedupe_eval: drop evaluation rows whose (prompt, chosen) pair also occurs in training.
+
+    Returns:
+        A `BuildReport`: each split's folder, rows, skipped rows and overlap with training.
+    """
+    from hub_tools.cards.dataset_card import render_preference_card
+
     start = time.perf_counter()
+    pairs_csv, train_rows = source_and_train_rows(pairs_csv, train_rows)
     if text_format not in TEXT_FORMATS:
         raise BabyhubError(f"unknown text format {text_format!r}: use one of {', '.join(TEXT_FORMATS)}.")
     if train_rows < 1:
-        raise BabyhubError(f"--train-rows must be at least 1 (got {train_rows}).")
-    pairs_csv, out_dir = Path(pairs_csv), Path(out_dir)
+        raise BabyhubError(f"the training split must have at least 1 row (asked for {train_rows}).")
+    out_dir = Path(out_dir)
     sources = [(pairs_csv, [TRAIN_NAME, EVAL_NAME])]
     if tok_pairs_csv is not None:
         sources.append((Path(tok_pairs_csv), [EVAL_TOKENS_NAME]))
@@ -306,8 +261,8 @@ def build_preference_datasets(
     for path, _ in sources:
         if reads[path].rows_read <= train_rows:
             raise BabyhubError(
-                f"{path} has {reads[path].rows_read} data rows, not more than --train-rows {train_rows}: "
-                "nothing would be left for evaluation. Pass a smaller --train-rows."
+                f"{path} has {reads[path].rows_read} data rows, not more than the {train_rows} training rows asked "
+                "for: nothing would be left for evaluation. Ask for fewer training rows."
             )
 
     # 2. split by the published rule: the source row number decides, so a skipped row never shifts the split
@@ -319,7 +274,7 @@ def build_preference_datasets(
         for name in names
     }
 
-    # 3. measure leakage of each evaluation split against training; --dedupe-eval drops shared (prompt, chosen)
+    # 3. measure leakage of each evaluation split against training; dedupe_eval drops shared (prompt, chosen)
     leakage: dict[str, Leakage] = {}
     for name in rows:
         if name == TRAIN_NAME:
@@ -340,11 +295,14 @@ def build_preference_datasets(
             for name in names:
                 skipped = read.skipped_in(*ranges[name])
                 data_file = data_file_for(rows[name])
-                card = _card(
-                    name,
+                card = render_preference_card(
+                    "training" if name == TRAIN_NAME else "evaluation",
                     rows[name],
-                    read,
                     path,
+                    made_up=path.resolve() == SAMPLE_PAIRS.resolve(),
+                    rows_read=read.rows_read,
+                    rows_description=_rows_description(name, train_rows, read.rows_read),
+                    token_matched=name == EVAL_TOKENS_NAME,
                     train_rows=train_rows,
                     text_format=text_format,
                     sha256=sha256,

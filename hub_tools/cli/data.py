@@ -12,7 +12,13 @@
     babyhub push build/data/child-dpo-preferences --repo-id me/child-dpo-preferences --repo-type dataset
 """
 
+from __future__ import annotations
+
 import argparse
+
+from hub_tools import errors, repos
+from hub_tools.cli import _options
+from hub_tools.data.synthesize import BACKENDS, DEFAULT_MAX_WORDS
 
 
 def register(subparsers) -> None:
@@ -27,16 +33,11 @@ def register(subparsers) -> None:
         "card + data/*.parquet): child-dpo-preferences (rows [0, --train-rows)), child-dpo-preferences-eval (the "
         "rest) and, with --tok-pairs, child-dpo-preferences-eval-tokens. Nothing is written if a row is invalid.",
     )
-    build.add_argument(
-        "--pairs",
-        default=None,
-        help="word-length-matched minimal-pair CSV (default: babyhub's small made-up sample, for demos)",
-    )
-    build.add_argument("--tok-pairs", default=None, help="token-length-matched CSV for the -eval-tokens split")
+    _options.add_pairs(build)
     build.add_argument("--out", required=True, help="folder that receives the dataset folders")
     build.add_argument(
         "--train-rows",
-        type=int,
+        type=_options.positive_int,
         default=None,
         help="rows [0, N) form the training split (default: 18000 as published; 240 for the made-up sample)",
     )
@@ -55,7 +56,7 @@ def register(subparsers) -> None:
         action="store_true",
         help="remove evaluation rows whose (prompt, chosen) pair also occurs in training",
     )
-    build.set_defaults(func=_run_build)
+    build.set_defaults(func=handle_data_build)
 
     synth = data_sub.add_parser(
         "synthesize",
@@ -67,16 +68,21 @@ def register(subparsers) -> None:
     synth.add_argument("--train", required=True, help="training preference dataset folder (child-dpo-preferences)")
     synth.add_argument("--teacher", required=True, help="teacher model: local folder or Hub id")
     synth.add_argument("--out", required=True, help="output dataset folder (child-dpo-preferences-synthetic)")
-    synth.add_argument("--backend", choices=["transformers", "vllm", "openai"], default="transformers")
-    synth.add_argument("--revision", default=None, help="teacher revision (branch, tag or commit)")
-    synth.add_argument("--batch-size", type=int, default=16, help="prompts per generation batch")
+    synth.add_argument("--backend", choices=BACKENDS, default="transformers")
+    _options.add_revision(synth, help="teacher revision (branch, tag or commit)")
+    _options.add_batch_size(synth, default=16, help="prompts per generation batch (default: 16)")
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--limit", type=int, default=None, help="only the first N training rows (for trials)")
-    synth.add_argument("--max-words", type=int, default=None, help="longer answers are filtered out (default 20)")
-    synth.add_argument("--device", default="cpu", help="torch device for the transformers backend")
+    synth.add_argument(
+        "--max-words",
+        type=int,
+        default=DEFAULT_MAX_WORDS,
+        help=f"longer answers are filtered out (default {DEFAULT_MAX_WORDS})",
+    )
+    _options.add_device(synth, help="torch device for the transformers backend")
     synth.add_argument("--api-base", default=None, help="openai backend: base URL (default: $OPENAI_BASE_URL)")
     synth.add_argument("--restart", action="store_true", help="discard an interrupted run's state and start over")
-    synth.set_defaults(func=_run_synthesize)
+    synth.set_defaults(func=handle_data_synthesize)
 
     push = subparsers.add_parser(
         "push",
@@ -84,45 +90,48 @@ def register(subparsers) -> None:
         description="Upload a folder to a Hub repository in one commit (endpoint and token from the environment: "
         "HF_ENDPOINT, HF_TOKEN). Creates the repository if needed; identical content makes no new commit.",
     )
-    push.add_argument("folder", help="folder to push (e.g. build/data/child-dpo-preferences)")
-    push.add_argument("--repo-id", required=True, help="NAMESPACE/NAME")
-    push.add_argument("--repo-type", choices=["dataset", "model", "space"], default="dataset")
-    push.add_argument("--revision", default="main", help="branch to push to (default: main)")
-    push.add_argument("--private", action="store_true", help="create the repository as private")
+    push.add_argument(
+        "folder",
+        type=_options.existing_dir("a folder built by babyhub (e.g. `babyhub data build`)"),
+        help="folder to push (e.g. build/data/child-dpo-preferences)",
+    )
+    _options.add_repo_id(push)
+    push.add_argument("--repo-type", choices=repos.REPO_TYPES, default="dataset")
+    _options.add_revision(push, default="main", help="branch to push to (default: main)")
+    _options.add_private(push)
     push.add_argument("--message", default=None, help="commit message")
     push.add_argument(
         "--overwrite-branch",
         action="store_true",
         help="let a push to a non-main --revision replace a branch that holds other content (refused by default)",
     )
-    push.set_defaults(func=_run_push)
+    push.set_defaults(func=handle_push)
 
 
-def _run_build(args: argparse.Namespace) -> int:
-    from hub_tools.minpairs import SAMPLE_PAIRS, SAMPLE_TRAIN_ROWS
-    from hub_tools.preferences import PUBLISHED_TRAIN_ROWS, build_preference_datasets
+def handle_data_build(args: argparse.Namespace) -> int:
+    from hub_tools.data.minpairs import SAMPLE_PAIRS, InvalidRow
+    from hub_tools.data.preferences import build_preference_datasets
 
-    pairs = args.pairs or SAMPLE_PAIRS
     if args.pairs is None:
         print(f"no --pairs given: building from the made-up sample {SAMPLE_PAIRS.name} (not CHILDES data)")
-    train_rows = args.train_rows
-    if train_rows is None:  # `or` would take an explicit 0 for "not given" and skip the build's check
-        train_rows = SAMPLE_TRAIN_ROWS if args.pairs is None else PUBLISHED_TRAIN_ROWS
-    report = build_preference_datasets(
-        pairs,
-        args.out,
-        tok_pairs_csv=args.tok_pairs,
-        train_rows=train_rows,
-        text_format=args.text_format,
-        skip_invalid=args.skip_invalid,
-        dedupe_eval=args.dedupe_eval,
-    )
+    try:
+        report = build_preference_datasets(
+            args.pairs,
+            args.out,
+            tok_pairs_csv=args.tok_pairs,
+            train_rows=args.train_rows,
+            text_format=args.text_format,
+            skip_invalid=args.skip_invalid,
+            dedupe_eval=args.dedupe_eval,
+        )
+    except InvalidRow as err:
+        raise errors.BabyhubError(f"{err} Pass --skip-invalid to skip such rows and count them instead.") from err
     print(report.summary())
     return 0
 
 
-def _run_synthesize(args: argparse.Namespace) -> int:
-    from hub_tools.synthesize import DEFAULT_MAX_WORDS, synthesize_preferences
+def handle_data_synthesize(args: argparse.Namespace) -> int:
+    from hub_tools.data.synthesize import synthesize_preferences
 
     report = synthesize_preferences(
         args.train,
@@ -133,7 +142,7 @@ def _run_synthesize(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         seed=args.seed,
         limit=args.limit,
-        max_words=DEFAULT_MAX_WORDS if args.max_words is None else args.max_words,
+        max_words=args.max_words,
         device=args.device,
         api_base=args.api_base,
         restart=args.restart,
@@ -142,20 +151,11 @@ def _run_synthesize(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_push(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from hub_tools.errors import BabyhubError
-
-    folder = Path(args.folder)
-    if not folder.is_dir():
-        raise BabyhubError(f"{folder} is not a folder: pass a folder built by babyhub (e.g. `babyhub data build`).")
-    from hub_tools.publish import check_repo_id, push_folder
-
-    check_repo_id(args.repo_id, "me/child-dpo-preferences")
+def handle_push(args: argparse.Namespace) -> int:
+    from hub_tools.hub.publish import push_folder
 
     result = push_folder(
-        folder,
+        args.folder,
         args.repo_id,
         repo_type=args.repo_type,
         revision=args.revision,
@@ -163,8 +163,5 @@ def _run_push(args: argparse.Namespace) -> int:
         commit_message=args.message,
         overwrite_branch=args.overwrite_branch,
     )
-    if result.commit_oid is None:
-        print(f"{result.repo_id}: already up to date at {result.revision}, no new commit ({result.url})")
-    else:
-        print(f"{result.repo_id}: pushed {folder} to {result.revision} as commit {result.commit_oid} ({result.url})")
+    print(_options.pushed(result, args.folder))
     return 0

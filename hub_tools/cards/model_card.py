@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hub_tools.paths import MODEL_CARDS, require_dir
+from hub_tools.repos import is_repo_id, repo_url
 
 TEMPLATE = "dpo_model.md"
 # TRL's DPO metric names, in the order a card lists them.
@@ -61,12 +62,8 @@ class TrainingCardInfo:
     max_steps: int | None = None
 
 
-def _hub_id(name: str) -> bool:
-    """A Hub id (namespace/name), not a local path: only those go into the card's `datasets` metadata."""
-    return name.count("/") == 1 and not name.startswith((".", "/", "~"))
-
-
 def framework_versions() -> dict[str, str]:
+    """The versions a card states (the libraries a result depends on, and Python)."""
     import datasets
     import huggingface_hub
     import tokenizers
@@ -86,10 +83,16 @@ def framework_versions() -> dict[str, str]:
 
 
 def render_training_card(info: TrainingCardInfo):
-    """The ModelCard of one revision of a DPO-trained baby."""
-    from huggingface_hub import ModelCard, ModelCardData
+    """The model card of one revision of a DPO-trained baby.
 
-    from hub_tools.publish import repo_url
+    Args:
+        info: what the card states (`hub_tools.training.card.RunCard.write` fills it from a run).
+
+    Returns:
+        A `huggingface_hub.ModelCard`: typed `ModelCardData` front matter (with `model-index` when the revision was
+        scored on an evaluation set), the body from `model_cards/dpo_model.md`.
+    """
+    from huggingface_hub import ModelCard, ModelCardData
 
     eval_results = None
     if info.eval_score is not None:
@@ -99,10 +102,11 @@ def render_training_card(info: TrainingCardInfo):
         score = info.eval_score
         result = MinpairsResult(score.dataset.id, score.method, score.accuracy, score.pairs, score.ties)
         eval_results = [minpairs_eval_result(result, dataset_revision=score.dataset.revision)]
-    hub_datasets = [d.id for d in info.datasets if _hub_id(d.id)]
+    # Only Hub ids (not local paths) go into the card's metadata, where the Hub links them.
+    hub_datasets = [d.id for d in info.datasets if is_repo_id(d.id)]
     card_data = ModelCardData(
         model_name=info.repo_id.split("/")[-1],
-        base_model=info.base_model if _hub_id(info.base_model) else None,
+        base_model=info.base_model if is_repo_id(info.base_model) else None,
         datasets=hub_datasets or None,
         language="en",
         library_name="transformers",

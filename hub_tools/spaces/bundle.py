@@ -50,30 +50,6 @@ def build_space_bundle(space_dir: str | Path, out_dir: str | Path) -> Path:
     return out
 
 
-def push_space(
-    space_dir: str | Path,
-    repo_id: str,
-    *,
-    private: bool = False,
-    token: str | None = None,
-    endpoint: str | None = None,
-):
-    """Create (if needed) the Space `repo_id` and make it hold the bundle of `space_dir`; returns the PushResult."""
-    from hub_tools.publish import push_folder
-
-    with tempfile.TemporaryDirectory(prefix="babyhub-space-") as tmp:
-        bundle = build_space_bundle(space_dir, Path(tmp) / Path(space_dir).name)
-        return push_folder(
-            bundle,
-            repo_id,
-            repo_type="space",
-            private=private,
-            token=token,
-            endpoint=endpoint,
-            commit_message=f"Upload Space {Path(space_dir).name} (bundled by babyhub)",
-        )
-
-
 def _copy_space(space: Path, target: Path) -> None:
     """Copy the Space's files; a symlink becomes a copy of the file it points to (which must be in the repo)."""
     for path in sorted(space.rglob("*")):

@@ -3,13 +3,14 @@
 The Trainer's own `hub_strategy` pushes all checkpoints to one branch and *skips* a push while the
 previous one is still running. Here each save is staged (hard links of the model files, so a rotated
 or half-overwritten checkpoint folder cannot change what is pushed) and queued; one background thread
-pushes the queue in order to `checkpoint-<step>` with `hub_tools.publish.push_folder` (which retries
+pushes the queue in order to `checkpoint-<step>` with `hub_tools.hub.publish.push_folder` (which retries
 connection errors and 5xx itself). A job that still fails is tried again after the others, at `close()`;
 what fails even then is reported, never dropped silently. `submit` never waits for the network.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import queue
@@ -20,8 +21,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hub_tools.branches import checkpoint_branch, checkpoint_step
+from hub_tools.branches import Revision, checkpoint_branch, checkpoint_step
 from hub_tools.errors import BabyhubError
+from hub_tools.hub.revisions import list_revisions
+from hub_tools.repos import InvalidName, parse_repo_ref
 
 logger = logging.getLogger(__name__)
 
@@ -43,31 +46,100 @@ CHECKPOINT_FILES = [
 ]
 RETRY_WAIT = 2.0  # seconds between a queue's own attempts at one job (push_folder retries inside each attempt)
 EXCLUDED_FILES = ["optimizer.pt", "optimizer.bin", "scheduler.pt", "rng_state*.pth", "training_args.bin"]
+# What `main` never holds of a run's output folder: the checkpoints (they have their branches), the staging and
+# resume folders, TensorBoard runs and the training state.
+FINAL_EXCLUDED = ["checkpoint-*", ".push/*", ".resume/*", "runs/*", "*.pt", "*.pth", "training_args.bin"]
 
 
-def hub_checkpoint_branches(repo_id: str) -> set[str]:
-    """The checkpoint-<step> branches of a model repo (empty if the repo does not exist yet)."""
-    from huggingface_hub import HfApi
-    from huggingface_hub.errors import RepositoryNotFoundError
+def check_push_target(repo_id: str, resume_step: int | None) -> list[Revision]:
+    """The checkpoint branches of `repo_id` that a run resumed at `resume_step` keeps, in step order.
 
-    try:
-        refs = HfApi().list_repo_refs(repo_id)
-    except RepositoryNotFoundError:
-        return set()
-    except Exception as err:  # fail before training, not after it, when the Hub cannot be reached
-        from huggingface_hub import constants
+    A fresh run (`resume_step` None) must not mix its checkpoints into a repo that already has some: their steps
+    would interleave with another run's. Asked before training, so that an unreachable Hub fails the run before
+    hours of training, not after.
 
+    Args:
+        repo_id: the model repo the run pushes to.
+        resume_step: the step the run resumes from, or None for a fresh run.
+
+    Returns:
+        The branches at or before `resume_step` (later ones are re-trained and replaced); [] for a fresh run.
+
+    Raises:
+        BabyhubError: a fresh run into a repo with checkpoint branches, or the Hub cannot be reached.
+    """
+    existing = [r for r in list_revisions(repo_id, missing_ok=True, main_step=False) if r.name != "main"]
+    if existing and resume_step is None:
         raise BabyhubError(
-            f"cannot reach the Hub at {constants.ENDPOINT} to check {repo_id} ({type(err).__name__}: {err}). "
-            "Start the local hub (`babyhub hub serve`) or check HF_ENDPOINT and HF_TOKEN, or train without "
-            "--push_to_hub."
-        ) from err
-    return {b.name for b in refs.branches if checkpoint_step(b.name) is not None}
+            f"{repo_id} already has checkpoint branches ({', '.join(r.name for r in existing)}): resume that run "
+            f"from one of them ({repo_id}@{existing[-1].name}), or push to another repo."
+        )
+    return [r for r in existing if resume_step is not None and r.step <= resume_step]
+
+
+@dataclass(frozen=True)
+class ResumePoint:
+    """Where a run resumes: a checkpoint folder with its `trainer_state.json`, the step it holds, and (for a
+    checkpoint downloaded from the Hub) the branch it came from."""
+
+    path: str
+    step: int
+    revision: Revision | None = None
+
+
+def resolve_resume(value: str | None, download_dir: str | Path) -> ResumePoint | None:
+    """A local checkpoint folder as it is; `NAMESPACE/NAME@checkpoint-<step>` downloaded from the Hub.
+
+    A Hub branch holds the model and `trainer_state.json` but no optimizer state (`CHECKPOINT_FILES`): the
+    Trainer resumes the step count and the log history from it, and a fresh optimizer.
+
+    Args:
+        value: a checkpoint folder, a checkpoint branch reference, or None (no resume).
+        download_dir: where a Hub checkpoint goes (in `download_dir/checkpoint-<step>`).
+
+    Returns:
+        The `ResumePoint`, or None when `value` is empty.
+    """
+    if not value:
+        return None
+    if Path(value).is_dir():
+        state = Path(value) / "trainer_state.json"
+        if not state.is_file():
+            raise BabyhubError(f"{value} has no trainer_state.json: pass a checkpoint-<step> folder of a run.")
+        return ResumePoint(value, int(json.loads(state.read_text())["global_step"]))
+    try:
+        ref = parse_repo_ref(value)
+    except InvalidName:
+        ref = None
+    if ref is None or ref.revision is None or checkpoint_step(ref.revision) is None:
+        raise BabyhubError(f"{value!r}: not a folder, and not NAMESPACE/NAME@checkpoint-<step> on the Hub.")
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
+
+    target = Path(download_dir) / ref.revision
+    try:
+        snapshot_download(ref.repo_id, revision=ref.revision, local_dir=target)
+    except (RepositoryNotFoundError, RevisionNotFoundError, HfHubHTTPError) as err:
+        raise BabyhubError(f"cannot download {value} from the Hub: {err}. Check the repo id and the branch.") from err
+    if not (target / "trainer_state.json").is_file():
+        raise BabyhubError(f"{value} has no trainer_state.json: it was not pushed by babyhub's checkpoint queue.")
+    return ResumePoint(str(target), checkpoint_step(ref.revision), Revision.of_branch(ref.revision))
 
 
 def stage_checkpoint(checkpoint_dir: Path, staging_dir: Path) -> Path:
-    """Copy (hard-link when possible) the files a branch holds from `checkpoint_dir` into `staging_dir`."""
-    from hub_tools.publish import list_folder_files
+    """Copy (hard-link when possible) the files a branch holds from `checkpoint_dir` into `staging_dir`.
+
+    The files are only listed here, on the training thread; the push thread reads and hashes them once, when it
+    pushes. A hard link keeps the staged content even when the Trainer deletes or rewrites its checkpoint.
+
+    Args:
+        checkpoint_dir: a `checkpoint-<step>` folder the Trainer saved.
+        staging_dir: the folder to (re)create with the files of `CHECKPOINT_FILES`, without the Trainer's card.
+
+    Returns:
+        `staging_dir`.
+    """
+    from hub_tools.hub.publish import list_folder_files
 
     if staging_dir.exists():
         shutil.rmtree(staging_dir)
@@ -113,6 +185,15 @@ class CheckpointPushQueue:
     queue = CheckpointPushQueue("me/baby-dpo")
     queue.submit(2000, stage_checkpoint(Path("out/checkpoint-2000"), Path("out/.push/checkpoint-2000")))
     report = queue.close()  # waits for the pushes; report.failed lists what never landed
+
+    Args:
+        repo_id: the model repo.
+        private: create the repo private if it does not exist.
+        overwrite_after: the step a run resumed from: branches of later steps (an abandoned run's) may be replaced.
+        max_attempts: attempts at a job while training runs, and again at `close()`.
+        retry_wait: seconds between attempts (default `RETRY_WAIT`).
+        push: the push function (default `hub_tools.hub.publish.push_folder`; tests pass a fake hub).
+        remove_after_push: delete a staged folder once it is on the Hub (failed ones stay).
     """
 
     def __init__(
@@ -126,7 +207,7 @@ class CheckpointPushQueue:
         push: Callable | None = None,
         remove_after_push: bool = False,
     ):
-        from hub_tools.publish import push_folder
+        from hub_tools.hub.publish import push_folder
 
         self.repo_id = repo_id
         self.private = private
@@ -216,3 +297,26 @@ class CheckpointPushQueue:
         self.report.failed[job.revision] = job.error or "unknown error"
         if not final:
             self._retry_later.append(job)
+
+
+def push_final_model(folder: str | Path, repo_id: str, *, step: int, private: bool = False):
+    """Push a run's output folder (the final model, its card, curves and metrics CSV) to `main` of `repo_id`.
+
+    Args:
+        folder: the run's output folder.
+        repo_id: the model repo.
+        step: the final step (named in the commit message).
+        private: create the repo private if it does not exist.
+
+    Returns:
+        `hub_tools.hub.publish.PushResult` of the push.
+    """
+    from hub_tools.hub import publish
+
+    return publish.push_folder(
+        folder,
+        repo_id,
+        private=private,
+        commit_message=f"Final model at step {step}",
+        ignore_patterns=FINAL_EXCLUDED,
+    )

@@ -6,12 +6,13 @@
         --to https://huggingface.co --repo me/baby-dpo --repo datasets/me/child-dpo-preferences
 """
 
-import os
-import secrets
+from __future__ import annotations
+
+import argparse
 import sys
 from pathlib import Path
 
-from hub_tools.errors import BabyhubError
+from hub_tools import errors
 from hub_tools.hubenv import is_local_endpoint
 
 
@@ -30,7 +31,7 @@ def register(subparsers) -> None:
         default=None,
         help="write tokens, one per line (default: ROOT/tokens, created with a random token)",
     )
-    serve.set_defaults(func=run_serve)
+    serve.set_defaults(func=handle_hub_serve)
 
     sync = hub_sub.add_parser("sync", help="mirror repos with all branches and tags from one hub to another")
     sync.add_argument("--from", dest="source", required=True, help="source endpoint, e.g. http://127.0.0.1:8787")
@@ -42,40 +43,23 @@ def register(subparsers) -> None:
         metavar="[TYPE/]NS/NAME",
         help="repo to mirror (repeatable; TYPE is models, datasets or spaces; default: all repos)",
     )
-    sync.add_argument(
-        "--from-token-file",
-        type=Path,
-        default=None,
-        help="file whose first line is the source token (default: HF_TOKEN / saved login)",
-    )
-    sync.add_argument(
-        "--to-token-file",
-        type=Path,
-        default=None,
-        help="file whose first line is the destination token (default: HF_TOKEN / saved login)",
-    )
-    sync.set_defaults(func=run_sync)
+    for end, name in (("from", "source"), ("to", "destination")):
+        sync.add_argument(
+            f"--{end}-token-file",
+            type=Path,
+            default=None,
+            help=f"file whose first line is the {name} token (default: HF_TOKEN / saved login)",
+        )
+    sync.set_defaults(func=handle_hub_sync)
 
 
-def _ensure_token_file(root: Path, token_file: Path | None) -> Path:
-    if token_file is not None:
-        if not token_file.is_file():
-            raise BabyhubError(f"--token-file {token_file}: file not found; create it with one token per line")
-        return token_file
-    token_file = root / "tokens"
-    if not token_file.exists():
-        root.mkdir(parents=True, exist_ok=True)
-        fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(f"hf_local_{secrets.token_hex(16)}\n")
-    return token_file
-
-
-def run_serve(args) -> int:
+def handle_hub_serve(args: argparse.Namespace) -> int:
     from hub_tools.local_hub.server import serve
+    from hub_tools.local_hub.tokens import ensure_token_file
 
     root = args.root.expanduser().resolve()
-    token_file = _ensure_token_file(root, args.token_file)
+    with errors.from_flag("--token-file"):
+        token_file = ensure_token_file(root, args.token_file)
     if not is_local_endpoint(f"http://{args.host}"):
         print(
             f"babyhub hub serve: warning: listening on {args.host}, not loopback: anyone who can reach this "
@@ -94,28 +78,21 @@ def run_serve(args) -> int:
     return 0
 
 
-def _read_token(path: Path | None) -> str | None:
-    from hub_tools.local_hub.storage import read_token_file
+def handle_hub_sync(args: argparse.Namespace) -> int:
+    from hub_tools.hub.sync import sync_repos
+    from hub_tools.local_hub.tokens import read_first_token
 
-    if path is None:
-        return None
-    if not path.is_file():
-        raise BabyhubError(f"token file {path} not found")
-    lines = read_token_file(path)
-    if not lines:
-        raise BabyhubError(f"token file {path} is empty: put the token on its first line")
-    return lines[0]
-
-
-def run_sync(args) -> int:
-    from hub_tools.sync import sync_repos
-
+    tokens = {}
+    for end in ("from", "to"):
+        path = getattr(args, f"{end}_token_file")
+        with errors.from_flag(f"--{end}-token-file"):
+            tokens[end] = None if path is None else read_first_token(path)
     report = sync_repos(
         args.source.rstrip("/"),
         args.dest.rstrip("/"),
         repos=args.repo,
-        source_token=_read_token(args.from_token_file),
-        dest_token=_read_token(args.to_token_file),
+        source_token=tokens["from"],
+        dest_token=tokens["to"],
     )
     print(
         f"synced {len(report.repos)} repo(s): {report.commits} commit(s), {report.files_uploaded} file(s) uploaded, "

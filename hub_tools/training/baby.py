@@ -99,7 +99,7 @@ def read_bootstrap_texts(train_dir: str | Path) -> tuple[list[str], int]:
 
     Only the `train` split is read: evaluation rows must never reach the baby.
     """
-    from hub_tools.preferences import read_preferences
+    from hub_tools.data.preferences import read_preferences
 
     source = str(train_dir)
     train = read_preferences(source)
@@ -274,8 +274,20 @@ def bootstrap_baby(
 ) -> Path:
     """Train a tokenizer and a baby Llama on the training split of `train_dir`; save an HF folder at `out_dir`.
 
-    `max_steps` overrides the size's epoch budget (tests use a few dozen steps); `dataset_id` names the dataset
-    on the Hub in the card. Returns `out_dir`.
+    The folder is written beside `out_dir` and renamed into place: a failure never leaves half a model.
+
+    Args:
+        train_dir: a preference dataset folder (`babyhub data build`) or its Hub id; only `train` is read.
+        out_dir: the model folder to create (it must not exist, or be empty).
+        size: a key of `SIZES` (`tiny` ≈1 M parameters for a CPU, `small` ≈25 M for a GPU).
+        max_steps: optimizer steps, overriding the size's epoch budget (tests use a few dozen).
+        seed: seeds the weights' initialisation and the order of the blocks.
+        dataset_id: the dataset's Hub id, named in the card's metadata.
+        device: where to train (default: CUDA when available, else the CPU).
+        progress: show a progress bar.
+
+    Returns:
+        `out_dir`, holding the model, the tokenizer and the card (`README.md`).
     """
     import torch
 
@@ -286,7 +298,7 @@ def bootstrap_baby(
     spec = SIZES[size]
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):
-        raise BabyhubError(f"{out} exists and is not empty: choose a new --out folder or remove it.")
+        raise BabyhubError(f"{out} exists and is not empty: choose a new folder for the baby, or remove it.")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     start = time.perf_counter()
 

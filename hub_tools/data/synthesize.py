@@ -204,7 +204,7 @@ def _teacher_revision(teacher: str, model) -> str:
     commit = getattr(model.config, "_commit_hash", None)
     folder = Path(teacher)
     if folder.is_dir():
-        from hub_tools.preferences import file_sha256
+        from hub_tools.data.preferences import file_sha256
 
         weights = sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin"))
         return f"local-sha256:{file_sha256(*weights)[:16]}"
@@ -361,7 +361,7 @@ class RunState:
 
 def read_train_rows(train: str | Path) -> list[dict]:
     """The rows of a preference dataset's `train` split: a local folder (Hub layout) or a Hub dataset id."""
-    from hub_tools.preferences import read_preferences
+    from hub_tools.data.preferences import read_preferences
 
     source = str(train)
     if not Path(source).is_dir() and source.count("/") != 1:
@@ -398,7 +398,7 @@ def synthesize_preferences(
     """Write a child-dpo-preferences-synthetic folder at out_dir; see the module docstring."""
     from tqdm.auto import tqdm
 
-    from hub_tools.preferences import data_file_for, install_folders, write_dataset_folder
+    from hub_tools.data.preferences import data_file_for, install_folders, write_dataset_folder
 
     start = time.perf_counter()
     if batch_size < 1 or max_words < 1 or (limit is not None and limit < 1):
@@ -489,7 +489,7 @@ def teacher_label(teacher: str) -> str:
 
 def render_synthetic_card(report, settings, rows, train_dir, max_words, *, made_up=False, data_file="data/train-*"):
     """The card of a synthetic split: teacher, revision, backend, prompt, sampling, seed, filter counts."""
-    from hub_tools.dataset_card import build_card_data, example_lines, render_dataset_card
+    from hub_tools.cards.dataset_card import build_card_data, example_lines, render_dataset_card
 
     data = build_card_data(
         pretty_name="Child DPO preferences (synthetic chosen answers)" + (" — made-up sample" if made_up else ""),

@@ -1,12 +1,14 @@
 """`babyhub baby bootstrap`, `babyhub train` and `babyhub plots`."""
 
+from __future__ import annotations
+
 import argparse
 
-from hub_tools.baby import SIZES
+from hub_tools.training.baby import SIZES
 
 
 def register(subparsers) -> None:
-    """Add this module's subcommands to `babyhub`."""
+    """Add `baby bootstrap`, `train` and `plots` to `babyhub`."""
     baby = subparsers.add_parser("baby", help="make a baby language model of your own")
     baby_sub = baby.add_subparsers(dest="baby_command", metavar="COMMAND", required=True)
     boot = baby_sub.add_parser(
@@ -21,7 +23,7 @@ def register(subparsers) -> None:
     boot.add_argument("--max-steps", type=int, default=None, help="optimizer steps (default: the size's epochs)")
     boot.add_argument("--seed", type=int, default=0)
     boot.add_argument("--dataset-id", default=None, help="Hub id of the training dataset, named in the card")
-    boot.set_defaults(func=_run_bootstrap)
+    boot.set_defaults(func=handle_baby_bootstrap)
 
     # `babyhub train` takes exactly train_dpo.py's arguments: every token goes to TrlParser untouched
     # ('+' as the only prefix char makes argparse leave `--flag value` alone).
@@ -32,7 +34,7 @@ def register(subparsers) -> None:
         add_help=False,
     )
     train.add_argument("argv", nargs="*", help=argparse.SUPPRESS)
-    train.set_defaults(func=_run_train)
+    train.set_defaults(func=handle_train)
 
     plots = subparsers.add_parser(
         "plots",
@@ -42,11 +44,11 @@ def register(subparsers) -> None:
     plots.add_argument("metrics", nargs="+", help="training_metrics.csv file(s); several runs share each figure")
     plots.add_argument("--out", required=True, help="folder for the PNG files")
     plots.add_argument("--label", action="append", default=None, help="run label (once per CSV, in order)")
-    plots.set_defaults(func=_run_plots)
+    plots.set_defaults(func=handle_plots)
 
 
-def _run_bootstrap(args) -> int:
-    from hub_tools.baby import bootstrap_baby
+def handle_baby_bootstrap(args: argparse.Namespace) -> int:
+    from hub_tools.training.baby import bootstrap_baby
 
     out = bootstrap_baby(
         args.train, args.out, size=args.size, max_steps=args.max_steps, seed=args.seed, dataset_id=args.dataset_id
@@ -55,14 +57,14 @@ def _run_bootstrap(args) -> int:
     return 0
 
 
-def _run_train(args) -> int:
+def handle_train(args: argparse.Namespace) -> int:
     import train_dpo
 
     return train_dpo.run(args.argv, prog="babyhub train")
 
 
-def _run_plots(args) -> int:
-    from hub_tools.plots import plot_metrics
+def handle_plots(args: argparse.Namespace) -> int:
+    from hub_tools.evaluation.plots import plot_metrics
 
     written = plot_metrics(args.metrics, args.out, labels=args.label)
     for path in written:

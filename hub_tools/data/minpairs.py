@@ -97,10 +97,7 @@ class InvalidRow(BabyhubError):
         problem, fix = PROBLEMS[kind]
         where = f"{path}: line {line} (data row {row}), field {column!r}"
         detail = f" ({detail})" if detail else ""
-        super().__init__(
-            f"{where} {problem}{detail}: {fix}. Nothing was written; "
-            "pass --skip-invalid to skip such rows and count them instead."
-        )
+        super().__init__(f"{where} {problem}{detail}: {fix}. Nothing was written.")
         self.path, self.line, self.row, self.column, self.kind = path, line, row, column, kind
 
 

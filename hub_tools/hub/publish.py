@@ -11,7 +11,7 @@ sha256 for LFS files), and sends it as one commit whose parent is the head it co
   checkpoint's files only, never a copy of main;
 - an existing branch holding other content is not overwritten unless `overwrite_branch=True`.
 
-    from hub_tools.publish import push_folder
+    from hub_tools.hub.publish import push_folder
     result = push_folder("out/checkpoint-2000", "me/baby-dpo", revision="checkpoint-2000")
 """
 
@@ -303,11 +303,6 @@ class _Session:
         else:
             url = repos.revision_url(endpoint, self.repo_id, self.repo_type, self.revision)
         return PushResult(self.repo_id, self.repo_type, self.revision, commit_oid, url)
-
-
-def check_repo_id(repo_id: str, example: str) -> None:
-    """Compatibility name for `hub_tools.repos.check_repo_id` (data_commands and space_commands still call it)."""
-    repos.check_repo_id(repo_id, example=example)
 
 
 def _check_target(repo_id: str, repo_type: str, revision: str) -> None:

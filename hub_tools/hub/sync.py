@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hub_tools.errors import BabyhubError
-from hub_tools.publish import hub_api, hub_message
+from hub_tools.hub.publish import hub_api, hub_message
 from hub_tools.repos import RepoRef, git_blob_sha1, parse_repo_ref
 
 logger = logging.getLogger(__name__)

@@ -1,0 +1,1 @@
+"""The study end to end: `run_demo` builds the data, bootstraps the baby, trains, evaluates and publishes."""
