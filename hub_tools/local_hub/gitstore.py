@@ -1,9 +1,11 @@
 """The local hub's repos as bare git repositories, with LFS content in a content-addressed store.
 
-This is `storage.Store`'s replacement (issue 14): the same public interface (`GitStore` for `Store`, the same
-`Repo`, the same return shapes), so the server swaps one import; plus the faster calls the handlers should move to
-(`tree_view`, `commit_info`, `read_file`). Layout under the root, created 0700 so that a private repo is nobody
-else's to read, whatever the umask:
+The local hub's store since issue 14 (it replaced the JSON store of `storage.py`). Handlers read through the fast
+calls: `resolve`, `tree_view(repo, commit)` (listings, paths-info, file lookups), `walk`/`history`, `read_file`,
+`read_blob`, `commit_info`. The JSON store's interface is kept for code written against it (`get_commit(...)
+["files"]` as a lazy mapping, `blob_path`, `put_bytes`, `has_blob`): it works, but costs more per file (a plain
+file's sha256 is hashed on first use). Layout under the root, created 0700 so that a private repo is nobody else's
+to read, whatever the umask:
 
     FORMAT                              "babyhub-git 1" (a root without it is migrated on open: migrate.py)
     owner.lock                          flock held by the process that owns the root (it cleans leftovers at start)
@@ -373,7 +375,7 @@ class GitStore:
             self.adopt_lfs_object(tmp, sha256, git_blob_sha1(data))
         return lfs.Pointer(sha256, len(data))
 
-    # The old names, for the server as it is (storage.Store's interface).
+    # The JSON store's names, for code written against it (see the module docstring).
     def blob_path(self, sha256: str) -> Path:
         """storage.Store.blob_path: a readable file with content `sha256` (LFS object, or a plain blob written out).
 
