@@ -101,6 +101,7 @@ def _content(store, repo, entry) -> bytes:
 def test_every_branch_tag_commit_and_file_survives_migration(old_root, monkeypatch):
     from huggingface_hub import HfApi, hf_hub_download
 
+    from hub_tools.local_hub import app as local_app
     from hub_tools.local_hub import server
     from hub_tools.local_hub.gitstore import FileEntry, GitStore
     from hub_tools.local_hub.migrate import migrate_root
@@ -153,7 +154,7 @@ def test_every_branch_tag_commit_and_file_survives_migration(old_root, monkeypat
 
     # the server as it is, with the git store swapped in, serves the migrated root to the real client
     assert migrate_root(old_root).repos == []  # a second run finds nothing left to do
-    monkeypatch.setattr(server, "Store", GitStore)
+    monkeypatch.setattr(local_app, "Store", GitStore)
     hub = server.start_background(old_root, tokens=[TOKEN])
     try:
         (meta, refs, commits) = old[("model", "babyhub/baby")]
