@@ -73,6 +73,10 @@ class AccuracyInterval:
     resamples: int | None = None
     seed: int | None = None
 
+    def format(self, digits: int = 4) -> str:
+        """`0.5766 [0.5654, 0.5877]`: the accuracy and its 95 % interval, for tables."""
+        return f"{self.accuracy:.{digits}f} [{self.ci95_low:.{digits}f}, {self.ci95_high:.{digits}f}]"
+
 
 @dataclass(frozen=True)
 class PairedComparison:
@@ -96,6 +100,11 @@ class PairedComparison:
     method: str
     resamples: int | None = None
     seed: int | None = None
+
+    def format(self, digits: int = 4) -> str:
+        """`+0.0040 [-0.0070, +0.0150], p = 0.481`: the difference A - B, its 95 % interval and McNemar's p."""
+        interval = f"[{self.ci95_low:+.{digits}f}, {self.ci95_high:+.{digits}f}]"
+        return f"{self.difference:+.{digits}f} {interval}, {format_p_value(self.p_value)}"
 
 
 @dataclass(frozen=True)
@@ -285,6 +294,11 @@ def mcnemar_p_value(a_right_b_wrong: int, a_wrong_b_right: int) -> float:
         tail += term
         term = term * (m - i) // (i + 1)
     return min(1.0, 2 * tail / 2**m)
+
+
+def format_p_value(p: float) -> str:
+    """`p = 0.048`, or `p < 0.001` below that (more digits than three say nothing about a test)."""
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
 
 
 # ------------------------------------------------------------------------------------------------- seeds

@@ -299,3 +299,13 @@ def test_stats_module_uses_the_standard_library_only():
         elif isinstance(node, ast.ImportFrom) and node.module:
             imported.add(node.module.split(".")[0])
     assert imported - {"__future__"} <= sys.stdlib_module_names, imported
+
+
+def test_results_format_for_tables():
+    assert stats.AccuracyInterval(0.57661, 0.56543, 0.58771, 7548, 4352, "wilson").format() == (
+        "0.5766 [0.5654, 0.5877]"
+    )
+    paired = stats.compare_paired(*_outcome_lists((59, 6, 16, 80)))
+    text = paired.format(digits=3)
+    assert text.startswith("-0.062 [") and text.endswith(f"p = {paired.p_value:.3f}")
+    assert stats.format_p_value(0.0004) == "p < 0.001" and stats.format_p_value(0.0481) == "p = 0.048"
