@@ -9,7 +9,7 @@ Made to go into a paper as they are: every axis says what it measures and in whi
 when every run logged its epoch and they agree on the steps per epoch, epoch above; each run (or model) keeps one
 colour in every figure and panel; 200 dpi PNG, SVG (text kept as text, so labels stay editable and searchable) and
 PDF (TrueType fonts, as publishers ask), without a creation date, so the same data give the same files.
-`accuracy_figure` draws accuracy against step with its 95 % interval as a band (rows with `ci95_low` and
+`build_accuracy_figure` draws accuracy against step with its 95 % interval as a band (rows with `ci95_low` and
 `ci95_high`, see hub_tools/stats.py), one panel per dataset and method, one colour per model.
 """
 
@@ -177,7 +177,7 @@ def plot_metrics(
 
 
 # ------------------------------------------------------------------------------------ accuracy against step
-def accuracy_figure(
+def build_accuracy_figure(
     rows: Sequence[Mapping], *, title: str = "", steps_per_epoch: float | None = None, chance: float | None = 0.5
 ):
     """Accuracy against training step, one panel per (dataset, method), one colour per model (pure).
@@ -241,13 +241,13 @@ def plot_accuracy(
     title: str = "",
     steps_per_epoch: float | None = None,
 ) -> list[Path]:
-    """Draw `accuracy_figure(rows)` to `out` (a path without suffix, or with one of FORMATS) in each format.
+    """Draw `build_accuracy_figure(rows)` to `out` (a path without suffix, or with one of FORMATS) in each format.
 
     Returns:
         The paths written, in the order of `formats`.
     """
     formats = check_formats(formats)
-    fig = accuracy_figure(rows, title=title, steps_per_epoch=steps_per_epoch)
+    fig = build_accuracy_figure(rows, title=title, steps_per_epoch=steps_per_epoch)
     out = Path(out)
     if out.suffix.lstrip(".") in FORMATS:
         out = out.with_suffix("")

@@ -19,7 +19,7 @@ def _close_figures():
     yield
     import matplotlib.pyplot as plt
 
-    plt.close("all")  # build_figures and accuracy_figure return open figures
+    plt.close("all")  # build_figures and build_accuracy_figure return open figures
 
 
 # Log rows as TRL 1.x logs them, then as an older TRL spelled them (train/ prefix, no margins, extra keys).
@@ -203,7 +203,7 @@ SWEEP = [
 def test_accuracy_against_step_draws_the_interval_as_a_band_one_colour_per_model(tmp_path):
     from matplotlib.collections import PolyCollection
 
-    fig = plots.accuracy_figure(SWEEP, title="Dialogue minimal pairs", steps_per_epoch=562.5)
+    fig = plots.build_accuracy_figure(SWEEP, title="Dialogue minimal pairs", steps_per_epoch=562.5)
     panels = [ax for ax in fig.axes if ax.get_visible() and ax.get_title()]
     assert [ax.get_title() for ax in panels] == ["eval · sequence_mean", "eval · answer_sum"]
     colour = {}
@@ -233,12 +233,12 @@ def test_accuracy_against_step_draws_the_interval_as_a_band_one_colour_per_model
 def test_accuracy_rows_are_checked_naming_the_row():
     row = dict(SWEEP[0])
     with pytest.raises(BabyhubError, match=r"evaluation row 0 \(model 'ns/dpo-real', revision 'checkpoint-2000'\)"):
-        plots.accuracy_figure([dict(row, accuracy="high")])
+        plots.build_accuracy_figure([dict(row, accuracy="high")])
     with pytest.raises(BabyhubError, match="only one of ci95_low and ci95_high"):
-        plots.accuracy_figure([dict(row, ci95_high="")])
+        plots.build_accuracy_figure([dict(row, ci95_high="")])
     with pytest.raises(BabyhubError, match="lies outside its interval"):
-        plots.accuracy_figure([dict(row, accuracy="0.9")])
+        plots.build_accuracy_figure([dict(row, accuracy="0.9")])
     with pytest.raises(BabyhubError, match="`dataset` is missing"):
-        plots.accuracy_figure([dict(row, dataset="")])
+        plots.build_accuracy_figure([dict(row, dataset="")])
     with pytest.raises(BabyhubError, match="no evaluation rows to plot"):
-        plots.accuracy_figure([])
+        plots.build_accuracy_figure([])
