@@ -123,17 +123,15 @@ def read_users(lines: Iterable[tuple[str, str]]) -> dict[bytes, User]:
         if key in seen:
             raise TokenFileError(f"{where}: this token is already on an earlier line; give every token one line")
         seen.add(key)
-        parsed.append((key, user))
+        parsed.append((where, key, user))
     orgs: dict[str, set[str]] = {}
-    for _, user in parsed:
+    for _, _, user in parsed:
         orgs.setdefault(user.name.lower(), set()).update(user.orgs)
     org_names = {o.lower() for names in orgs.values() for o in names}
-    for _, user in parsed:
+    for where, _, user in parsed:
         if user.name.lower() in org_names:
-            raise TokenFileError(
-                f"{user.name!r} is both a user and an organisation: namespaces must be one or the other"
-            )
-    return {key: User(u.name, u.role, tuple(sorted(orgs[u.name.lower()])), u.everywhere) for key, u in parsed}
+            raise TokenFileError(f"{where}: {user.name!r} is both a user and an organisation; rename one")
+    return {key: User(u.name, u.role, tuple(sorted(orgs[u.name.lower()])), u.everywhere) for _, key, u in parsed}
 
 
 def token_file_lines(path: Path) -> list[tuple[str, str]]:
