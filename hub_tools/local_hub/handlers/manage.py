@@ -2,22 +2,14 @@
 token endpoints that name the fix; a Space's runtime.
 """
 
-import logging
-
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from hub_tools.local_hub import xet
 from hub_tools.local_hub.errors import HubError, bad_request, repo_not_found
-from hub_tools.local_hub.handlers.repos import _head, _private_field, _space_fields
+from hub_tools.local_hub.handlers.repos import main_head, private_field, space_fields
 from hub_tools.local_hub.wire import base_url, paginated, read_json
 from hub_tools.repos import check_repo_id, check_repo_type, repo_url
-
-logger = logging.getLogger("babyhub.local_hub")
-
-XET_MESSAGE = (
-    "This hub has no Xet storage: the upload or download tried Xet because hf_xet is installed. Set "
-    "HF_HUB_DISABLE_XET=1 in the environment before starting Python (export HF_HUB_DISABLE_XET=1), then run it again"
-)
 
 
 async def move_repo(hub, request: Request) -> Response:
@@ -51,7 +43,7 @@ async def duplicate_repo(hub, request: Request, repo_type: str, repo_id: str) ->
     if not isinstance(dest, str):
         raise bad_request("'repository' must be the new repo's id (NAMESPACE/NAME)")
     check_repo_id(dest)
-    private = _private_field(data)
+    private = private_field(data)
     hub.check_namespace(user, dest.split("/")[0], f"cannot duplicate {source.repo_id} to {dest}")
     store = hub.store
     files = store.get_commit(source, store.resolve(source, "main"))["files"]
@@ -105,7 +97,7 @@ async def list_user_repos(hub, request: Request, org: str | None = None) -> Resp
         for repo in hub.store.list_repos(repo_type):
             if repo.repo_id.split("/")[0].lower() != namespace.lower():
                 continue
-            _, commit = _head(hub, repo)
+            _, commit = main_head(hub, repo)
             size = sum(e["size"] for e in commit["files"].values()) if commit else 0
             items.append(
                 {
@@ -125,7 +117,8 @@ async def list_user_repos(hub, request: Request, org: str | None = None) -> Resp
 
 async def xet_token(hub, request: Request, repo_type: str, repo_id: str, revision: str) -> Response:
     """GET .../xet-write-token|xet-read-token/{rev}: no Xet here; a 400 whose message names HF_HUB_DISABLE_XET=1."""
-    raise HubError(400, XET_MESSAGE, "XetDisabled")
+    xet.note_attempt(request.url.path)
+    raise HubError(400, xet.MESSAGE, "XetDisabled")
 
 
 async def space_runtime(hub, request: Request, repo_type: str, repo_id: str) -> Response:
@@ -133,4 +126,4 @@ async def space_runtime(hub, request: Request, repo_type: str, repo_id: str) -> 
     if repo_type != "space":
         raise repo_not_found(repo_type, repo_id)
     repo = hub.readable_repo(request, repo_type, repo_id)
-    return JSONResponse(_space_fields(hub, repo)["runtime"])
+    return JSONResponse(space_fields(hub, repo)["runtime"])

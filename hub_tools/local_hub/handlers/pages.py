@@ -90,14 +90,14 @@ def error_page(hub, request: Request, err: HubError) -> HTMLResponse:
 
 # ---- listings ----
 def _summaries(hub, request: Request, repo_type: str, search: str | None) -> list[dict]:
-    from hub_tools.local_hub.handlers.repos import _head, repo_summary
+    from hub_tools.local_hub.handlers.repos import main_head, repo_summary
 
     user = hub.user(request)
     out = []
     for repo in hub.store.list_repos(repo_type):
         if not hub.can_read(user, repo) or (search and search.lower() not in repo.repo_id.lower()):
             continue
-        sha, commit = _head(hub, repo)
+        sha, commit = main_head(hub, repo)
         info = repo_summary(hub, repo, sha, commit)
         info["path"] = repo_path(repo)
         out.append(info)

@@ -42,7 +42,7 @@ async def whoami(hub, request: Request) -> Response:
     )
 
 
-def _private_field(data: dict) -> bool | None:
+def private_field(data: dict) -> bool | None:
     """`private` or `visibility` of a settings or create body, strictly typed (None when neither is given)."""
     private = data.get("private")
     if private is not None and not isinstance(private, bool):
@@ -64,7 +64,7 @@ async def create_repo(hub, request: Request) -> Response:
     if not isinstance(name, str) or (org is not None and not isinstance(org, str)):
         raise bad_request("'name' (and 'organization', if given) must be strings")
     repo_id = check_repo_id(f"{org or user.name}/{name}")
-    private = _private_field(data)
+    private = private_field(data)
     sdk = data.get("sdk")
     if sdk is not None and not isinstance(sdk, str):
         raise bad_request("'sdk' must be a string")
@@ -95,7 +95,7 @@ async def update_settings(hub, request: Request, repo_type: str, repo_id: str) -
     """PUT .../settings: `private`/`visibility` and `gated` (false, "auto" or "manual"), as `update_repo_settings`."""
     repo, _ = hub.writable_repo(request, repo_type, repo_id)
     data = await read_json(request, hub.max_api_body)
-    private = _private_field(data)
+    private = private_field(data)
     if "gated" in data and data["gated"] is not False and data["gated"] not in GATED:
         raise bad_request('\'gated\' must be false, "auto" or "manual"')
     if private is not None:
@@ -105,7 +105,7 @@ async def update_settings(hub, request: Request, repo_type: str, repo_id: str) -
     return JSONResponse({"private": repo.private, "gated": repo.gated})
 
 
-def _head(hub, repo) -> tuple[str | None, dict | None]:
+def main_head(hub, repo) -> tuple[str | None, dict | None]:
     """(main's head, its commit) of a repo; (None, None) for a repo without main."""
     sha = hub.store.refs(repo)["branches"].get("main")
     return sha, (hub.store.get_commit(repo, sha) if sha else None)
@@ -137,11 +137,11 @@ def repo_summary(hub, repo, sha: str | None, commit: dict | None) -> dict:
                 info[key] = meta[key]
     if repo.repo_type == "space":
         info["sdk"] = repo.meta.get("sdk") or meta.get("sdk")
-        info.update(_space_fields(hub, repo))
+        info.update(space_fields(hub, repo))
     return info
 
 
-def _space_fields(hub, repo) -> dict:
+def space_fields(hub, repo) -> dict:
     """A Space's runtime, and its host when it runs (gradio_client.Client("NS/NAME") connects there)."""
     status = hub.spaces.status(repo.repo_id) if hub.spaces is not None else None
     if status is None:
@@ -186,7 +186,7 @@ async def list_repos(hub, request: Request, repo_type: str) -> Response:
             continue
         if gated is not None and bool(repo.gated) != (gated.lower() == "true"):
             continue
-        sha, commit = _head(hub, repo)
+        sha, commit = main_head(hub, repo)
         info = repo_summary(hub, repo, sha, commit)
         tags = {t.lower() for t in info["tags"]}
         if any(f.lower() not in tags for f in filters):
