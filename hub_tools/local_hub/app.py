@@ -53,7 +53,9 @@ class Route:
 
     @classmethod
     def of(cls, methods: str, pattern: str, handler: Callable, repo_type: str | None = None) -> "Route":
-        return cls(frozenset(methods.split()), tuple(pattern.strip("/").split("/")), handler, repo_type)
+        return cls(
+            frozenset(methods.split()), tuple(p for p in pattern.strip("/").split("/") if p), handler, repo_type
+        )
 
     def match(self, method: str, segs: list[str]) -> dict | None:
         """The handler's keyword arguments when `method` and the raw segments fit this route, else None."""
@@ -140,9 +142,9 @@ API_ROUTES = [
 ]
 SITE_ROUTES = [
     Route.of("GET", "", pages.home),
-    Route.of("GET", "{listing}", pages.listing),
     Route.of("GET POST", "login", pages.login),
     Route.of("GET POST", "logout", pages.logout),
+    Route.of("GET", "{listing}", pages.listing),  # models, datasets, spaces (after the literal paths)
 ]
 WEB_ROUTES = [
     route

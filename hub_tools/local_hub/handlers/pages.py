@@ -66,7 +66,7 @@ def repo_path(repo) -> str:
     return f"/{URL_PREFIXES[repo.repo_type]}{repo.repo_id}"
 
 
-def render(hub, request: Request, template: str, status: int = 200, **context) -> HTMLResponse:
+def render(hub, request: Request, template: str, status_code: int = 200, **context) -> HTMLResponse:
     try:
         user = hub.user(request)
     except HubError:  # an unknown bearer token: the page is shown as to anyone
@@ -74,7 +74,7 @@ def render(hub, request: Request, template: str, status: int = 200, **context) -
     html = _env.get_template(template).render(user=user, path=request.url.path, **context)
     # Pages are private to whoever signed in: never cached by a shared cache, never framed elsewhere.
     headers = {"Cache-Control": "private, no-store", "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff"}
-    return HTMLResponse(html, status_code=status, headers=headers)
+    return HTMLResponse(html, status_code=status_code, headers=headers)
 
 
 def wants_page(request: Request, path: str) -> bool:
@@ -83,9 +83,7 @@ def wants_page(request: Request, path: str) -> bool:
 
 
 def error_page(hub, request: Request, err: HubError) -> HTMLResponse:
-    return render(
-        hub, request, "error.html", err.status, status=err.status, message=err.message, next=request.url.path
-    )
+    return render(hub, request, "error.html", err.status, code=err.status, message=err.message, next=request.url.path)
 
 
 # ---- listings ----
@@ -136,10 +134,16 @@ def _revision_context(hub, repo, revision: str) -> dict:
         "base": repo_path(repo),
         "kind": repo.repo_type,
         "revision": revision,
-        "branches": sorted(refs["branches"]),
+        "branches": sorted(refs["branches"], key=_branch_order),
         "tags": sorted(refs["tags"]),
         "pulls": sorted(store.pr_refs(repo)),
     }
+
+
+def _branch_order(name: str) -> tuple:
+    """main first, then checkpoint branches by step, then the others by name."""
+    step = checkpoint_step(name)
+    return (name != "main", step is None, step or 0, name)
 
 
 def model_index_rows(meta: dict | None) -> list[dict]:
