@@ -177,3 +177,29 @@ def test_missing_things_are_pages_for_browsers_and_json_for_clients(site):
     assert _page(f"{urls['repo']}/discussions/99").status_code == 404
     assert _page(f"{hub.url}/widgets").status_code == 404
     assert httpx.get(f"{urls['repo']}/resolve/main/nope.txt").json()["error"] == "Entry not found: nope.txt at main"
+
+
+def test_a_gated_repos_contents_stay_out_of_diffs_and_paths_are_quoted(site):
+    from huggingface_hub import HfApi
+
+    hub, _ = site
+    owner = HfApi(endpoint=hub.url, token=OWNER)
+    repo = "lab/gated-baby"
+    owner.create_repo(repo)
+    owner.update_repo_settings(repo, gated="manual")
+    secret = owner.upload_file(path_or_fileobj=b"the secret recipe\n", path_in_repo="odd name #1?.txt", repo_id=repo)
+    pr = HfApi(endpoint=hub.url, token=ALICE).upload_file(
+        path_or_fileobj=b"alice's secret\n", path_in_repo="x.txt", repo_id=repo, create_pr=True
+    )
+    commit_page = _page(secret.commit_url)
+    assert commit_page.status_code == 200 and "odd name #1?.txt" in commit_page.text
+    assert "the secret recipe" not in commit_page.text  # anonymous: no contents
+    assert "the secret recipe" in _page(secret.commit_url, headers={"authorization": f"Bearer {OWNER}"}).text
+    alice = {"authorization": f"Bearer {ALICE}"}
+    assert httpx.get(f"{hub.url}/api/models/{repo}/discussions/{pr.pr_num}", headers=alice).json()["diff"] == (
+        "diff --git a/x.txt b/x.txt\nnew file\nContents not shown (x.txt): the repo is gated\n"
+    )  # alice is not a member of lab: the manual gate keeps even her own change's text out
+    tree = _page(f"{hub.url}/{repo}/tree/main", headers={"authorization": f"Bearer {OWNER}"}).text
+    assert 'href="/lab/gated-baby/blob/main/odd%20name%20%231%3F.txt"' in tree
+    blob = _page(f"{hub.url}/{repo}/blob/main/odd%20name%20%231%3F.txt", headers={"authorization": f"Bearer {OWNER}"})
+    assert blob.status_code == 200 and "the secret recipe" in blob.text

@@ -20,6 +20,7 @@ class FileChange:
     old: dict | None
     new: dict | None
     diff: str | None = None
+    shown: bool = True  # False: the contents were not read (a gated repo, to someone without access)
 
     @property
     def binary(self) -> bool:
@@ -64,7 +65,7 @@ def changes(store, repo, old_files, new_files, *, with_diffs: bool = True) -> li
         if same(old, new):
             continue
         kind = "added" if old is None else "deleted" if new is None else "modified"
-        change = FileChange(path, kind, old, new)
+        change = FileChange(path, kind, old, new, shown=with_diffs)
         if with_diffs:
             before, after = _text(store, repo, old), _text(store, repo, new)
             if before is not None and after is not None:
@@ -92,7 +93,12 @@ def git_diff(changes_: list[FileChange]) -> str:
             parts.append("new file\n")
         elif change.kind == "deleted":
             parts.append("deleted file\n")
-        parts.append(change.diff if change.diff is not None else f"Binary files differ ({change.path})\n")
+        if change.diff is not None:
+            parts.append(change.diff)
+        elif change.shown:
+            parts.append(f"Binary files differ ({change.path})\n")
+        else:
+            parts.append(f"Contents not shown ({change.path}): the repo is gated\n")
     return "".join(parts)
 
 

@@ -18,6 +18,7 @@ from starlette.responses import JSONResponse, Response
 from hub_tools.local_hub import diffs
 from hub_tools.local_hub.discussions import comment_event, commit_event, status_event, title_event
 from hub_tools.local_hub.errors import HubError, bad_request
+from hub_tools.local_hub.handlers.files import check_gate
 from hub_tools.local_hub.rendering import render_markdown
 from hub_tools.local_hub.wire import read_json
 from hub_tools.repos import check_ref_name
@@ -69,7 +70,16 @@ def summary_json(repo, record: dict) -> dict:
     }
 
 
-def pr_state(hub, repo, record: dict) -> tuple[list[diffs.FileChange], list[str]]:
+def may_download(hub, request: Request, repo) -> bool:
+    """Whether the request may see file contents (a gated repo's diffs are shown only to those who may download)."""
+    try:
+        check_gate(hub, request, repo)
+    except HubError:
+        return False
+    return True
+
+
+def pr_state(hub, repo, record: dict, *, with_diffs: bool = True) -> tuple[list[diffs.FileChange], list[str]]:
     """A pull request's changes (from where it started to its head) and the files that conflict with its target."""
     store = hub.store
     head = store.resolve(repo, f"refs/pr/{record['num']}")
@@ -79,14 +89,14 @@ def pr_state(hub, repo, record: dict) -> tuple[list[diffs.FileChange], list[str]
     if record["status"] in ("open", "draft"):
         target = store.resolve(repo, record["changes"]["base"])
         _, conflicts = diffs.three_way(base_files, store.get_commit(repo, target)["files"], head_files)
-    return diffs.changes(store, repo, base_files, head_files), conflicts
+    return diffs.changes(store, repo, base_files, head_files, with_diffs=with_diffs), conflicts
 
 
-def details_json(hub, repo, record: dict) -> dict:
+def details_json(hub, repo, record: dict, *, with_diffs: bool = True) -> dict:
     out = {**summary_json(repo, record), "events": [event_json(e) for e in record["events"]]}
     out["changes"] = dict(record.get("changes") or {})
     if record["isPullRequest"]:
-        changes, conflicts = pr_state(hub, repo, record)
+        changes, conflicts = pr_state(hub, repo, record, with_diffs=with_diffs)
         out["filesWithConflicts"] = conflicts
         out["diff"] = diffs.git_diff(changes)
     return out
@@ -143,7 +153,7 @@ async def _create(hub, request: Request, repo_type: str, repo_id: str) -> Respon
         record = hub.discussions.create(
             repo, title=title, author=user.name, description=description, pull_request=False
         )
-    return JSONResponse(details_json(hub, repo, record))
+    return JSONResponse(details_json(hub, repo, record, with_diffs=may_download(hub, request, repo)))
 
 
 def open_pull_request(hub, repo, user, target: str, title: str, description: str) -> dict:
@@ -188,7 +198,8 @@ def record_commit(hub, repo, num: int, user, title: str, oid: str) -> None:
 
 async def discussion_details(hub, request: Request, repo_type: str, repo_id: str, num: str) -> Response:
     repo = hub.readable_repo(request, repo_type, repo_id)
-    return JSONResponse(details_json(hub, repo, hub.discussions.get(repo, parse_num(num))))
+    record = hub.discussions.get(repo, parse_num(num))
+    return JSONResponse(details_json(hub, repo, record, with_diffs=may_download(hub, request, repo)))
 
 
 async def change_discussion(hub, request: Request, repo_type: str, repo_id: str, num: str, action: str) -> Response:

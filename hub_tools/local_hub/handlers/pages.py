@@ -23,7 +23,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from hub_tools.branches import checkpoint_step
 from hub_tools.local_hub import diffs
 from hub_tools.local_hub.errors import HubError
-from hub_tools.local_hub.handlers.discussions import details_json, parse_num, pr_state
+from hub_tools.local_hub.handlers.discussions import details_json, may_download, parse_num, pr_state
 from hub_tools.local_hub.handlers.files import last_commits, tree_entries
 from hub_tools.local_hub.metadata import CARD_PATH
 from hub_tools.local_hub.rendering import render_markdown
@@ -58,6 +58,7 @@ def _number(value) -> str:
 
 
 _env.filters.update(size=_size, number=_number, short=lambda oid: (oid or "")[:7], rev=lambda r: quote(r, safe=""))
+_env.filters["path"] = lambda p: quote(p, safe="/")  # a file path in a URL: its '/' kept, '?', '#', '%' encoded
 _env.filters["day"] = lambda date: (date or "")[:10]
 
 
@@ -291,7 +292,13 @@ async def commit_page(hub, request: Request, repo_type: str, repo_id: str, oid: 
     if commit is None:
         raise HubError(404, f"Commit {oid} not found in {repo.repo_id}", "RevisionNotFound")
     parent = hub.store.get_commit(repo, commit["parents"][0]) if commit["parents"] else None
-    changes = diffs.changes(hub.store, repo, parent["files"] if parent else {}, commit["files"])
+    changes = diffs.changes(
+        hub.store,
+        repo,
+        parent["files"] if parent else {},
+        commit["files"],
+        with_diffs=may_download(hub, request, repo),
+    )
     return render(
         hub, request, "commit.html", **_revision_context(hub, repo, oid), commit=commit, changes=changes,
         diff_lines=_diff_lines,
@@ -323,8 +330,9 @@ async def discussions_page(hub, request: Request, repo_type: str, repo_id: str) 
 async def discussion_page(hub, request: Request, repo_type: str, repo_id: str, num: str) -> Response:
     repo = hub.readable_repo(request, repo_type, repo_id)
     record = hub.discussions.get(repo, parse_num(num))
-    details = details_json(hub, repo, record)
-    changes, conflicts = pr_state(hub, repo, record) if record["isPullRequest"] else ([], [])
+    with_diffs = may_download(hub, request, repo)
+    details = details_json(hub, repo, record, with_diffs=with_diffs)
+    changes, conflicts = pr_state(hub, repo, record, with_diffs=with_diffs) if record["isPullRequest"] else ([], [])
     return render(
         hub, request, "discussion.html", **_revision_context(hub, repo, "main"), record=record, details=details,
         changes=changes, conflicts=conflicts, diff_lines=_diff_lines, markdown=render_markdown,
