@@ -80,3 +80,24 @@ def test_refusals_name_the_repo(api):
     with pytest.raises(publish.PushError) as wrong:
         publish.push_files({"c.txt": b"c"}, repo, create_pr="yes")
     assert str(wrong.value) == f"push to {repo}: create_pr must be True, False or 'auto', not 'yes'"
+
+
+def test_evaluation_results_on_a_model_one_does_not_own_become_a_pull_request(api):
+    """What `babyhub eval --push-results` does through `push_results_to_card` once it passes create_pr="auto": the
+    card with the new model-index, proposed to the owner (main keeps its card until the owner merges)."""
+    from huggingface_hub import ModelCard
+
+    from hub_tools.evaluation import MinpairsResult, merge_eval_results, minpairs_eval_result
+
+    repo = _repo(api, "publish-pr-eval")
+    result = MinpairsResult("babyhub/minpairs-eval", "sum", 0.625, 64, 0)
+    card = open(api.hf_hub_download(repo, "README.md")).read()
+    updated = merge_eval_results(card, [minpairs_eval_result(result)], model_name="publish-pr-eval")
+    pushed = publish.push_files(
+        {"README.md": updated.encode()}, repo, create_pr="auto", token=ALICE, commit_message="Add evaluation results"
+    )
+    assert pushed.pr_url and pushed.pr_num
+    text = open(api.hf_hub_download(repo, "README.md", revision=f"refs/pr/{pushed.pr_num}")).read()
+    proposed = ModelCard(text)
+    assert proposed.data.eval_results[0].metric_value == 0.625
+    assert ModelCard.load(repo).data.eval_results is None
