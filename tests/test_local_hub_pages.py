@@ -3,6 +3,7 @@ a sign-in, and no page ever carries a token. The same pages in a real browser: t
 
 import os
 import re
+from contextlib import contextmanager
 
 import httpx
 import pytest
@@ -79,12 +80,20 @@ def start_hub(base):
     return start_background(base / "root", token_file=tokens)
 
 
+@contextmanager
+def pages_hub(base):
+    """A hub of `base` with `populate`'s repos: (the RunningHub, the URLs the clients printed)."""
+    hub = start_hub(base)
+    try:
+        yield hub, populate(hub)
+    finally:
+        hub.stop()
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
-    hub = start_hub(tmp_path_factory.mktemp("pages"))
-    urls = populate(hub)
-    yield hub, urls
-    hub.stop()
+    with pages_hub(tmp_path_factory.mktemp("pages")) as running:
+        yield running
 
 
 def _page(url, **kw) -> httpx.Response:

@@ -11,18 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_local_hub_pages import OWNER, populate, start_hub
+from tests.test_baby_chat_browser import CHROMIUM
+from tests.test_baby_chat_browser import CHROMIUM_ARGS as BABY_CHAT_ARGS
+from tests.test_local_hub_pages import OWNER, pages_hub
 
-CHROMIUM = Path("/usr/bin/chromium")  # Debian's package: `apt-get install chromium` (.ci/run does it)
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+CHROMIUM_ARGS = ["--headless", *BABY_CHAT_ARGS]
 TIMEOUT_MS = 30_000
 SCREENSHOTS = Path(
     os.environ.get("BABYHUB_SCREENSHOTS") or Path(__file__).resolve().parents[1] / "outputs/screenshots"
@@ -31,10 +24,8 @@ SCREENSHOTS = Path(
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
-    hub = start_hub(tmp_path_factory.mktemp("pages-browser"))
-    urls = populate(hub)
-    yield hub, urls
-    hub.stop()
+    with pages_hub(tmp_path_factory.mktemp("pages-browser")) as running:
+        yield running
 
 
 @pytest.fixture

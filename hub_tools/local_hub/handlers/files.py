@@ -105,7 +105,8 @@ def _flag(request: Request, name: str) -> bool:
     return request.query_params.get(name, "false").lower() in ("true", "1")
 
 
-async def list_tree(hub, request: Request, repo_type: str, repo_id: str, revision: str, path: str) -> Response:
+def read_folder(hub, request: Request, repo_type: str, repo_id: str, revision: str, path: str):
+    """(repo, commit, its files, the folder path) of a folder to list; EntryNotFound when no file is below it."""
     repo = hub.readable_repo(request, repo_type, repo_id)
     oid = hub.store.resolve(repo, revision)
     files = hub.store.get_commit(repo, oid)["files"]
@@ -114,6 +115,11 @@ async def list_tree(hub, request: Request, repo_type: str, repo_id: str, revisio
         check_path(path)
         if not any(p.startswith(path + "/") for p in files):
             raise entry_not_found(path, revision)
+    return repo, oid, files, path
+
+
+async def list_tree(hub, request: Request, repo_type: str, repo_id: str, revision: str, path: str) -> Response:
+    repo, oid, files, path = read_folder(hub, request, repo_type, repo_id, revision, path)
     items = tree_entries(files, path, _flag(request, "recursive"))
     if _flag(request, "expand"):
         items = expand_items(hub.store, repo, oid, items)

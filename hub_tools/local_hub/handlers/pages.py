@@ -24,7 +24,7 @@ from hub_tools.branches import checkpoint_step
 from hub_tools.local_hub import diffs
 from hub_tools.local_hub.errors import HubError
 from hub_tools.local_hub.handlers.discussions import details_json, may_download, parse_num, pr_state
-from hub_tools.local_hub.handlers.files import last_commits, tree_entries
+from hub_tools.local_hub.handlers.files import last_commits, read_folder, tree_entries
 from hub_tools.local_hub.metadata import CARD_PATH
 from hub_tools.local_hub.rendering import render_markdown
 from hub_tools.local_hub.storage import check_path
@@ -216,16 +216,7 @@ async def repo_page(hub, request: Request, repo_type: str, repo_id: str) -> Resp
 
 
 async def tree_page(hub, request: Request, repo_type: str, repo_id: str, revision: str, path: str) -> Response:
-    from hub_tools.local_hub.errors import entry_not_found
-
-    repo = hub.readable_repo(request, repo_type, repo_id)
-    head = hub.store.resolve(repo, revision)
-    files = hub.store.get_commit(repo, head)["files"]
-    path = path.strip("/")
-    if path:
-        check_path(path)
-        if not any(p.startswith(path + "/") for p in files):
-            raise entry_not_found(path, revision)
+    repo, head, files, path = read_folder(hub, request, repo_type, repo_id, revision, path)
     items = tree_entries(files, path, recursive=False)
     commits = last_commits(hub.store, repo, head, items)
     for item in items:
