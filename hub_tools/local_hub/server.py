@@ -23,6 +23,7 @@ from pathlib import Path
 
 from hub_tools.local_hub.app import LocalHub
 from hub_tools.local_hub.faults import FaultInjector
+from hub_tools.local_hub.spaces_runner import SpaceRunner
 
 
 @dataclass
@@ -44,6 +45,8 @@ class RunningHub:
     def stop(self, timeout: float = 10.0) -> None:
         self._server.should_exit = True
         self._thread.join(timeout)
+        if self.hub.spaces is not None:
+            self.hub.spaces.close()
 
 
 def start_background(
@@ -54,6 +57,7 @@ def start_background(
     token_file=None,
     tokens=None,
     faults: bool = False,
+    run_spaces: bool = False,
     timeout: float = 20.0,
 ) -> RunningHub:
     """Start the local hub in a daemon thread; returns once it accepts connections.
@@ -65,6 +69,7 @@ def start_background(
         token_file: a file of accepted tokens, one a line, re-read when it changes.
         tokens: tokens accepted besides the file's.
         faults: switch the fault-injection harness on (tests): `RunningHub.faults` then injects failures.
+        run_spaces: run every Gradio Space's app (`spaces_runner.py`), restarted on each commit to its main.
         timeout: seconds to wait for the server to accept connections.
 
     Returns:
@@ -73,6 +78,8 @@ def start_background(
     import uvicorn
 
     hub = LocalHub(root, token_file=token_file, tokens=tokens, faults=faults)
+    if run_spaces:
+        hub.spaces = SpaceRunner(hub.store)
     config = uvicorn.Config(
         hub.build_app(),
         host=host,
@@ -94,7 +101,11 @@ def start_background(
     bound = server.servers[0].sockets[0].getsockname()[1]
     display_host = f"[{host}]" if ":" in host else host
     _wait_accepting(host, bound, deadline)
-    return RunningHub(f"http://{display_host}:{bound}", bound, hub.store.root, hub, server, thread)
+    url = f"http://{display_host}:{bound}"
+    if hub.spaces is not None:
+        hub.spaces.endpoint = url
+        hub.spaces.start_all()
+    return RunningHub(url, bound, hub.store.root, hub, server, thread)
 
 
 def _wait_accepting(host: str, port: int, deadline: float) -> None:
@@ -108,9 +119,21 @@ def _wait_accepting(host: str, port: int, deadline: float) -> None:
             time.sleep(0.02)
 
 
-def serve(root, *, host: str = "127.0.0.1", port: int = 8787, token_file=None) -> None:
-    """Run the local hub in the foreground (the `babyhub hub serve` command); never with the fault harness."""
+def serve(root, *, host: str = "127.0.0.1", port: int = 8787, token_file=None, run_spaces: bool = False) -> None:
+    """Run the local hub in the foreground (the `babyhub hub serve` command); never with the fault harness.
+
+    With `run_spaces`, every Gradio Space's app runs too (`spaces_runner.py`), stopped when the hub stops.
+    """
     import uvicorn
 
     hub = LocalHub(root, token_file=token_file)
-    uvicorn.run(hub.build_app(), host=host, port=port, log_level="info", lifespan="off")
+    if run_spaces:
+        display_host = f"[{host}]" if ":" in host else host
+        hub.spaces = SpaceRunner(hub.store, f"http://{display_host}:{port}")
+        # The apps start once the hub answers (they may load their models from it).
+        threading.Timer(1.0, hub.spaces.start_all).start()
+    try:
+        uvicorn.run(hub.build_app(), host=host, port=port, log_level="info", lifespan="off")
+    finally:
+        if hub.spaces is not None:
+            hub.spaces.close()

@@ -6,7 +6,8 @@ Layout under the root (everything is a plain file, written atomically, so a rest
     blobs/ab/<sha256>.sha1         git blob id of that content (read by tree listings and preupload)
     repos/<type>s/<ns>/<name>/
         repo.json                  id, type, private, sdk, creation date
-        refs.json                  {"branches": {name: commit}, "tags": {name: commit}}
+        refs.json                  {"branches": {name: commit}, "tags": {name: commit}, "pulls": {N: commit}}
+        babyhub-discussions/N.json discussions and pull requests (written by `discussions.py`, not here)
         commits/<oid>.json         parents, title, message, date, author and the full file map
     tmp/                           uploads in progress (a dropped upload never becomes a blob)
 
@@ -31,6 +32,7 @@ from pathlib import Path
 from hub_tools.local_hub.errors import HubError, bad_request
 from hub_tools.repos import (
     COMMIT_PATTERN,
+    PR_REF_PATTERN,
     SHA256_PATTERN,
     check_ref_name,
     check_repo_id,
@@ -53,8 +55,9 @@ DEFAULT_GITATTRIBUTES = (
 
 
 def read_token_file(path: Path) -> list[str]:
-    """The tokens of a token file, in order: one per line; blank lines and '#' comments skipped."""
-    return [line.strip() for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    """The tokens of a token file, in order: the first field of each line (a line may go on to name its user, see
+    `users.py`); blank lines and '#' comments skipped."""
+    return [line.split()[0] for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
 
 
 def lfs_pointer(sha256: str, size: int) -> bytes:
@@ -103,6 +106,11 @@ class Repo:
     @property
     def private(self) -> bool:
         return bool(self.meta.get("private"))
+
+    @property
+    def gated(self) -> str | bool:
+        """False, "auto" or "manual" (as the Hub's `gated` setting)."""
+        return self.meta.get("gated") or False
 
 
 class Store:
@@ -225,6 +233,34 @@ class Store:
             repo.meta["private"] = bool(private)
             _write_json_atomic(repo.dir / "repo.json", repo.meta)
 
+    def update_meta(self, repo: Repo, changes: dict) -> None:
+        """Set settings of a repo kept beside its content (`gated`; `sdk`): JSON values, None removes a key."""
+        with self.lock:
+            for key, value in changes.items():
+                if value is None:
+                    repo.meta.pop(key, None)
+                else:
+                    repo.meta[key] = value
+            _write_json_atomic(repo.dir / "repo.json", repo.meta)
+
+    def move_repo(self, repo: Repo, new_repo_id: str) -> Repo:
+        """Rename or transfer a repo with all its history, refs and discussions; 409 when the new id is taken."""
+        with self.lock:
+            dest = self._repo_dir(repo.repo_type, new_repo_id)
+            if dest.exists() and dest != repo.dir:
+                raise HubError(409, f"A {repo.repo_type} repo {new_repo_id} already exists")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            staging = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.moving")
+            os.replace(repo.dir, staging)  # a case-only rename goes through a staging name
+            meta = {**repo.meta, "id": new_repo_id}
+            _write_json_atomic(staging / "repo.json", meta)
+            os.replace(staging, dest)
+            return Repo(repo.repo_type, new_repo_id, dest, meta)
+
+    def read_bytes(self, repo: Repo, entry: dict) -> bytes:
+        """The whole content of a file entry of `repo` (small files: cards, text shown in pages, copies)."""
+        return self.blob_path(entry["sha256"]).read_bytes()
+
     # ---- commits and refs -----------------------------------------------------------------------
     def _write_commit(
         self, repo_dir: Path, parents: list[str], files: dict, title: str, message: str, author: str
@@ -253,9 +289,11 @@ class Store:
         return _read_json(path) if path.is_file() else None
 
     def resolve(self, repo: Repo, revision: str) -> str:
-        """Branch, tag or full commit id -> commit id; RevisionNotFound otherwise."""
+        """Branch, tag, pull request ref (`refs/pr/N`) or full commit id -> commit id; RevisionNotFound otherwise."""
         refs = self.refs(repo)
         rev = revision
+        if PR_REF_PATTERN.match(rev) and rev[len("refs/pr/") :] in refs.get("pulls", {}):
+            return refs["pulls"][rev[len("refs/pr/") :]]
         for prefix in ("refs/heads/", "refs/tags/"):
             if rev.startswith(prefix):
                 rev = rev[len(prefix) :]
@@ -288,13 +326,18 @@ class Store:
         message: str,
         author: str,
         parent_commit: str | None = None,
+        extra_parents: list[str] | None = None,
     ) -> str:
-        """Apply ("add", path, entry) / ("delete", path) / ("delete_folder", path) to a branch."""
+        """Apply ("add", path, entry) / ("delete", path) / ("delete_folder", path) to a branch or a `refs/pr/N`.
+
+        `extra_parents` are further parents after the head (a merge commit names the merged head there).
+        """
         with self.lock:
             refs = self.refs(repo)
-            if branch not in refs["branches"]:
+            ref_kind, name = ("pulls", branch[8:]) if PR_REF_PATTERN.match(branch) else ("branches", branch)
+            if name not in refs.get(ref_kind, {}):
                 raise HubError(404, f"Invalid rev id: {branch} is not a branch", "RevisionNotFound")
-            head = refs["branches"][branch]
+            head = refs[ref_kind][name]
             if parent_commit and parent_commit != head:
                 raise HubError(412, f"A commit has happened since {parent_commit}. Please refresh and try again.")
             files = dict(self.get_commit(repo, head)["files"])
@@ -315,10 +358,37 @@ class Store:
                         raise HubError(404, f"Folder to delete not found: {path}", "EntryNotFound")
                     for p in doomed:
                         del files[p]
-            oid = self._write_commit(repo.dir, [head], files, title, message, author)
+            oid = self._write_commit(repo.dir, [head, *(extra_parents or [])], files, title, message, author)
+            refs[ref_kind][name] = oid
+            _write_json_atomic(repo.dir / "refs.json", refs)
+            return oid
+
+    def squash(self, repo: Repo, branch: str, *, title: str, message: str, author: str) -> str:
+        """Replace a branch's history by one commit holding its current files (the Hub's super-squash)."""
+        with self.lock:
+            refs = self.refs(repo)
+            if branch not in refs["branches"]:
+                raise HubError(404, f"Invalid rev id: {branch} is not a branch", "RevisionNotFound")
+            files = self.get_commit(repo, refs["branches"][branch])["files"]
+            oid = self._write_commit(repo.dir, [], dict(files), title, message, author)
             refs["branches"][branch] = oid
             _write_json_atomic(repo.dir / "refs.json", refs)
             return oid
+
+    # ---- pull request refs (refs/pr/N) ---------------------------------------------------------
+    def pr_refs(self, repo: Repo) -> dict[int, str]:
+        """{N: head commit} of the repo's pull request refs `refs/pr/N`."""
+        return {int(num): oid for num, oid in self.refs(repo).get("pulls", {}).items()}
+
+    def create_pr_ref(self, repo: Repo, num: int, target: str) -> None:
+        """Create `refs/pr/{num}` at commit `target` (a pull request's branch); 409 when it exists."""
+        with self.lock:
+            refs = self.refs(repo)
+            pulls = refs.setdefault("pulls", {})
+            if str(num) in pulls:
+                raise HubError(409, f"Reference refs/pr/{num} already exists")
+            pulls[str(num)] = target
+            _write_json_atomic(repo.dir / "refs.json", refs)
 
     def create_ref(self, repo: Repo, kind: str, name: str, target: str) -> None:
         with self.lock:

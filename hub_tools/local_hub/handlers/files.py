@@ -19,6 +19,7 @@ from hub_tools.local_hub.wire import paginated, read_body
 from hub_tools.repos import git_blob_sha1
 
 TREE_PAGE = 1000
+LAST_COMMIT_WALK = 1000  # commits looked back for each listed path's last commit (`expand=true`)
 
 
 def tree_oid(entry: dict) -> str:
@@ -61,7 +62,51 @@ def tree_entries(files: dict, path: str, recursive: bool) -> list[dict]:
     return sorted(items, key=lambda item: item["path"])
 
 
-async def list_tree(hub, request: Request, repo_type: str, repo_id: str, revision: str, path: str) -> Response:
+def _under(files, path: str) -> dict:
+    prefix = path + "/"
+    return {p: e["sha256"] for p, e in files.items() if p.startswith(prefix)}
+
+
+def _differs(new_files, old_files, path: str, is_dir: bool) -> bool:
+    if is_dir:
+        return _under(new_files, path) != _under(old_files, path)
+    new, old = new_files.get(path), old_files.get(path)
+    return (new or {}).get("sha256") != (old or {}).get("sha256")
+
+
+def last_commits(store, repo, head: str, items: list[dict]) -> dict[str, dict]:
+    """{path: the newest commit (first parents from `head`) that changed it} for tree items (files and folders)."""
+    pending = {item["path"]: item["type"] == "directory" for item in items}
+    out: dict[str, dict] = {}
+    commit = store.get_commit(repo, head)
+    for _ in range(LAST_COMMIT_WALK):
+        parent = store.get_commit(repo, commit["parents"][0]) if commit["parents"] else None
+        for path, is_dir in list(pending.items()):
+            if parent is None or _differs(commit["files"], parent["files"], path, is_dir):
+                out[path] = commit
+                del pending[path]
+        if not pending or parent is None:
+            break
+        commit = parent
+    out.update({path: commit for path in pending})  # older than the walk: its oldest commit stands in
+    return out
+
+
+def expand_items(store, repo, head: str, items: list[dict]) -> list[dict]:
+    """`expand=true`: each item with its `lastCommit` ({id, title, date}), as `list_repo_tree(expand=True)` reads."""
+    commits = last_commits(store, repo, head, items)
+    for item in items:
+        commit = commits[item["path"]]
+        item["lastCommit"] = {"id": commit["id"], "title": commit["title"], "date": commit["date"]}
+    return items
+
+
+def _flag(request: Request, name: str) -> bool:
+    return request.query_params.get(name, "false").lower() in ("true", "1")
+
+
+def read_folder(hub, request: Request, repo_type: str, repo_id: str, revision: str, path: str):
+    """(repo, commit, its files, the folder path) of a folder to list; EntryNotFound when no file is below it."""
     repo = hub.readable_repo(request, repo_type, repo_id)
     oid = hub.store.resolve(repo, revision)
     files = hub.store.get_commit(repo, oid)["files"]
@@ -70,8 +115,15 @@ async def list_tree(hub, request: Request, repo_type: str, repo_id: str, revisio
         check_path(path)
         if not any(p.startswith(path + "/") for p in files):
             raise entry_not_found(path, revision)
-    recursive = request.query_params.get("recursive", "false").lower() in ("true", "1")
-    return paginated(request, tree_entries(files, path, recursive), page_size=TREE_PAGE)
+    return repo, oid, files, path
+
+
+async def list_tree(hub, request: Request, repo_type: str, repo_id: str, revision: str, path: str) -> Response:
+    repo, oid, files, path = read_folder(hub, request, repo_type, repo_id, revision, path)
+    items = tree_entries(files, path, _flag(request, "recursive"))
+    if _flag(request, "expand"):
+        items = expand_items(hub.store, repo, oid, items)
+    return paginated(request, items, page_size=TREE_PAGE)
 
 
 async def paths_info(hub, request: Request, repo_type: str, repo_id: str, revision: str) -> Response:
@@ -86,7 +138,8 @@ async def paths_info(hub, request: Request, repo_type: str, repo_id: str, revisi
         paths = parse_qs(body.decode("utf-8", "replace")).get("paths", [])
     if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
         raise bad_request("'paths' must be a list of strings")
-    files = hub.store.get_commit(repo, hub.store.resolve(repo, revision))["files"]
+    head = hub.store.resolve(repo, revision)
+    files = hub.store.get_commit(repo, head)["files"]
     out = []
     for path in paths:
         path = path.strip("/")
@@ -97,12 +150,16 @@ async def paths_info(hub, request: Request, repo_type: str, repo_id: str, revisi
             out.append(file_item(path, files[path]))
         elif any(p.startswith(path + "/") for p in files):
             out.append(dir_item(path, files))
+    form = parse_qs(body.decode("utf-8", "replace")) if b"expand" in body else {}
+    if form.get("expand", ["false"])[0].lower() in ("true", "1"):
+        out = expand_items(hub.store, repo, head, out)
     return JSONResponse(out)
 
 
 async def resolve_file(hub, request: Request, repo_type: str, repo_id: str, revision: str, path: str) -> Response:
     """GET/HEAD /{prefix}{id}/resolve/{revision}/{path}: the file, whole or a byte range, with the Hub's headers."""
     repo = hub.readable_repo(request, repo_type, repo_id)
+    check_gate(hub, request, repo)
     oid = hub.store.resolve(repo, revision)
     check_path(path)
     entry = hub.store.get_commit(repo, oid)["files"].get(path)
@@ -146,6 +203,27 @@ async def resolve_file(hub, request: Request, repo_type: str, repo_id: str, revi
     return StreamingResponse(
         _read_range(blob, start, length), status_code=status, headers=headers, media_type=media_type
     )
+
+
+def check_gate(hub, request: Request, repo) -> None:
+    """A gated repo's files: "auto" to any signed-in user, "manual" to its namespace's members (else GatedRepo)."""
+    if not repo.gated:
+        return
+    user = hub.user(request)
+    what = f"{repo.repo_type} {repo.repo_id}"
+    if user is None:
+        raise HubError(
+            401,
+            f"Access to {what} is restricted (gated). You must be authenticated to access it: set HF_TOKEN",
+            "GatedRepo",
+        )
+    if repo.gated == "manual" and not user.member_of(repo.repo_id.split("/")[0]):
+        raise HubError(
+            403,
+            f"Access to {what} is restricted (gated: manual) and {user.name} is not in the authorized list: ask its "
+            "owners for access",
+            "GatedRepo",
+        )
 
 
 def _read_range(path: Path, start: int, length: int):

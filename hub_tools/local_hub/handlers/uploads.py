@@ -19,9 +19,11 @@ from starlette.responses import JSONResponse, Response
 
 from hub_tools.local_hub.cards import InvalidMetadata, read_front_matter
 from hub_tools.local_hub.errors import HubError, bad_request
+from hub_tools.local_hub.handlers import discussions
+from hub_tools.local_hub.metadata import CARD_PATH, MAX_CARD_SIZE, check_readme
 from hub_tools.local_hub.storage import check_path
 from hub_tools.local_hub.wire import base_url, drain, read_body, read_json
-from hub_tools.repos import SHA256_PATTERN, git_blob_hasher, repo_url
+from hub_tools.repos import PR_REF_PATTERN, SHA256_PATTERN, git_blob_hasher, repo_url
 
 LFS_EXTENSIONS = (
     ".parquet",
@@ -76,7 +78,8 @@ class UploadGrants:
 
 
 async def preupload(hub, request: Request, repo_type: str, repo_id: str, revision: str) -> Response:
-    repo, _ = hub.writable_repo(request, repo_type, repo_id)
+    # Uploading changes nothing anyone sees: a user who may open a pull request may upload for it.
+    repo, _ = hub.writable_repo(request, repo_type, repo_id, propose=True)
     data = await read_json(request, hub.max_api_body)
     items = data.get("files")
     if not isinstance(items, list):
@@ -113,7 +116,7 @@ async def lfs_batch(hub, request: Request, repo_type: str, repo_id: str) -> Resp
             "LFS batch: only operation 'upload' with a list of 'objects' is supported "
             "(download files through /resolve/)"
         )
-    hub.writable_repo(request, repo_type, repo_id)
+    hub.writable_repo(request, repo_type, repo_id, propose=True)
     out = []
     for obj in objects:
         oid, size = (obj.get("oid"), obj.get("size")) if isinstance(obj, dict) else (None, None)
@@ -158,7 +161,11 @@ async def lfs_put(hub, request: Request, oid: str) -> Response:
 
 
 def _read_commit(store, body: bytes) -> tuple[dict, list]:
-    """The header and the store operations of an NDJSON commit body; a 400 naming the line that is wrong."""
+    """The header and the store operations of an NDJSON commit body; a 400 naming the line that is wrong.
+
+    An `lfsFile` without `size` is a copy of an LFS file (`CommitOperationCopy`, `HfFileSystem.cp_file`): its
+    entry is completed by `_complete_copies`, which checks that the repo holds that object.
+    """
     header, operations = None, []
     for number, line in enumerate(body.splitlines(), start=1):
         if not line.strip():
@@ -168,7 +175,7 @@ def _read_commit(store, body: bytes) -> tuple[dict, list]:
             key, value = item["key"], item["value"]
             if not isinstance(value, dict):
                 raise TypeError
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             raise bad_request(
                 f"Malformed NDJSON on line {number}: expected {{'key': ..., 'value': {{...}}}}"
             ) from None
@@ -186,8 +193,19 @@ def _read_commit(store, body: bytes) -> tuple[dict, list]:
         elif key == "lfsFile":
             path = check_path(value.get("path"))
             oid, size = value.get("oid"), value.get("size")
-            if not isinstance(oid, str) or not isinstance(size, int) or value.get("algo", "sha256") != "sha256":
-                raise bad_request(f"Line {number}: lfsFile needs a sha256 'oid' and an integer 'size'")
+            if (
+                not isinstance(oid, str)
+                or not SHA256_PATTERN.match(oid)
+                or not isinstance(size, int | None)
+                or isinstance(size, bool)
+                or value.get("algo", "sha256") != "sha256"
+            ):
+                raise bad_request(
+                    f"Line {number}: lfsFile needs a sha256 'oid' (and an integer 'size', except for a copy)"
+                )
+            if size is None:
+                operations.append(("copy", path, {"sha256": oid}))
+                continue
             if not store.has_blob(oid, size):
                 raise bad_request(f"LFS object {oid} for {path} was not uploaded (or its size differs)")
             operations.append(("add", path, {"sha256": oid, "size": size, "sha1": store.blob_sha1(oid), "lfs": True}))
@@ -201,25 +219,116 @@ def _read_commit(store, body: bytes) -> tuple[dict, list]:
     return header, operations
 
 
+def _complete_copies(store, repo, operations: list) -> list:
+    """Turn each copy (an LFS oid without size) into an add of the file entry of this repo holding that object.
+
+    The object must be one the repo already holds on some branch, tag or pull request: a content-addressed store
+    must not hand out another repo's (maybe private) object to whoever knows its hash.
+    """
+    wanted = {entry["sha256"] for kind, _, entry in operations if kind == "copy"}
+    if not wanted:
+        return operations
+    found: dict[str, dict] = {}
+    refs = store.refs(repo)
+    heads = [*refs["branches"].values(), *refs["tags"].values(), *store.pr_refs(repo).values()]
+    for head in dict.fromkeys(heads):
+        for entry in store.get_commit(repo, head)["files"].values():
+            if entry["sha256"] in wanted and entry["lfs"]:
+                found.setdefault(entry["sha256"], dict(entry))
+        if len(found) == len(wanted):
+            break
+    out = []
+    for kind, path, entry in operations:
+        if kind == "copy":
+            if entry["sha256"] not in found:
+                raise bad_request(
+                    f"Cannot copy LFS object {entry['sha256']} to {path}: {repo.repo_id} holds no file with it on "
+                    "any branch, tag or pull request; upload the file instead"
+                )
+            kind, entry = "add", found[entry["sha256"]]
+        out.append((kind, path, entry))
+    return out
+
+
+def _check_card(store, repo, operations: list) -> None:
+    """Refuse a README.md whose metadata the Hub would refuse (a 400 naming each broken rule)."""
+    for kind, path, entry in operations:
+        if kind != "add" or path != CARD_PATH:
+            continue
+        if entry["size"] > MAX_CARD_SIZE:
+            raise bad_request(f"README.md is {entry['size']} bytes: a model card may be at most {MAX_CARD_SIZE}")
+        text = store.read_bytes(repo, entry).decode("utf-8", "replace")
+        try:
+            check_readme(text, repo.repo_type)
+        except InvalidMetadata as err:
+            raise bad_request(str(err)) from None
+
+
+def _flag(request: Request, name: str) -> bool:
+    return request.query_params.get(name, "").lower() in ("1", "true")
+
+
 async def commit(hub, request: Request, repo_type: str, repo_id: str, revision: str) -> Response:
-    repo, user = hub.writable_repo(request, repo_type, repo_id)
-    if request.query_params.get("create_pr") in ("1", "true", "True"):
-        raise bad_request("Pull requests are not supported by the local hub")
-    header, operations = _read_commit(hub.store, await read_body(request, hub.max_api_body))
-    parent = header.get("parentCommit")
+    """POST .../commit/{revision}: a commit on a branch or on `refs/pr/N`; with `?create_pr=1`, a new pull request.
+
+    A pull request is opened by anyone with a write token who can read the repo; its commit lands on `refs/pr/N`,
+    never on the branch it targets.
+    """
+    create_pr = _flag(request, "create_pr")
+    pr_num = int(revision[len("refs/pr/") :]) if PR_REF_PATTERN.match(revision) else None
+    record = None
+    if pr_num is not None and not create_pr:
+        repo, user, record = discussions.pull_request_for_push(hub, request, repo_type, repo_id, pr_num)
+    else:
+        repo, user = hub.writable_repo(request, repo_type, repo_id, propose=create_pr)
     if revision.startswith("refs/heads/"):
         revision = revision[len("refs/heads/") :]
-    oid = hub.store.commit(
-        repo,
-        revision,
-        operations,
-        title=header.get("summary") or "Upload files",
-        message=str(header.get("description") or ""),
-        author=user,
-        parent_commit=parent if isinstance(parent, str) else None,
+    header, operations = _read_commit(hub.store, await read_body(request, hub.max_api_body))
+    operations = _complete_copies(hub.store, repo, operations)
+    _check_card(hub.store, repo, operations)
+    parent = header.get("parentCommit")
+    if parent is not None and not isinstance(parent, str):
+        raise bad_request("'parentCommit' must be a commit id (a string)")
+    title = header.get("summary") or "Upload files"
+    message = str(header.get("description") or "")
+    if create_pr:
+        if pr_num is not None:
+            raise bad_request(f"Cannot open a pull request on {revision}: target a branch")
+        head = hub.store.resolve(repo, revision)
+        if parent and parent != head:
+            raise HubError(412, f"A commit has happened since {parent}. Please refresh and try again.")
+        _check_deletions(hub.store, repo, head, operations)
+        record = discussions.open_pull_request(hub, repo, user, revision, title, message)
+        pr_num, revision = record["num"], f"refs/pr/{record['num']}"
+        parent = None
+    try:
+        oid = hub.store.commit(
+            repo, revision, operations, title=title, message=message, author=user.name, parent_commit=parent
+        )
+    except HubError:
+        if create_pr:  # the pull request never had a commit: forget it (its number is not reused)
+            hub.discussions.delete(repo, pr_num)
+        raise
+    url = repo_url(base_url(request), repo.repo_id, repo.repo_type)
+    pr_url = None
+    if pr_num is not None:
+        discussions.record_commit(hub, repo, pr_num, user, title, oid)
+        pr_url = f"{url}/discussions/{pr_num}"
+    if hub.spaces is not None and repo.repo_type == "space" and pr_num is None:
+        hub.spaces.changed(repo)
+    return JSONResponse(
+        {"commitUrl": f"{url}/commit/{oid}", "commitOid": oid, "pullRequestUrl": pr_url, "success": True}
     )
-    url = f"{repo_url(base_url(request), repo_id, repo_type)}/commit/{oid}"
-    return JSONResponse({"commitUrl": url, "commitOid": oid, "pullRequestUrl": None, "success": True})
+
+
+def _check_deletions(store, repo, head: str, operations: list) -> None:
+    """Refuse a pull request whose deletions name files its target lacks, before the pull request is opened."""
+    files = store.get_commit(repo, head)["files"]
+    for kind, path, _ in operations:
+        if kind == "delete" and path not in files:
+            raise HubError(404, f"File to delete not found: {path}", "EntryNotFound")
+        if kind == "delete_folder" and not any(p.startswith(path.rstrip("/") + "/") for p in files):
+            raise HubError(404, f"Folder to delete not found: {path}", "EntryNotFound")
 
 
 async def validate_yaml(hub, request: Request) -> Response:
@@ -227,9 +336,13 @@ async def validate_yaml(hub, request: Request) -> Response:
     content = data.get("content")
     if not isinstance(content, str):
         raise bad_request("'content' must be a string")
+    repo_type = data.get("repoType") or "model"
+    if repo_type not in ("model", "dataset", "space"):
+        raise bad_request("'repoType' must be model, dataset or space")
     # `content` is the whole README: only its front matter (between the first two '---') is metadata.
     try:
         found, _ = read_front_matter(content)
+        check_readme(content, repo_type)
     except InvalidMetadata as err:
         return JSONResponse({"errors": [{"message": str(err)}], "warnings": []}, status_code=400)
     if not found:
