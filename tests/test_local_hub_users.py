@@ -37,7 +37,7 @@ def hub(tmp_path_factory):
 
 
 def _api(hub, token):
-    from hub_tools.publish import hub_api
+    from hub_tools.hub.publish import hub_api
 
     return hub_api(token, hub.url)
 

@@ -3,7 +3,7 @@ write the repo (`create_pr="auto"`, what `babyhub eval --push-results` uses on a
 
 import pytest
 
-from hub_tools import publish
+from hub_tools.hub import publish
 from tests.conftest import HUB_URL
 
 ALICE, READER = "hf_publish_pr_alice_01", "hf_publish_pr_reader_1"

@@ -3,7 +3,7 @@ destination itself, with nothing written there."""
 
 import pytest
 
-from hub_tools.sync import SyncError, check_sync
+from hub_tools.hub.sync import SyncError, check_sync
 
 SRC, ALICE, READER = "hf_check_src", "hf_check_alice_001", "hf_check_reader_01"
 
