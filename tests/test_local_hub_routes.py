@@ -39,7 +39,7 @@ def test_routes(method, path, handler, params):
 @pytest.mark.parametrize(
     "method,path",
     [
-        ("GET", "/"),
+        ("GET", "/a/b/c"),  # a repo path no page serves
         ("GET", "/api"),
         ("GET", "/api/models/me"),
         ("POST", "/api/models"),  # a known path, another method

@@ -60,7 +60,9 @@ class PushResult:
     repo_type: str
     revision: str
     commit_oid: str | None  # None: nothing changed, no commit was made
-    url: str
+    url: str  # the branch's page; for a pull request, the pull request's page
+    pr_url: str | None = None  # set when the push opened (or found) a pull request instead of writing the branch
+    pr_num: int | None = None
 
 
 @dataclass(frozen=True)
@@ -442,11 +444,35 @@ def push_files(
     repo_type: str = "model",
     revision: str = "main",
     commit_message: str | None = None,
+    create_pr: bool | str = False,
     token: str | None = None,
     endpoint: str | None = None,
     max_retries: int = 5,
 ) -> PushResult:
-    """Add or replace some files ({path_in_repo: bytes | Path}) in one commit, keeping the rest."""
+    """Add or replace some files ({path_in_repo: bytes | Path}) in one commit, keeping the rest.
+
+    Args:
+        files: {path in the repo: the content (bytes) or a local file}.
+        repo_id: `NAMESPACE/NAME`; created when it does not exist (not for a pull request).
+        repo_type: `model`, `dataset` or `space`.
+        revision: the branch to write, or that a pull request targets.
+        commit_message: the commit title (and a pull request's title).
+        create_pr: True: propose the change as a pull request on `revision` instead of writing it; "auto": write
+            it, and open a pull request when the hub refuses the token write access to the repo (HTTP 403), as one
+            adds evaluation results to a model one does not own.
+        token: the token (default: HF_TOKEN or the saved login).
+        endpoint: the hub (default: HF_ENDPOINT).
+        max_retries: further attempts after a transient failure.
+
+    Returns:
+        A `PushResult`; after a pull request, `pr_url` and `pr_num` say which (and `url` is its page).
+
+    Raises:
+        PushError: no files, a missing file, a tag as the target, a request the hub refused (`TokenRefusedError`
+            when it refused the token, also for the pull request), or retries exhausted.
+    """
+    if create_pr not in (True, False, "auto"):
+        raise PushError(f"push to {repo_id}: create_pr must be True, False or 'auto', not {create_pr!r}")
     _check_target(repo_id, repo_type, revision)
     local = {}
     for path_in_repo, source in files.items():
@@ -459,6 +485,7 @@ def push_files(
     api = hub_api(token, endpoint)
     session = _Session(api, repo_id, repo_type, revision)
     message = commit_message or f"Upload {', '.join(sorted(local))[:200]}"
+    what = f"push of {len(local)} file(s) to {repo_id}@{revision}"
 
     def attempt(number: int) -> PushResult:
         session.ensure_repo(False, local)
@@ -467,4 +494,75 @@ def push_files(
             _commit(session, head, session.remote_files(head), local, [], message, check_parent=False)
         )
 
-    return _with_retries(attempt, max_retries, f"push of {len(local)} file(s) to {repo_id}@{revision}")
+    if create_pr is True:
+        return _with_retries(lambda number: _propose(session, local, message, number), max_retries, what)
+    try:
+        return _with_retries(attempt, max_retries, what)
+    except TokenRefusedError as err:
+        status = getattr(getattr(err.__cause__, "response", None), "status_code", None)
+        if create_pr != "auto" or status != 403:
+            raise
+        logger.info("%s: the token cannot write %s; opening a pull request instead", what, repo_id)
+        return _with_retries(lambda number: _propose(session, local, message, number), max_retries, f"{what} (PR)")
+
+
+def _propose(session: _Session, local: dict[str, _LocalFile], message: str, attempt: int) -> PushResult:
+    """Open a pull request on `session.revision` with the files that differ from it (none differ: no PR).
+
+    A retry first looks for the pull request an earlier attempt may have opened before its connection dropped
+    (open, by this user, with this title, holding these files), so that a flaky hub never gets two.
+    """
+    from huggingface_hub import CommitOperationAdd
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    api = session.api
+    try:
+        refs = api.list_repo_refs(session.repo_id, repo_type=session.repo_type)
+    except RepositoryNotFoundError as err:
+        raise PushError(
+            f"cannot open a pull request on {session.repo_id}: no such {session.repo_type} repo (or it is private)"
+        ) from err
+    branches = {b.name: b.target_commit for b in refs.branches}
+    if session.revision not in branches:
+        raise PushError(f"cannot open a pull request on {session.repo_id}@{session.revision}: no such branch")
+    if attempt > 0:
+        found = _open_pull_request(session, local, message)
+        if found is not None:
+            return found
+    changed = _changed(local, session.remote_files(branches[session.revision]))
+    if not changed:
+        return session.result(None)
+    info = api.create_commit(
+        session.repo_id,
+        [CommitOperationAdd(path_in_repo=f.path_in_repo, path_or_fileobj=f.source) for f in changed],
+        commit_message=message,
+        repo_type=session.repo_type,
+        revision=session.revision,
+        create_pr=True,
+    )
+    result = session.result(info.oid)
+    result.url, result.pr_url, result.pr_num = info.pr_url, info.pr_url, info.pr_num
+    return result
+
+
+def _open_pull_request(session: _Session, local: dict[str, _LocalFile], message: str) -> PushResult | None:
+    """An open pull request of this user titled `message` whose head already holds `local`, if there is one."""
+    api = session.api
+    me = api.whoami()["name"]
+    for discussion in api.get_repo_discussions(
+        session.repo_id,
+        author=me,
+        discussion_type="pull_request",
+        discussion_status="open",
+        repo_type=session.repo_type,
+    ):
+        if discussion.title != message:
+            continue
+        if _changed(local, session.remote_files(discussion.git_reference)):
+            continue
+        head = api.list_repo_commits(session.repo_id, repo_type=session.repo_type, revision=discussion.git_reference)
+        result = session.result(head[0].commit_id)
+        result.url = result.pr_url = discussion.url
+        result.pr_num = discussion.num
+        return result
+    return None

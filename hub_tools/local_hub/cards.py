@@ -1,10 +1,10 @@
 """A README's front matter: the YAML between its first two `---` lines, read safely.
 
-Anyone who can commit writes card metadata, and anonymous requests read it back (repo info's `cardData`), so it is
-parsed with a loader that refuses what makes YAML expensive: aliases (a 377-byte "billion laughs" card expands to
-gigabytes, a recursive one never ends) and nesting deeper than `MAX_DEPTH` (which would exhaust the stack); the
-front matter is capped at `MAX_FRONT_MATTER` bytes. A commit whose README breaks these rules is refused (a 400, as
-the Hub refuses invalid metadata), so a stored card is one that loads.
+Card metadata comes from anyone who can commit, and anonymous requests read it back (repo info's `cardData`,
+listings' tags, the pages), so it is parsed with a loader that refuses what makes YAML expensive: aliases (a
+377-byte "billion laughs" card expands to gigabytes) and nesting deeper than `MAX_DEPTH` (which would exhaust the
+stack), and the front matter is capped at `MAX_FRONT_MATTER` bytes. `load_yaml` is that loader; the store of issue
+14 and the card rules of `metadata.py` both use it.
 """
 
 import re
@@ -12,16 +12,16 @@ import re
 import yaml
 
 _FRONT_MATTER_RE = re.compile(r"^---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(\r?\n|$)", re.S)
-MAX_DEPTH = 64  # nesting levels of mappings and sequences; real cards (model-index) use about 6
+MAX_DEPTH = 64  # nesting levels of mappings and sequences; real cards (model-index) use 6
 MAX_FRONT_MATTER = 1024 * 1024  # bytes of YAML between the `---` lines
 
 
 class InvalidMetadata(Exception):
-    """A README front matter that is not valid YAML, not a mapping, or that uses aliases or nests too deep."""
+    """A README front matter that is not valid YAML, not a mapping, or breaks one of the Hub's rules."""
 
 
 class _SafeNoAliasLoader(yaml.SafeLoader):
-    """PyYAML's safe loader (the pure-Python composer, which can be bounded) without aliases, with a depth cap."""
+    """PyYAML's safe loader (pure Python: its composer can be bounded) without aliases, and with a depth cap."""
 
     def __init__(self, stream):
         super().__init__(stream)
@@ -35,19 +35,19 @@ class _SafeNoAliasLoader(yaml.SafeLoader):
                 "write the value out"
             )
         self._depth += 1
+        if self._depth > MAX_DEPTH:
+            mark = self.peek_event().start_mark
+            raise InvalidMetadata(
+                f"Invalid YAML: nested more than {MAX_DEPTH} levels deep (line {mark.line + 1}); flatten the metadata"
+            )
         try:
-            if self._depth > MAX_DEPTH:
-                mark = self.peek_event().start_mark
-                raise InvalidMetadata(
-                    f"Invalid YAML: nested more than {MAX_DEPTH} levels deep (line {mark.line + 1}); flatten it"
-                )
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
 
 
 def load_yaml(text: str):
-    """The YAML document in `text`, loaded safely (no aliases, at most `MAX_DEPTH` levels); else InvalidMetadata."""
+    """The YAML document in `text`, loaded safely (no aliases, at most `MAX_DEPTH` levels); InvalidMetadata else."""
     if len(text.encode("utf-8", "replace")) > MAX_FRONT_MATTER:
         raise InvalidMetadata(f"Invalid YAML: the metadata is larger than {MAX_FRONT_MATTER} bytes")
     try:

@@ -147,7 +147,11 @@ class GitHttp:
 
     Args:
         store: the GitStore whose repos are served.
-        check_token: token -> user name, or None when the token is not valid.
+        check_token: token -> its user, or None when the token is not valid.
+        can_read: (user or None, repo) -> may clone it and download its LFS objects (default: public, or a user).
+        can_write: (user, repo) -> may push to it (default: any user).
+        can_upload: (user, repo) -> may upload LFS objects for it, e.g. for a pull request (default: any user).
+        find_repo: (repo type, repo id) -> the Repo or None (default: the store's exact lookup).
         max_receive_pack: largest pack a push may send (bytes).
         run: `await run(fn, *args)` runs store work off the event loop (default: anyio's thread pool).
     """
@@ -156,12 +160,20 @@ class GitHttp:
         self,
         store: GitStore,
         *,
-        check_token: Callable[[str], str | None],
+        check_token: Callable[[str], object | None],
+        can_read: Callable | None = None,
+        can_write: Callable | None = None,
+        can_upload: Callable | None = None,
+        find_repo: Callable | None = None,
         max_receive_pack: int = MAX_RECEIVE_PACK,
         run: Callable | None = None,
     ):
         self.store = store
         self.check_token = check_token
+        self.can_read = can_read or (lambda user, repo: user is not None or not repo.private)
+        self.can_write = can_write or (lambda user, repo: user is not None)
+        self.can_upload = can_upload or self.can_write
+        self.find_repo = find_repo or store.get_repo
         self.max_receive_pack = max_receive_pack
         self._key = store.signing_key()
         self.run = run or _to_thread
@@ -226,18 +238,25 @@ class GitHttp:
             raise GitHttpError(401, "Invalid credentials", challenge=True)
         return user
 
-    def _repo(self, request: Request, route: GitRoute, *, write: bool) -> tuple[Repo, str | None]:
-        """The repo if this request may read it (write=False) or push to it (write=True); else 401/403/404."""
+    def _repo(self, request: Request, route: GitRoute, *, write: bool) -> tuple[Repo, object | None]:
+        """The repo if this request may read it (write=False) or push to it (write=True); else 401/403/404.
+
+        A repo the user may not read (private, or gated beyond the user's access) looks like a missing one.
+        """
         user = self._user(request)
         try:
-            repo = self.store.get_repo(route.repo_type, route.repo_id)
+            repo = self.find_repo(route.repo_type, route.repo_id)
         except Exception:  # an invalid name is a repo that does not exist
             repo = None
-        if user is None and (write or repo is None or repo.private):
+        if repo is not None and not self.can_read(user, repo):
+            repo = None
+        if user is None and (write or repo is None):
             what = "Pushing needs a token" if write else "Repository not found, or it needs a token"
             raise GitHttpError(401, f"{what}: {route.repo_type} {route.repo_id}", challenge=True)
         if repo is None:
             raise GitHttpError(404, f"Repository not found: {route.repo_type} {route.repo_id}")
+        if write and not self.can_write(user, repo):
+            raise GitHttpError(403, f"This token may not push to {route.repo_type} {repo.repo_id}")
         return repo, user
 
     # ---- routes ------------------------------------------------------------------------------------------------
@@ -397,6 +416,8 @@ class GitHttp:
             raise GitHttpError(409, "Only sha256 LFS objects are supported")
         if operation == "upload" and user is None:
             raise GitHttpError(401, f"Uploading needs a token: {route.repo_type} {route.repo_id}", challenge=True)
+        if operation == "upload" and not self.can_upload(user, repo):
+            raise GitHttpError(403, f"This token may not upload to {route.repo_type} {repo.repo_id}")
         known = self.store.lfs_objects(repo) if operation == "download" else None
         out = []
         for obj in objects:

@@ -948,7 +948,7 @@ class GitStore:
                 kind, path, entry = op
                 check_path(path.rstrip("/") if kind == "delete_folder" else path)
                 if kind == "add":
-                    mode, blob, is_lfs = self._blob_for(path, entry)
+                    mode, blob, is_lfs = self._blob_for(path, entry, handle)
                     if editor.get(path) != (mode, blob.id.decode()):  # an unchanged file is not written again
                         new_objects.setdefault(blob.id, blob)
                     editor.put(path, mode, blob.id.decode())
@@ -977,8 +977,12 @@ class GitStore:
             self._maybe_merge_packs(handle)
             return commit.id.decode()
 
-    def _blob_for(self, path: str, entry: dict) -> tuple[int, Blob, bool]:
-        """(mode, git blob, is LFS) of an added file: a pointer blob for LFS content, the content otherwise."""
+    def _blob_for(self, path: str, entry: dict, handle: _Handle | None = None) -> tuple[int, Blob, bool]:
+        """(mode, git blob, is LFS) of an added file: a pointer blob for LFS content, the content otherwise.
+
+        A plain file given as an entry of `get_commit()["files"]` (a merge, a copy) is read from this repo by its
+        blob id (`sha1`).
+        """
         if not isinstance(entry, Mapping):
             raise bad_request(f"Cannot add {path!r}: no content")
         if "content" in entry:
@@ -993,11 +997,14 @@ class GitStore:
             self.freshen_lfs_object(sha256)
             return MODE_FILE, Blob.from_string(lfs.Pointer(sha256, size).encode()), True
         else:
-            sha256 = entry.get("sha256")
-            try:
-                data = self.lfs_path(sha256).read_bytes()
-            except FileNotFoundError:
-                raise bad_request(f"Content {sha256} for {path} was not staged") from None
+            sha256, sha1 = entry.get("sha256"), entry.get("sha1")
+            if handle is not None and isinstance(sha1, str) and COMMIT_PATTERN.match(sha1) and handle.has(sha1):
+                data = _read(handle, sha1)[1]
+            else:
+                try:
+                    data = self.lfs_path(sha256).read_bytes()
+                except FileNotFoundError:
+                    raise bad_request(f"Content {sha256} for {path} was not staged") from None
         if path != ".gitattributes" and lfs.LfsRule().wants_lfs(path, len(data)):
             pointer = self.put_lfs_bytes(data)
             return MODE_FILE, Blob.from_string(pointer.encode()), True

@@ -36,6 +36,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from hub_tools.local_hub.app import Limits, LocalHub
 from hub_tools.local_hub.errors import RateLimitedLog
 from hub_tools.local_hub.faults import FaultInjector
+from hub_tools.local_hub.spaces_runner import SpaceRunner
 
 logger = logging.getLogger("babyhub.local_hub.server")
 
@@ -189,9 +190,11 @@ class RunningHub:
         return self.hub.faults
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop serving, then close the store (its repositories and the root's owner lock)."""
+        """Stop serving and the Spaces' apps, then close the store (its repositories and the root's owner lock)."""
         self._server.should_exit = True
         self._thread.join(timeout)
+        if self.hub.spaces is not None:
+            self.hub.spaces.close()
         self.hub.close()
 
 
@@ -203,6 +206,7 @@ def start_background(
     token_file=None,
     tokens=None,
     faults: bool = False,
+    run_spaces: bool = False,
     timeout: float = 20.0,
     options: ServeOptions | None = None,
 ) -> RunningHub:
@@ -215,6 +219,7 @@ def start_background(
         token_file: a file of accepted tokens, one a line, re-read when it changes.
         tokens: tokens accepted besides the file's.
         faults: switch the fault-injection harness on (tests): `RunningHub.faults` then injects failures.
+        run_spaces: run every Gradio Space's app (`spaces_runner.py`), restarted on each commit to its main.
         timeout: seconds to wait for the server to accept connections.
         options: connection guards and request limits (`ServeOptions`; the defaults suit a shared machine).
 
@@ -223,6 +228,8 @@ def start_background(
     """
     options = options or ServeOptions()
     hub = LocalHub(root, token_file=token_file, tokens=tokens, faults=faults, limits=options.limits)
+    if run_spaces:
+        hub.spaces = SpaceRunner(hub.store)
     server, run = _server(hub, host, port, options, "warning")
     thread = threading.Thread(target=run, name=f"local-hub-{port}", daemon=True)
     thread.start()
@@ -236,7 +243,11 @@ def start_background(
     bound = server.servers[0].sockets[0].getsockname()[1]
     display_host = f"[{host}]" if ":" in host else host
     _wait_accepting(host, bound, deadline)
-    return RunningHub(f"http://{display_host}:{bound}", bound, hub.store.root, hub, server, thread)
+    url = f"http://{display_host}:{bound}"
+    if hub.spaces is not None:
+        hub.spaces.endpoint = url
+        hub.spaces.start_all()
+    return RunningHub(url, bound, hub.store.root, hub, server, thread)
 
 
 def _wait_accepting(host: str, port: int, deadline: float) -> None:
@@ -251,7 +262,13 @@ def _wait_accepting(host: str, port: int, deadline: float) -> None:
 
 
 def serve(
-    root, *, host: str = "127.0.0.1", port: int = 8787, token_file=None, options: ServeOptions | None = None
+    root,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8787,
+    token_file=None,
+    run_spaces: bool = False,
+    options: ServeOptions | None = None,
 ) -> None:
     """Run the local hub in the foreground (the `babyhub hub serve` command); never with the fault harness.
 
@@ -260,11 +277,19 @@ def serve(
         host: the address to bind.
         port: the port.
         token_file: a file of accepted tokens, one a line, re-read when it changes.
+        run_spaces: run every Gradio Space's app too (`spaces_runner.py`), stopped when the hub stops.
         options: connection guards and request limits (`ServeOptions`).
     """
     options = options or ServeOptions()
     hub = LocalHub(root, token_file=token_file, limits=options.limits)
+    if run_spaces:
+        display_host = f"[{host}]" if ":" in host else host
+        hub.spaces = SpaceRunner(hub.store, f"http://{display_host}:{port}")
+        # The apps start once the hub answers (they may load their models from it).
+        threading.Timer(1.0, hub.spaces.start_all).start()
     try:
         _server(hub, host, port, options, "info")[1]()
     finally:
+        if hub.spaces is not None:
+            hub.spaces.close()
         hub.close()

@@ -7,6 +7,7 @@ Repo ids, repo types and ref names follow `hub_tools.repos` (a name outside the 
 for `git push` and for the pages.
 """
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 from hub_tools.local_hub.errors import bad_request
@@ -15,8 +16,15 @@ MAX_PATH = 1000
 
 
 def read_token_file(path: Path) -> list[str]:
-    """The tokens of a token file, in order: one per line; blank lines and '#' comments skipped."""
-    return [line.strip() for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    """The tokens of a token file, in order: the first field of each line (a line may go on to name its user, see
+    `users.py`); blank lines and '#' comments skipped."""
+    return [line.split()[0] for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
+
+
+def now_iso() -> str:
+    """Now, in the Hub's date format (`2024-05-01T12:00:00.000Z`)."""
+    now = datetime.now(UTC)
+    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
 
 
 def is_control(char: str) -> bool:
