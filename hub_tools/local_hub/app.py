@@ -125,6 +125,30 @@ class Route:
         return params
 
 
+def in_pool(handler: Callable) -> Callable:
+    """`handler` (a coroutine that never awaits: it reads the store and renders) run in the store's thread pool.
+
+    The pages and a few listings read every file or repo they show; run on the loop, one of them would hold every
+    other client for as long as it takes.
+    """
+
+    @functools.wraps(handler)
+    async def pooled(hub, request: Request, **params) -> Response:
+        return await hub.run(_drive, handler(hub, request, **params))
+
+    return pooled
+
+
+def _drive(coroutine):
+    """The result of a coroutine that never awaits, run to its end in this thread."""
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        return done.value
+    coroutine.close()
+    raise RuntimeError(f"{coroutine.__qualname__} awaited something: it cannot run in the thread pool")
+
+
 REPO_API = "api/{type}/{ns}/{name}"
 DISCUSSION = f"{REPO_API}/discussions/{{num}}"
 # `REPO_API/ACTION/REVISION`: the endpoints that act on one revision (for `branch`, the branch to create or delete).
@@ -145,18 +169,18 @@ API_ROUTES = [
     Route.of("POST", "api/repos/create", repos.create_repo),
     Route.of("DELETE", "api/repos/delete", repos.delete_repo),
     Route.of("POST", "api/repos/move", manage.move_repo),
-    Route.of("GET", "api/settings/repositories", manage.list_user_repos),
-    Route.of("GET", "api/organizations/{org}/settings/repositories", manage.list_user_repos),
+    Route.of("GET", "api/settings/repositories", in_pool(manage.list_user_repos)),
+    Route.of("GET", "api/organizations/{org}/settings/repositories", in_pool(manage.list_user_repos)),
     Route.of("POST", "api/validate-yaml", uploads.validate_yaml),
     Route.of("GET", "api/{type}", repos.list_repos),
     Route.of("GET", REPO_API, repos.repo_info),
     Route.of("GET", f"{REPO_API}/refs", repos.list_refs),
     Route.of("PUT", f"{REPO_API}/settings", repos.update_settings),
     Route.of("POST", f"{REPO_API}/duplicate", manage.duplicate_repo),
-    Route.of("GET", f"{REPO_API}/runtime", manage.space_runtime),
+    Route.of("GET", f"{REPO_API}/runtime", in_pool(manage.space_runtime)),
     Route.of("GET", f"{REPO_API}/tree/{{revision}}/{{path*}}", files.list_tree),
     Route.of("GET POST", f"{REPO_API}/discussions", discussions.discussions),
-    Route.of("GET", DISCUSSION, discussions.discussion_details),
+    Route.of("GET", DISCUSSION, in_pool(discussions.discussion_details)),
     Route.of("POST", f"{DISCUSSION}/{{action}}", discussions.change_discussion),
     Route.of("POST", f"{DISCUSSION}/comment/{{comment_id}}/{{action}}", discussions.change_comment),
     *(
@@ -166,23 +190,23 @@ API_ROUTES = [
     ),
 ]
 SITE_ROUTES = [
-    Route.of("GET", "", pages.home),
+    Route.of("GET", "", in_pool(pages.home)),
     Route.of("GET POST", "login", pages.login),
     Route.of("GET POST", "logout", pages.logout),
-    Route.of("GET", "{listing}", pages.listing),  # models, datasets, spaces (after the literal paths)
+    Route.of("GET", "{listing}", in_pool(pages.listing)),  # models, datasets, spaces (after the literal paths)
 ]
 WEB_ROUTES = [
     route
     for repo_type, prefix in URL_PREFIXES.items()
     for route in (
         Route.of("GET HEAD", f"{prefix}{{ns}}/{{name}}/resolve/{{revision}}/{{path+}}", files.resolve_file, repo_type),
-        Route.of("GET", f"{prefix}{{ns}}/{{name}}", pages.repo_page, repo_type),
-        Route.of("GET", f"{prefix}{{ns}}/{{name}}/tree/{{revision}}/{{path*}}", pages.tree_page, repo_type),
-        Route.of("GET", f"{prefix}{{ns}}/{{name}}/blob/{{revision}}/{{path+}}", pages.blob_page, repo_type),
-        Route.of("GET", f"{prefix}{{ns}}/{{name}}/commits/{{revision}}", pages.commits_page, repo_type),
-        Route.of("GET", f"{prefix}{{ns}}/{{name}}/commit/{{oid}}", pages.commit_page, repo_type),
-        Route.of("GET", f"{prefix}{{ns}}/{{name}}/discussions", pages.discussions_page, repo_type),
-        Route.of("GET", f"{prefix}{{ns}}/{{name}}/discussions/{{num}}", pages.discussion_page, repo_type),
+        Route.of("GET", f"{prefix}{{ns}}/{{name}}", in_pool(pages.repo_page), repo_type),
+        Route.of("GET", f"{prefix}{{ns}}/{{name}}/tree/{{revision}}/{{path*}}", in_pool(pages.tree_page), repo_type),
+        Route.of("GET", f"{prefix}{{ns}}/{{name}}/blob/{{revision}}/{{path+}}", in_pool(pages.blob_page), repo_type),
+        Route.of("GET", f"{prefix}{{ns}}/{{name}}/commits/{{revision}}", in_pool(pages.commits_page), repo_type),
+        Route.of("GET", f"{prefix}{{ns}}/{{name}}/commit/{{oid}}", in_pool(pages.commit_page), repo_type),
+        Route.of("GET", f"{prefix}{{ns}}/{{name}}/discussions", in_pool(pages.discussions_page), repo_type),
+        Route.of("GET", f"{prefix}{{ns}}/{{name}}/discussions/{{num}}", in_pool(pages.discussion_page), repo_type),
     )
 ]
 
