@@ -1,0 +1,249 @@
+"""Fast batched sampling from a teacher whose prompts share a long prefix (prefix caching, as vLLM does).
+
+Every prompt of a synthesis run starts with the same system prompt (≈ 70 tokens through SmolLM2's chat template)
+and differs only in the caregiver's utterance (≈ 20 tokens with the template around it). Plain batched `generate`
+runs the whole prompt of every row; here the shared prefix runs once, its keys and values are copied into a
+preallocated cache for every row of the batch, and only the rows' own suffixes and the new tokens are computed.
+
+The cache of one batch is laid out the same for every row (one `StaticCache`, written in order):
+
+    [ shared prefix (P) | left padding + row suffix (S, right-aligned) | new tokens (T) ]
+
+A 4-D mask keeps padding out of every row's attention, and explicit position ids give every token the position it
+has in its own prompt (prefix 0..P-1, suffix from P on, new tokens after it), so each row computes what plain
+`generate` computes on its left-padded prompt: greedy answers are the same token for token, up to float rounding
+in near-ties (the matrix shapes differ).
+
+Sampling is seeded per row, not per batch: row r of a run with seed s draws its uniforms from its own generator
+seeded with `row_seed(s, r)`, and samples by inverse CDF over temperature-scaled, top-k/top-p-filtered
+probabilities. A row's draws therefore depend on neither its batch nor the process that runs it, so a run split
+into shards across processes (each shard a range of whole batches) gives the rows of a one-process run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+# The nucleus is looked for among the most likely tokens first; the full sort runs only for rows where it is wider.
+NUCLEUS_CANDIDATES = 64
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How new tokens are chosen. temperature 0 is greedy; top_k None (or 0) and top_p 1.0 disable those filters.
+
+    The defaults are the original study's vLLM settings (vLLM applies no top-k unless asked, unlike
+    `transformers.generate`, whose default is 50).
+    """
+
+    temperature: float = 0.7
+    top_p: float = 0.9
+    max_new_tokens: int = 30
+    top_k: int | None = None
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+
+def row_seed(seed: int, row: int) -> int:
+    """The sampling seed of one row of a run: fixed by (run seed, row index), whatever the batch or process."""
+    digest = hashlib.sha256(f"babyhub-row-seed:{seed}:{row}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1  # below 2**63: torch.Generator.manual_seed accepts it
+
+
+def row_uniforms(seeds: Sequence[int], steps: int) -> torch.Tensor:
+    """[rows, steps] uniforms in [0, 1): row i's from its own generator seeded with seeds[i]."""
+    out = torch.empty(len(seeds), steps, dtype=torch.float64)
+    generator = torch.Generator()
+    for i, seed in enumerate(seeds):
+        generator.manual_seed(seed)
+        torch.rand(steps, generator=generator, dtype=torch.float64, out=out[i])
+    return out
+
+
+def common_prefix_length(sequences: Sequence[Sequence[int]]) -> int:
+    """The number of leading tokens all sequences share."""
+    first, length = sequences[0], min(len(s) for s in sequences)
+    for i in range(length):
+        token = first[i]
+        if any(s[i] != token for s in sequences):
+            return i
+    return length
+
+
+def _nucleus_sample(scores: torch.Tensor, uniforms: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Inverse-CDF sampling from softmax(scores) restricted to the top-p nucleus.
+
+    The nucleus is the most likely tokens whose preceding (more likely) mass is below top_p: the tokens HF's
+    TopPLogitsWarper keeps. It is found among the NUCLEUS_CANDIDATES most likely tokens; rows whose nucleus is
+    wider (rare at temperature 0.7) fall back to a full sort.
+    """
+    probs = torch.softmax(scores, dim=-1)
+    k = min(NUCLEUS_CANDIDATES, probs.shape[-1])
+    top, index = torch.topk(probs, k, dim=-1, sorted=True)
+    before = top.cumsum(-1) - top  # mass of the more likely tokens
+    wide = (before[:, -1] < top_p) & (k < probs.shape[-1])
+    if bool(wide.any()):
+        full, full_index = torch.sort(probs[wide], dim=-1, descending=True, stable=True)
+        picked = _pick(full, full.cumsum(-1) - full, uniforms[wide], top_p)
+        tokens = torch.empty(len(probs), dtype=torch.long)
+        tokens[wide] = full_index.gather(1, picked[:, None]).squeeze(1)
+        narrow = ~wide
+        tokens[narrow] = index[narrow].gather(1, _pick(top[narrow], before[narrow], uniforms[narrow], top_p)[:, None])[
+            :, 0
+        ]
+        return tokens
+    return index.gather(1, _pick(top, before, uniforms, top_p)[:, None]).squeeze(1)
+
+
+def _pick(sorted_probs: torch.Tensor, before: torch.Tensor, uniforms: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Column of the sampled token in each row of descending probabilities, the nucleus renormalised."""
+    in_nucleus = before < top_p  # a prefix of each row, since `before` grows along it
+    in_nucleus[:, 0] = True  # the most likely token is always kept
+    cumulative = torch.where(in_nucleus, sorted_probs, 0.0).double().cumsum(-1)
+    column = torch.searchsorted(cumulative, (uniforms * cumulative[:, -1]).unsqueeze(1), right=True).squeeze(1)
+    return torch.minimum(column, in_nucleus.sum(-1) - 1)
+
+
+def choose_tokens(logits: torch.Tensor, uniforms: torch.Tensor, sampling: Sampling) -> torch.Tensor:
+    """The next token of each row: argmax when greedy, else a seeded sample (see `_nucleus_sample`)."""
+    if sampling.greedy:
+        return logits.argmax(-1)
+    scores = logits.float() / sampling.temperature
+    if sampling.top_k:
+        kth = torch.topk(scores, min(sampling.top_k, scores.shape[-1]), dim=-1).values[:, -1:]
+        scores = scores.masked_fill(scores < kth, float("-inf"))
+    return _nucleus_sample(scores, uniforms, sampling.top_p)
+
+
+class PrefixCachedGenerator:
+    """Batched generation for prompts that share a prefix: the prefix's KV cache is computed once and reused.
+
+    Args:
+        model: a causal LM from transformers (decoder-only, `sdpa` or `eager` attention).
+        tokenizer: its tokenizer (for stop strings and the EOS/pad ids).
+        stop_strings: a row stops once its decoded new text contains one of these.
+        prefix_ids: the prefix to cache; by default the longest one all prompts of a batch share. Pass the prefix
+            of the whole run so that every batch (and every shard of a run) splits its prompts at the same place.
+    """
+
+    def __init__(self, model, tokenizer, *, stop_strings: Sequence[str] = (), prefix_ids: Sequence[int] | None = None):
+        self.model, self.tokenizer = model, tokenizer
+        self.stop_strings = tuple(stop_strings)
+        self.prefix_ids = tuple(prefix_ids) if prefix_ids is not None else None
+        eos = model.generation_config.eos_token_id
+        eos = [eos] if isinstance(eos, int) else list(eos or [])
+        if tokenizer.eos_token_id is not None:
+            eos.append(tokenizer.eos_token_id)
+        self.eos_ids = torch.tensor(sorted(set(eos)), dtype=torch.long)
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (eos[0] if eos else 0)
+        self.pad_id = int(pad)
+        self._cached: tuple[tuple[int, ...], list[tuple[torch.Tensor, torch.Tensor]]] | None = None
+
+    def _prefix_states(self, prefix: tuple[int, ...]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per layer (keys, values) of the prefix, [1, heads, P, dim]; computed once per distinct prefix."""
+        if self._cached is None or self._cached[0] != prefix:
+            from transformers import DynamicCache
+
+            cache = DynamicCache(config=self.model.config)
+            self.model(input_ids=torch.tensor([prefix]), cache=cache, use_cache=True, logits_to_keep=1)
+            self._cached = (prefix, [(layer.keys, layer.values) for layer in cache.layers])
+        return self._cached[1]
+
+    def _split(self, prompts: Sequence[Sequence[int]]) -> int:
+        """Length of the cached prefix for these prompts: at least one token of each prompt stays outside it."""
+        limit = min(len(p) for p in prompts) - 1
+        if self.prefix_ids is not None and all(tuple(p[: len(self.prefix_ids)]) == self.prefix_ids for p in prompts):
+            return min(len(self.prefix_ids), limit)
+        return min(common_prefix_length(prompts), limit)
+
+    @torch.no_grad()
+    def generate(
+        self, prompts: Sequence[Sequence[int]], seeds: Sequence[int], sampling: Sampling = Sampling()
+    ) -> list[list[int]]:
+        """The new tokens of each prompt (up to and including the EOS or the token that completes a stop string).
+
+        Args:
+            prompts: token ids of each full prompt (the same ids plain `generate` would get, without padding).
+            seeds: one sampling seed per prompt (see `row_seed`); ignored when sampling is greedy.
+            sampling: temperature, top_p, top_k and the number of new tokens.
+
+        Returns:
+            One list of new token ids per prompt.
+        """
+        if len(prompts) != len(seeds):
+            raise ValueError(f"{len(prompts)} prompts but {len(seeds)} seeds: give one seed per prompt.")
+        if not prompts:
+            return []
+        from transformers import StaticCache
+
+        rows, steps = len(prompts), sampling.max_new_tokens
+        p = self._split(prompts)
+        prefix = tuple(prompts[0][:p])
+        suffixes = [list(prompt[p:]) for prompt in prompts]
+        width = max(len(s) for s in suffixes)
+        total = p + width + steps
+        # 1. The cache: the prefix's keys and values copied into every row's first P places.
+        cache = StaticCache(config=self.model.config, max_cache_len=total)
+        if p:
+            for layer, (keys, values) in enumerate(self._prefix_states(prefix)):
+                cache.update(keys.expand(rows, -1, -1, -1), values.expand(rows, -1, -1, -1), layer)
+        # 2. Which places each row may attend to (prefix, its own suffix, its new tokens) and its positions.
+        lengths = torch.tensor([len(s) for s in suffixes])
+        visible = torch.zeros(rows, total, dtype=torch.bool)
+        visible[:, :p] = True
+        visible[:, p : p + width] = torch.arange(width) >= (width - lengths)[:, None]
+        input_ids = torch.full((rows, width), self.pad_id, dtype=torch.long)
+        for i, suffix in enumerate(suffixes):
+            input_ids[i, width - len(suffix) :] = torch.tensor(suffix, dtype=torch.long)
+        positions = (p + torch.arange(width) - (width - lengths)[:, None]).clamp(min=p)
+        queries = torch.arange(p, p + width)
+        causal = torch.arange(total)[None, :] <= queries[:, None]  # [width, total]
+        own = torch.arange(total)[None, :] == queries[:, None]  # padding sees itself: no empty row in the mask
+        mask = ((visible[:, None, :] | own[None]) & causal[None]).unsqueeze(1)
+        uniforms = row_uniforms(seeds, steps) if not sampling.greedy else torch.zeros(rows, steps)
+        # 3. The suffixes in one pass, then one token per step for every row until all have stopped.
+        logits = self._forward(input_ids, positions, mask, cache)
+        new = torch.full((rows, steps), self.pad_id, dtype=torch.long)
+        ends = torch.full((rows,), steps, dtype=torch.long)  # a row's new tokens are new[row, :ends[row]]
+        done = torch.zeros(rows, dtype=torch.bool)
+        for step in range(steps):
+            tokens = torch.where(done, self.pad_id, choose_tokens(logits, uniforms[:, step], sampling))
+            new[:, step] = tokens
+            stopped = ~done & (torch.isin(tokens, self.eos_ids) | self._stopped(new[:, : step + 1], done))
+            ends[stopped] = step + 1
+            done |= stopped
+            if bool(done.all()) or step == steps - 1:
+                break
+            # The new token goes to place P + S + step; every row sees it (its own) and all it saw before.
+            visible[:, p + width + step] = True
+            logits = self._forward(tokens[:, None], (p + lengths + step)[:, None], visible[:, None, None, :], cache)
+        return [row[:end].tolist() for row, end in zip(new, ends.tolist(), strict=True)]
+
+    def _forward(self, input_ids, positions, mask, cache) -> torch.Tensor:
+        """Logits of the last place of each row, the new keys and values written into the cache."""
+        out = self.model(
+            input_ids=input_ids,
+            position_ids=positions,
+            attention_mask=mask,
+            cache=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        return out.logits[:, -1, :]
+
+    def _stopped(self, new: torch.Tensor, done: torch.Tensor) -> torch.Tensor:
+        """Rows (not yet done) whose new text now contains a stop string."""
+        stopped = torch.zeros(len(new), dtype=torch.bool)
+        if not self.stop_strings:
+            return stopped
+        active = (~done).nonzero().flatten().tolist()
+        texts = self.tokenizer.batch_decode(new[active].tolist(), skip_special_tokens=True)
+        for row, text in zip(active, texts, strict=True):
+            stopped[row] = any(stop in text for stop in self.stop_strings)
+        return stopped
