@@ -134,6 +134,17 @@ def first_utterance(generated: str) -> str:
     return " ".join(text.split())
 
 
+def utterance_complete(generated: str) -> bool:
+    """True once more text cannot change `first_utterance(generated)`: its first sentence is followed by a space.
+
+    Generation stops there: a sentence end followed by whitespace on the first line, before any speaker label, is
+    where `first_utterance` cuts whatever comes after it.
+    """
+    text = _SPEAKER_LABEL.split(generated.split("\n", 1)[0], maxsplit=1)[0].lstrip().lstrip(_QUOTES).lstrip()
+    match = _FIRST_UTTERANCE.match(text)
+    return bool(match) and match.end() < len(text)
+
+
 def words(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
@@ -234,7 +245,9 @@ class TransformersTeacher:
 
         prompts = [self.encode(u) for u in utterances]
         prefix = prompts[0][: common_prefix_length(prompts)]
-        self.generator = PrefixCachedGenerator(self.model, self.tokenizer, stop_strings=self.stops, prefix_ids=prefix)
+        self.generator = PrefixCachedGenerator(
+            self.model, self.tokenizer, stop_strings=self.stops, stop_when=utterance_complete, prefix_ids=prefix
+        )
 
     def generate(self, utterances: list[str], rows: list[int], seed: int) -> list[str]:
         if self.generator is None:

@@ -22,6 +22,7 @@ from hub_tools.synthesize import (
     load_teacher,
     repeats_mother,
     synthesize_preferences,
+    utterance_complete,
 )
 
 
@@ -291,3 +292,21 @@ def test_chat_style_goes_through_the_chat_template(tiny_baby, small_train_dir, t
         and "| prompt style | `chat` (the chat template's system + user messages) |" in text
     )
     assert "System message:" in text and '`"Mother says:"`' in text
+
+
+@pytest.mark.parametrize(
+    ("generated", "stops_early"),
+    [
+        (' "Yes, a big dog." Can I pet it?', True),
+        ("I want the ball! Mother: no", True),
+        ("no more bath... ok? fine", True),
+        ("Wow!! That's cool. Really.", True),
+        ("look Mommy: a bird. And more", False),  # cut at the label: the first utterance has no sentence end
+        ("it is red\nMother says: what?", False),  # the newline is a stop string of its own
+    ],
+)
+def test_generation_stops_only_where_the_kept_utterance_cannot_change(generated, stops_early):
+    # Every prefix at which generation would stop already has the final first utterance.
+    stops = [i for i in range(len(generated) + 1) if utterance_complete(generated[:i])]
+    assert all(first_utterance(generated[:i]) == first_utterance(generated) for i in stops)
+    assert bool(stops) == stops_early and (not stops or stops[0] < len(generated))

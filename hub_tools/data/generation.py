@@ -23,7 +23,7 @@ into shards across processes (each shard a range of whole batches) gives the row
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -128,13 +128,23 @@ class PrefixCachedGenerator:
         model: a causal LM from transformers (decoder-only, `sdpa` or `eager` attention).
         tokenizer: its tokenizer (for stop strings and the EOS/pad ids).
         stop_strings: a row stops once its decoded new text contains one of these.
+        stop_when: a row also stops once this returns True for its decoded new text (e.g. when the part of the
+            answer that will be kept is complete).
         prefix_ids: the prefix to cache; by default the longest one all prompts of a batch share. Pass the prefix
             of the whole run so that every batch (and every shard of a run) splits its prompts at the same place.
     """
 
-    def __init__(self, model, tokenizer, *, stop_strings: Sequence[str] = (), prefix_ids: Sequence[int] | None = None):
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        *,
+        stop_strings: Sequence[str] = (),
+        stop_when: Callable[[str], bool] | None = None,
+        prefix_ids: Sequence[int] | None = None,
+    ):
         self.model, self.tokenizer = model, tokenizer
-        self.stop_strings = tuple(stop_strings)
+        self.stop_strings, self.stop_when = tuple(stop_strings), stop_when
         self.prefix_ids = tuple(prefix_ids) if prefix_ids is not None else None
         eos = model.generation_config.eos_token_id
         eos = [eos] if isinstance(eos, int) else list(eos or [])
@@ -207,19 +217,28 @@ class PrefixCachedGenerator:
         own = torch.arange(total)[None, :] == queries[:, None]  # padding sees itself: no empty row in the mask
         mask = ((visible[:, None, :] | own[None]) & causal[None]).unsqueeze(1)
         uniforms = row_uniforms(seeds, steps) if not sampling.greedy else torch.zeros(rows, steps)
-        # 3. The suffixes in one pass, then one token per step for every row until all have stopped.
+        # 3. The suffixes in one pass, then one token per step for the rows still going. `active` maps the
+        # batch's rows to the prompts; finished rows are dropped from the batch (and the cache) once they are a
+        # quarter of it, so a batch of short answers does not run to its longest one at full width.
         logits = self._forward(input_ids, positions, mask, cache)
         new = torch.full((rows, steps), self.pad_id, dtype=torch.long)
         ends = torch.full((rows,), steps, dtype=torch.long)  # a row's new tokens are new[row, :ends[row]]
+        active = torch.arange(rows)
         done = torch.zeros(rows, dtype=torch.bool)
         for step in range(steps):
-            tokens = torch.where(done, self.pad_id, choose_tokens(logits, uniforms[:, step], sampling))
-            new[:, step] = tokens
-            stopped = ~done & (torch.isin(tokens, self.eos_ids) | self._stopped(new[:, : step + 1], done))
-            ends[stopped] = step + 1
+            tokens = torch.where(done, self.pad_id, choose_tokens(logits, uniforms[active, step], sampling))
+            new[active, step] = tokens
+            texts_done = self._stopped(new[active, : step + 1], done)
+            stopped = ~done & (torch.isin(tokens, self.eos_ids) | texts_done)
+            ends[active[stopped]] = step + 1
             done |= stopped
             if bool(done.all()) or step == steps - 1:
                 break
+            if int(done.sum()) * 4 >= len(done):
+                keep = (~done).nonzero().flatten()
+                cache.reorder_cache(keep)
+                active, done, tokens = active[keep], done[keep], tokens[keep]
+                visible, lengths = visible[keep], lengths[keep]
             # The new token goes to place P + S + step; every row sees it (its own) and all it saw before.
             visible[:, p + width + step] = True
             logits = self._forward(tokens[:, None], (p + lengths + step)[:, None], visible[:, None, None, :], cache)
@@ -238,12 +257,14 @@ class PrefixCachedGenerator:
         return out.logits[:, -1, :]
 
     def _stopped(self, new: torch.Tensor, done: torch.Tensor) -> torch.Tensor:
-        """Rows (not yet done) whose new text now contains a stop string."""
+        """Rows (not yet done) whose new text now contains a stop string or satisfies `stop_when`."""
         stopped = torch.zeros(len(new), dtype=torch.bool)
-        if not self.stop_strings:
+        if not self.stop_strings and self.stop_when is None:
             return stopped
         active = (~done).nonzero().flatten().tolist()
         texts = self.tokenizer.batch_decode(new[active].tolist(), skip_special_tokens=True)
         for row, text in zip(active, texts, strict=True):
-            stopped[row] = any(stop in text for stop in self.stop_strings)
+            stopped[row] = any(stop in text for stop in self.stop_strings) or bool(
+                self.stop_when and self.stop_when(text)
+            )
         return stopped
