@@ -4,6 +4,7 @@ import pytest
 import torch
 from transformers.generation.logits_process import TopPLogitsWarper
 
+from hub_tools.data import generation
 from hub_tools.data.generation import (
     PrefixCachedGenerator,
     Sampling,
@@ -66,7 +67,9 @@ def plain_generate(model, tokenizer, texts, max_new_tokens) -> list[list[int]]:
     return out[:, encoded["input_ids"].shape[1] :].tolist()
 
 
-def test_greedy_answers_equal_plain_generate_token_for_token(baby):
+@pytest.mark.parametrize("pack_width", [256, 12], ids=["one-pack", "several-packs"])
+def test_greedy_answers_equal_plain_generate_token_for_token(baby, pack_width, monkeypatch):
+    monkeypatch.setattr(generation, "PACK_WIDTH", pack_width)  # 12: the suffixes run in several packed sequences
     model, tokenizer = baby
     texts = prompt_texts()
     ids = [tokenizer(t)["input_ids"] for t in texts]
@@ -83,6 +86,23 @@ def test_greedy_answers_equal_plain_generate_token_for_token(baby):
     run = PrefixCachedGenerator(model, tokenizer, prefix_ids=ids[0][: common_prefix_length(ids)])
     for prompt, row in zip(ids, ours, strict=True):
         assert run.generate([prompt], [0], Sampling(temperature=0, max_new_tokens=20)) == [row]
+
+
+def test_prompts_without_a_shared_prefix(baby):
+    model, tokenizer = baby
+    ids = [tokenizer(f"{u}\nChild:")["input_ids"][1:] for u in UTTERANCES]  # no BOS: they share nothing
+    assert common_prefix_length(ids) == 0
+    ours = PrefixCachedGenerator(model, tokenizer).generate(ids, [0] * 5, Sampling(temperature=0, max_new_tokens=8))
+    width = max(len(i) for i in ids)
+    input_ids = torch.tensor([[tokenizer.pad_token_id] * (width - len(i)) + i for i in ids])
+    attention_mask = torch.tensor([[0] * (width - len(i)) + [1] * len(i) for i in ids])
+    with torch.no_grad():
+        out = model.generate(
+            input_ids=input_ids, attention_mask=attention_mask, do_sample=False, max_new_tokens=8,
+            pad_token_id=tokenizer.pad_token_id,
+        )  # fmt: skip
+    for row, reference in zip(ours, out[:, width:].tolist(), strict=True):
+        assert row == reference[: len(row)]
 
 
 def test_sampling_is_seeded_per_row_whatever_the_batch(baby):

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 
 import torch
 
+# Suffixes are run packed into sequences of at most this many tokens (attention grows with the square of it).
+PACK_WIDTH = 256
 # The nucleus is looked for among the most likely tokens first; the full sort runs only for rows where it is wider.
 NUCLEUS_CANDIDATES = 64
 
@@ -190,7 +192,6 @@ class PrefixCachedGenerator:
             raise ValueError(f"{len(prompts)} prompts but {len(seeds)} seeds: give one seed per prompt.")
         if not prompts:
             return []
-        from transformers import StaticCache
 
         rows, steps = len(prompts), sampling.max_new_tokens
         p = self._split(prompts)
@@ -198,29 +199,17 @@ class PrefixCachedGenerator:
         suffixes = [list(prompt[p:]) for prompt in prompts]
         width = max(len(s) for s in suffixes)
         total = p + width + steps
-        # 1. The cache: the prefix's keys and values copied into every row's first P places.
-        cache = StaticCache(config=self.model.config, max_cache_len=total)
-        if p:
-            for layer, (keys, values) in enumerate(self._prefix_states(prefix)):
-                cache.update(keys.expand(rows, -1, -1, -1), values.expand(rows, -1, -1, -1), layer)
-        # 2. Which places each row may attend to (prefix, its own suffix, its new tokens) and its positions.
+        # 1. The suffixes after the prefix, packed without padding (see `_prefill`), and the batch's cache.
         lengths = torch.tensor([len(s) for s in suffixes])
+        logits, cache = self._prefill(prefix, suffixes, width, total)
+        # 2. Which places each row may attend to: the prefix, its own suffix (right-aligned), its new tokens.
         visible = torch.zeros(rows, total, dtype=torch.bool)
         visible[:, :p] = True
         visible[:, p : p + width] = torch.arange(width) >= (width - lengths)[:, None]
-        input_ids = torch.full((rows, width), self.pad_id, dtype=torch.long)
-        for i, suffix in enumerate(suffixes):
-            input_ids[i, width - len(suffix) :] = torch.tensor(suffix, dtype=torch.long)
-        positions = (p + torch.arange(width) - (width - lengths)[:, None]).clamp(min=p)
-        queries = torch.arange(p, p + width)
-        causal = torch.arange(total)[None, :] <= queries[:, None]  # [width, total]
-        own = torch.arange(total)[None, :] == queries[:, None]  # padding sees itself: no empty row in the mask
-        mask = ((visible[:, None, :] | own[None]) & causal[None]).unsqueeze(1)
         uniforms = row_uniforms(seeds, steps) if not sampling.greedy else torch.zeros(rows, steps)
-        # 3. The suffixes in one pass, then one token per step for the rows still going. `active` maps the
+        # 3. One token per step for the rows still going. `active` maps the
         # batch's rows to the prompts; finished rows are dropped from the batch (and the cache) once they are a
         # quarter of it, so a batch of short answers does not run to its longest one at full width.
-        logits = self._forward(input_ids, positions, mask, cache)
         new = torch.full((rows, steps), self.pad_id, dtype=torch.long)
         ends = torch.full((rows,), steps, dtype=torch.long)  # a row's new tokens are new[row, :ends[row]]
         active = torch.arange(rows)
@@ -243,6 +232,72 @@ class PrefixCachedGenerator:
             visible[:, p + width + step] = True
             logits = self._forward(tokens[:, None], (p + lengths + step)[:, None], visible[:, None, None, :], cache)
         return [row[:end].tolist() for row, end in zip(new, ends.tolist(), strict=True)]
+
+    def _prefill(self, prefix: tuple[int, ...], suffixes: list[list[int]], width: int, total: int):
+        """Run every row's suffix after the cached prefix; return each row's next-token logits and the batch's cache.
+
+        Suffixes differ in length (8 to 40 tokens here), so a padded batch would run mostly padding. They are
+        packed instead, one after another, into a few sequences of at most PACK_WIDTH tokens, each token attending
+        to the prefix and to its own row's earlier tokens (a 4-D mask, positions from P on). Their keys and values
+        are then laid out in the batch's StaticCache: the prefix in places [0, P), row i's suffix right-aligned in
+        [P + width - len_i, P + width); the padding places in between stay zero and are masked for every row.
+        """
+        from transformers import DynamicCache, StaticCache
+
+        p, rows = len(prefix), len(suffixes)
+        groups, current = [], []
+        for row, suffix in enumerate(suffixes):
+            if current and sum(len(suffixes[r]) for r in current) + len(suffix) > PACK_WIDTH:
+                groups.append(current)
+                current = []
+            current.append(row)
+        groups.append(current)
+        n = max(sum(len(suffixes[r]) for r in group) for group in groups)
+        input_ids = torch.full((len(groups), n), self.pad_id, dtype=torch.long)
+        owner = torch.full((len(groups), n), -1, dtype=torch.long)  # the row of each packed token; -1: padding
+        offset = torch.zeros(len(groups), n, dtype=torch.long)  # its index in its row's suffix
+        last = []  # (group, column) of each row's last suffix token
+        for g, group in enumerate(groups):
+            column = 0
+            for row in group:
+                size = len(suffixes[row])
+                input_ids[g, column : column + size] = torch.tensor(suffixes[row], dtype=torch.long)
+                owner[g, column : column + size] = row
+                offset[g, column : column + size] = torch.arange(size)
+                column += size
+                last.append((g, column - 1))
+        causal = torch.arange(n)[None, :] <= torch.arange(n)[:, None]
+        own_row = (owner[:, :, None] == owner[:, None, :]) & causal  # padding sees padding: no empty mask row
+        mask = torch.cat([torch.ones(len(groups), n, p, dtype=torch.bool), own_row], dim=-1).unsqueeze(1)
+        packed = DynamicCache(config=self.model.config)
+        states = self._prefix_states(prefix) if p else []
+        for layer, (keys, values) in enumerate(states):
+            packed.update(keys.expand(len(groups), -1, -1, -1), values.expand(len(groups), -1, -1, -1), layer)
+        columns = sorted({column for _, column in last})
+        out = self.model(
+            input_ids=input_ids,
+            position_ids=p + offset,
+            attention_mask=mask,
+            cache=packed,
+            use_cache=True,
+            logits_to_keep=torch.tensor(columns),
+        )
+        logits = torch.stack([out.logits[g, columns.index(column)] for g, column in last])
+        # The batch's cache, written once through the cache's own update.
+        valid = owner >= 0
+        group_index, column_index = valid.nonzero(as_tuple=True)
+        target_rows = owner[valid]
+        target_places = p + width - torch.tensor([len(s) for s in suffixes])[target_rows] + offset[valid]
+        cache = StaticCache(config=self.model.config, max_cache_len=total)
+        for layer, packed_layer in enumerate(packed.layers):
+            laid_out = []
+            for source in (packed_layer.keys, packed_layer.values):
+                batch = source.new_zeros(rows, source.shape[1], p + width, source.shape[3])
+                batch[:, :, :p] = source[:1, :, :p]
+                batch[target_rows, :, target_places] = source[group_index, :, p + column_index]
+                laid_out.append(batch)
+            cache.update(*laid_out, layer)
+        return logits, cache
 
     def _forward(self, input_ids, positions, mask, cache) -> torch.Tensor:
         """Logits of the last place of each row, the new keys and values written into the cache."""
