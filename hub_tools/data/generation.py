@@ -1,11 +1,13 @@
 """Fast batched sampling from a teacher whose prompts share a long prefix (prefix caching, as vLLM does).
 
-Every prompt of a synthesis run starts with the same system prompt (≈ 70 tokens through SmolLM2's chat template)
-and differs only in the caregiver's utterance (≈ 20 tokens with the template around it). Plain batched `generate`
-runs the whole prompt of every row; here the shared prefix runs once, its keys and values are copied into a
-preallocated cache for every row of the batch, and only the rows' own suffixes and the new tokens are computed.
+Every prompt of a synthesis run starts with the same system prompt (69 tokens through SmolLM2's chat template)
+and differs only in the caregiver's utterance (16 more tokens on average with the template around it, on the first
+64 training rows). Plain batched `generate` runs the whole prompt of every row; here the shared prefix runs once,
+its keys and values are copied into a preallocated cache for every row of the batch, and only the rows' own
+suffixes (packed one after another, without padding) and the new tokens are computed; rows that have stopped
+leave the batch.
 
-The cache of one batch is laid out the same for every row (one `StaticCache`, written in order):
+The cache of one batch is laid out the same for every row (one `StaticCache`):
 
     [ shared prefix (P) | left padding + row suffix (S, right-aligned) | new tokens (T) ]
 
@@ -207,9 +209,8 @@ class PrefixCachedGenerator:
         visible[:, :p] = True
         visible[:, p : p + width] = torch.arange(width) >= (width - lengths)[:, None]
         uniforms = row_uniforms(seeds, steps) if not sampling.greedy else torch.zeros(rows, steps)
-        # 3. One token per step for the rows still going. `active` maps the
-        # batch's rows to the prompts; finished rows are dropped from the batch (and the cache) once they are a
-        # quarter of it, so a batch of short answers does not run to its longest one at full width.
+        # 3. One token per step for the rows still going. `active` maps the batch's rows to the prompts; finished
+        # rows leave the batch (and the cache) once they are a quarter of it, so short answers stop costing.
         new = torch.full((rows, steps), self.pad_id, dtype=torch.long)
         ends = torch.full((rows,), steps, dtype=torch.long)  # a row's new tokens are new[row, :ends[row]]
         active = torch.arange(rows)
@@ -236,7 +237,7 @@ class PrefixCachedGenerator:
     def _prefill(self, prefix: tuple[int, ...], suffixes: list[list[int]], width: int, total: int):
         """Run every row's suffix after the cached prefix; return each row's next-token logits and the batch's cache.
 
-        Suffixes differ in length (8 to 40 tokens here), so a padded batch would run mostly padding. They are
+        Suffixes differ in length, so a padded batch would run much padding (up to the longest suffix). They are
         packed instead, one after another, into a few sequences of at most PACK_WIDTH tokens, each token attending
         to the prefix and to its own row's earlier tokens (a 4-D mask, positions from P on). Their keys and values
         are then laid out in the batch's StaticCache: the prefix in places [0, P), row i's suffix right-aligned in
