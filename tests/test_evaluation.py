@@ -237,3 +237,48 @@ def test_one_sweep_scores_each_revision_dataset_and_method(tiny_baby, tmp_path):
         select_revisions(model, every=True)
     with pytest.raises(BabyhubError, match="is a local folder, which has no card on the Hub"):
         push_results(rows)
+
+
+def test_compare_rows_pairs_outcomes_and_refuses_rows_of_other_pairs():
+    from hub_tools.branches import Revision
+    from hub_tools.evaluation import BlimpResult, EvalRow, compare_rows
+    from hub_tools.stats import compare_paired
+
+    def row(model, margins, dataset="eval", method="sequence_mean"):
+        accuracy = sum(m > 0 for m in margins) / len(margins)
+        return EvalRow(model, Revision("main"), MinpairsResult(dataset, method, accuracy, len(margins), 0,
+                                                                margins=margins))  # fmt: skip
+
+    a, b = row("a", [1.0, 1.0, -1.0, 2.0, 0.0]), row("b", [-1.0, 1.0, -1.0, -2.0, 1.0])
+    comparison = compare_rows(a, b)
+    assert comparison.paired == compare_paired([True, True, False, True, False], [False, True, False, False, True])
+    record = comparison.record()
+    assert (record["difference"], record["a_right_b_wrong"], record["a_wrong_b_right"]) == (0.2, 2, 1)
+    assert record["accuracy_a"] == 0.6 and record["ci95_low_a"] == a.result.ci95_low
+    with pytest.raises(
+        BabyhubError, match=r"cannot compare a on eval \(sequence_mean\) with b on other \(sequence_mean"
+    ):
+        compare_rows(a, row("b", [1.0] * 5, dataset="other"))
+    with pytest.raises(BabyhubError, match="same method"):
+        compare_rows(a, row("b", [1.0] * 5, method="answer_sum"))
+    with pytest.raises(BabyhubError, match="cannot compare a and b on eval: 5 and 4 per-pair outcomes"):
+        compare_rows(a, row("b", [1.0] * 4))
+    no_margins = EvalRow("c", Revision("main"), MinpairsResult("eval", "sequence_mean", 0.5, 4, 0))
+    with pytest.raises(BabyhubError, match="results read back from a CSV have none"):
+        compare_rows(no_margins, no_margins)
+    # BLiMP: pooled over paradigms; refused when the paradigms differ.
+    blimp_a = EvalRow("a", Revision("main"), BlimpResult("sequence_sum_bow", 0.5, 4, {"x": 0.5, "y": 0.5},
+                                                         {"x": [1.0, -1.0], "y": [1.0, -1.0]}))  # fmt: skip
+    blimp_b = EvalRow("b", Revision("main"), BlimpResult("sequence_sum_bow", 0.5, 4, {"x": 0.5, "z": 0.5},
+                                                         {"x": [1.0, -1.0], "z": [-1.0, 1.0]}))  # fmt: skip
+    with pytest.raises(BabyhubError, match="cannot compare BLiMP results of a and b: their paradigms differ"):
+        compare_rows(blimp_a, blimp_b)
+    assert compare_rows(blimp_a, blimp_a).record()["pooled_equals_macro"] is True
+
+
+def test_steps_per_epoch_come_from_the_trainer_state(tmp_path):
+    from hub_tools.evaluation import read_steps_per_epoch
+
+    assert read_steps_per_epoch(str(tmp_path), []) is None  # no trainer state: no epoch axis
+    (tmp_path / "trainer_state.json").write_text('{"global_step": 450, "epoch": 0.4}')
+    assert read_steps_per_epoch(str(tmp_path), []) == pytest.approx(1125.0)
