@@ -1,7 +1,11 @@
 """`babyhub hub serve` and `babyhub hub sync`: the offline hub and its mirror to huggingface.co.
 
     babyhub hub serve --root ~/babyhub-hub                       # http://127.0.0.1:8787, token in ROOT/tokens
-    export HF_ENDPOINT=http://127.0.0.1:8787 HF_HUB_DISABLE_XET=1 HF_TOKEN=$(head -n1 ~/babyhub-hub/tokens)
+    babyhub hub serve --root ~/babyhub-hub --run-spaces          # and run every Gradio Space
+    export HF_ENDPOINT=http://127.0.0.1:8787 HF_HUB_DISABLE_XET=1 \\
+        HF_TOKEN=$(head -n1 ~/babyhub-hub/tokens | cut -d' ' -f1)   # a line may go on with user=/orgs=/role=
+    babyhub hub sync --check --from http://127.0.0.1:8787 --from-token-file ~/babyhub-hub/tokens \\
+        --to https://huggingface.co --repo me/baby-dpo             # what the destination would refuse; writes nothing
     babyhub hub sync --from http://127.0.0.1:8787 --from-token-file ~/babyhub-hub/tokens \\
         --to https://huggingface.co --repo me/baby-dpo --repo datasets/me/child-dpo-preferences
 """
@@ -17,7 +21,7 @@ from hub_tools.hubenv import is_local_endpoint
 
 
 def register(subparsers) -> None:
-    """Add `hub serve` and `hub sync` to `babyhub`."""
+    """Add `hub serve` and `hub sync` (with `--check`) to `babyhub`."""
     hub = subparsers.add_parser("hub", help="run a local Hub-compatible server, mirror repos between hubs")
     hub_sub = hub.add_subparsers(dest="hub_command", metavar="HUB_COMMAND", required=True)
 
@@ -29,7 +33,13 @@ def register(subparsers) -> None:
         "--token-file",
         type=Path,
         default=None,
-        help="write tokens, one per line (default: ROOT/tokens, created with a random token)",
+        help="tokens, one per line: TOKEN [user=NAME] [orgs=A,B] [role=read|write] (default: ROOT/tokens, created "
+        "with one random write token)",
+    )
+    serve.add_argument(
+        "--run-spaces",
+        action="store_true",
+        help="also run every Gradio Space's app, restarted on each commit to its main branch",
     )
     serve.set_defaults(func=handle_hub_serve)
 
@@ -50,12 +60,19 @@ def register(subparsers) -> None:
             default=None,
             help=f"file whose first line is the {name} token (default: HF_TOKEN / saved login)",
         )
+    sync.add_argument(
+        "--check",
+        action="store_true",
+        help="write nothing: ask the destination what it would refuse (namespaces, spellings, ref names, cards); "
+        "exit 1 if anything",
+    )
     sync.set_defaults(func=handle_hub_sync)
 
 
 def handle_hub_serve(args: argparse.Namespace) -> int:
     from hub_tools.local_hub.server import serve
     from hub_tools.local_hub.tokens import ensure_token_file
+    from hub_tools.local_hub.xet import startup_hint
 
     root = args.root.expanduser().resolve()
     with errors.from_flag("--token-file"):
@@ -67,14 +84,15 @@ def handle_hub_serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     url = f"http://{args.host}:{args.port}"
-    # The token itself is never printed: point at the file.
+    # The token itself is never printed: point at the file (a line may carry user=/orgs=/role= after the token).
     print(
-        f"babyhub local hub: {url}  root={root}\n"
-        f"clients: export HF_ENDPOINT={url} HF_HUB_DISABLE_XET=1 HF_TOKEN=$(head -n1 {token_file})",
+        f"babyhub local hub: {url}  root={root}{'  (running Spaces)' if args.run_spaces else ''}\n"
+        f"clients: export HF_ENDPOINT={url} HF_HUB_DISABLE_XET=1 HF_TOKEN=$(head -n1 {token_file} | cut -d' ' -f1)\n"
+        f"{startup_hint(url)}",
         file=sys.stderr,
         flush=True,
     )
-    serve(root, host=args.host, port=args.port, token_file=token_file)
+    serve(root, host=args.host, port=args.port, token_file=token_file, run_spaces=args.run_spaces)
     return 0
 
 
@@ -87,6 +105,23 @@ def handle_hub_sync(args: argparse.Namespace) -> int:
         path = getattr(args, f"{end}_token_file")
         with errors.from_flag(f"--{end}-token-file"):
             tokens[end] = None if path is None else read_first_token(path)
+    if args.check:
+        from hub_tools.hub.sync import check_sync
+
+        check = check_sync(
+            args.source.rstrip("/"),
+            args.dest.rstrip("/"),
+            repos=args.repo,
+            source_token=tokens["from"],
+            dest_token=tokens["to"],
+        )
+        for problem in check.problems:
+            print(f"  refused: {problem}")
+        if not check.ok:
+            print(f"check failed: {len(check.problems)} problem(s) in {len(check.repos)} repo(s); nothing was written")
+            return 1
+        print(f"check passed: {args.dest} would accept the mirror of {len(check.repos)} repo(s); nothing was written")
+        return 0
     report = sync_repos(
         args.source.rstrip("/"),
         args.dest.rstrip("/"),
