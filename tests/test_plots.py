@@ -95,7 +95,7 @@ def test_cli_draws_pngs_and_refuses_a_file_without_steps(tmp_path):
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in out.iterdir()) == ["accuracies.png", "loss.png", "rewards.png"]
     with Image.open(out / "loss.png") as image:
-        assert image.size == (1400, 800) and len(set(image.convert("L").getdata())) > 10  # 7 x 4 in at 200 dpi
+        assert image.size == (1400, 800) and len(set(image.convert("L").tobytes())) > 10  # 7 x 4 in at 200 dpi
     bad = tmp_path / "bad.csv"
     bad.write_text("loss,epoch\n0.7,1\n")
     done = subprocess.run([*cmd[:4], str(bad), "--out", str(out)], capture_output=True, text=True)

@@ -15,6 +15,7 @@ run/push`) stays fast.
 
 from __future__ import annotations
 
+import inspect
 import os
 import re
 import threading
@@ -402,6 +403,9 @@ def stream_answer(model, tokenizer, prompt_ids: list[int], sampling: Sampling) -
     stop_ids = {t for t in (tokenizer.eos_token_id, tokenizer.bos_token_id, tokenizer.pad_token_id) if t is not None}
     generated: list[int] = []
     shown = ""
+    # transformers 5.2x renamed the KV cache `past_key_values` -> `cache` (argument and output); the Space's
+    # requirements allow both, so use the name this model's forward takes.
+    cache = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
     with torch.inference_mode():
         out = model(input_ids=torch.tensor([prompt_ids]), use_cache=True)
         for _ in range(sampling.max_new_tokens):
@@ -416,7 +420,7 @@ def stream_answer(model, tokenizer, prompt_ids: list[int], sampling: Sampling) -
                 yield shown
             if cut_answer(text)[1]:
                 return
-            out = model(input_ids=torch.tensor([[token]]), past_key_values=out.past_key_values, use_cache=True)
+            out = model(input_ids=torch.tensor([[token]]), use_cache=True, **{cache: out[cache]})
     final = cut_answer(tokenizer.decode(generated, skip_special_tokens=True))[0].strip()
     if final != shown:  # a held-back `*` that never became a tag belongs to the answer
         yield final
