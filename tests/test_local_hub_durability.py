@@ -8,6 +8,7 @@ import stat
 import httpx
 import pytest
 
+from tests.fixtures.disk import recording_fsyncs
 from tests.fixtures.hub import OWN_TOKEN
 
 
@@ -65,19 +66,11 @@ def test_the_root_and_what_it_holds_are_private_whatever_the_umask(tmp_path):
         assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, path
 
 
-def test_an_upload_is_fsynced_before_the_commit_that_names_it_and_that_before_the_ref(own_hub, own_api, monkeypatch):
-    synced = []
-    real_fsync = os.fsync
-
-    def recording_fsync(fd):
-        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
-        return real_fsync(fd)
-
+def test_an_upload_is_fsynced_before_the_commit_that_names_it_and_that_before_the_ref(own_hub, own_api):
     own_api.create_repo("babyhub/durable")
-    monkeypatch.setattr(os, "fsync", recording_fsync)
     weights = os.urandom(100_000)
-    own_api.upload_file(path_or_fileobj=weights, path_in_repo="model.safetensors", repo_id="babyhub/durable")
-    monkeypatch.setattr(os, "fsync", real_fsync)
+    with recording_fsyncs() as synced:
+        own_api.upload_file(path_or_fileobj=weights, path_in_repo="model.safetensors", repo_id="babyhub/durable")
     sha = hashlib.sha256(weights).hexdigest()
     blob = next(i for i, p in enumerate(synced) if p.startswith(str(own_hub.root / "tmp")) or p.endswith(sha))
     blob_dir = next(i for i, p in enumerate(synced) if p.endswith(f"lfs/objects/{sha[:2]}/{sha[2:4]}"))
