@@ -197,6 +197,17 @@ class CommitInfo:
             "parents": list(self.parents),
         }
 
+    def record(self) -> dict:
+        """The store's commit record without its files (`get_commit` adds them; `history` lists these)."""
+        return {
+            "id": self.id,
+            "parents": list(self.parents),
+            "title": self.title,
+            "message": self.message,
+            "author": self.author,
+            "date": self.date,
+        }
+
 
 @dataclass(frozen=True)
 class RefUpdate:
@@ -799,15 +810,7 @@ class GitStore:
         info = self.commit_info(repo, oid)
         if info is None:
             return None
-        return {
-            "id": info.id,
-            "parents": list(info.parents),
-            "title": info.title,
-            "message": info.message,
-            "author": info.author,
-            "date": info.date,
-            "files": FileMap(self, repo, info.tree),
-        }
+        return {**info.record(), "files": FileMap(self, repo, info.tree)}
 
     def history(self, repo: Repo, oid: str) -> list[dict]:
         """Every commit `oid` reaches, in `git log`'s order, without `files` (id, parents, title, message, ...).
@@ -816,17 +819,7 @@ class GitStore:
         order they were queued in (parents in their order, as each commit is shown); the same walk here, so a
         clone's `git log` and the Hub's commit listing agree, merges and same-second commits included.
         """
-        return [
-            {
-                "id": info.id,
-                "parents": list(info.parents),
-                "title": info.title,
-                "message": info.message,
-                "author": info.author,
-                "date": info.date,
-            }
-            for info in self.walk(repo, oid)
-        ]
+        return [info.record() for info in self.walk(repo, oid)]
 
     def walk(self, repo: Repo, oid: str) -> Iterator[CommitInfo]:
         """The commits `oid` reaches, parsed, in `git log`'s order (see `history`); a missing parent ends a line."""
