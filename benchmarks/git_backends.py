@@ -34,23 +34,34 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 BACKENDS = ("dulwich", "pygit2", "git-cli")
 STORES = ("git-store",)  # gitstore.GitStore, through the server's calls
 
 
-def make_files(start: int, count: int, seed: int) -> dict[str, bytes]:
-    """`count` small text files spread over 100 folders (as a sharded dataset or a tokenizer dump would be)."""
+def make_files(
+    start: int, count: int, seed: int, *, folder: Callable[[int], str] = lambda i: f"d{i % 100:02d}"
+) -> dict[str, bytes]:
+    """`count` small text files, file i in `data/{folder(i)}/`; by default spread over 100 folders (as a sharded
+    dataset or a tokenizer dump would be)."""
     rng = random.Random(seed)
     words = [b"the", b"baby", b"mummy", b"ball", b"look", b"a", b"doggy", b"where", b"is", b"it"]
     return {
-        f"data/d{i % 100:02d}/file{i:06d}.txt": b" ".join(rng.choice(words) for _ in range(rng.randint(5, 40)))
+        f"data/{folder(i)}/file{i:06d}.txt": b" ".join(rng.choice(words) for _ in range(rng.randint(5, 40)))
         for i in range(start, start + count)
     }
 
 
 # ---- dulwich -------------------------------------------------------------------------------------------------------
+def timed(fn, *args):
+    """`fn(*args)` and the seconds it took."""
+    t0 = time.perf_counter()
+    result = fn(*args)
+    return result, time.perf_counter() - t0
+
+
 def _dulwich_commit(repo, parent: bytes | None, files: dict[str, bytes], message: bytes) -> bytes:
     """Blobs, touched trees and the commit written as ONE pack (fsynced), then the ref moved."""
     import stat
@@ -137,12 +148,8 @@ def run_dulwich(work: Path, base: dict, add: dict, lookups: list[str]) -> dict:
         return out
 
     repo = Repo(str(path))  # cold
-    t0 = time.perf_counter()
-    listing = list_tree(repo)
-    tree_cold_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    list_tree(repo)
-    tree_warm_s = time.perf_counter() - t0
+    listing, tree_cold_s = timed(list_tree, repo)
+    _, tree_warm_s = timed(list_tree, repo)
 
     from dulwich.object_store import tree_lookup_path
 
@@ -227,12 +234,8 @@ def run_pygit2(work: Path, base: dict, add: dict, lookups: list[str]) -> dict:
         return out
 
     repo = pygit2.Repository(str(path))  # cold
-    t0 = time.perf_counter()
-    listing = list_tree(repo)
-    tree_cold_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    list_tree(repo)
-    tree_warm_s = time.perf_counter() - t0
+    listing, tree_cold_s = timed(list_tree, repo)
+    _, tree_warm_s = timed(list_tree, repo)
 
     tree = repo[head].tree
     t0 = time.perf_counter()
@@ -312,8 +315,12 @@ def _disk(path: Path) -> int:
 
 
 # ---- git CLI (the yardstick) ---------------------------------------------------------------------------------------
-def run_git_cli(work: Path, base: dict, add: dict, lookups: list[str]) -> dict:
-    tree_dir = work / "cli"
+def git_cli_commit(tree_dir: Path, base: dict, add: dict, *, fsync: bool):
+    """`git init` at `tree_dir`, commit `base`, then `git add -A && git commit` of `add`, timed.
+
+    With `fsync`, objects and refs are fsynced as the hub's are (git then writes and syncs one loose object per
+    file); without, git's default. Returns `git(*args, **kw)` for the repo and the seconds of the second commit.
+    """
     env = {**os.environ, "GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@l", "GIT_COMMITTER_NAME": "b"}
     env["GIT_COMMITTER_EMAIL"] = "b@l"
 
@@ -326,7 +333,8 @@ def run_git_cli(work: Path, base: dict, add: dict, lookups: list[str]) -> dict:
             (tree_dir / p).write_bytes(data)
 
     subprocess.run(["git", "init", "-q", str(tree_dir)], check=True)
-    git("config", "core.fsync", "objects,reference")
+    if fsync:
+        git("config", "core.fsync", "objects,reference")
     git("config", "gc.auto", "0")
     write(base)
     git("add", "-A")
@@ -335,7 +343,11 @@ def run_git_cli(work: Path, base: dict, add: dict, lookups: list[str]) -> dict:
     t0 = time.perf_counter()
     git("add", "-A")
     git("commit", "-qm", "add")
-    commit_s = time.perf_counter() - t0
+    return git, time.perf_counter() - t0
+
+
+def run_git_cli(work: Path, base: dict, add: dict, lookups: list[str]) -> dict:
+    git, commit_s = git_cli_commit(work / "cli", base, add, fsync=True)
     t0 = time.perf_counter()
     listing = git("ls-tree", "-r", "-l", "HEAD").stdout.splitlines()
     tree_s = time.perf_counter() - t0

@@ -37,6 +37,9 @@ import threading
 import time
 from pathlib import Path
 
+# The git CLI yardstick and the file maker, shared with the backend benchmark (this folder is on sys.path when run).
+import git_backends
+
 TOKEN = "hf_bench_token_0123456789"
 AUTH = {"authorization": f"Bearer {TOKEN}"}
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -236,43 +239,16 @@ def lfs_download(hub: Hub, repo: str, dest: Path) -> float:
 # ---- 2. many files -------------------------------------------------------------------------------------------------
 def make_files(start: int, count: int, seed: int) -> dict[str, bytes]:
     """Small text files, 50 to a folder (a sharded dataset's layout)."""
-    rng = random.Random(seed)
-    words = [b"the", b"baby", b"mummy", b"ball", b"look", b"a", b"doggy", b"where", b"is", b"it"]
-    return {
-        f"data/d{i // 50:04d}/file{i:06d}.txt": b" ".join(rng.choice(words) for _ in range(rng.randint(5, 40)))
-        for i in range(start, start + count)
-    }
+    return git_backends.make_files(start, count, seed, folder=lambda i: f"d{i // 50:04d}")
 
 
 def git_cli(work: Path, base: dict, add: dict, queries: list[str], fsync: bool) -> tuple[float, float]:
     """(seconds of `git add -A && git commit` of `add` onto `base`, seconds of a batch-check of `queries`).
 
-    With `fsync`, objects and refs are fsynced as the hub's are (git then writes and syncs one loose object per
-    file); without, git's default. The batch-check runs on packed objects (`git repack -ad` first), as the hub's are.
+    With `fsync`, objects and refs are fsynced as the hub's are; without, git's default (see `git_cli_commit`).
+    The batch-check runs on packed objects (`git repack -ad` first), as the hub's are.
     """
-    env = {**os.environ, "GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@l", "GIT_COMMITTER_NAME": "b"}
-    env["GIT_COMMITTER_EMAIL"] = "b@l"
-
-    def git(*args, **kw):
-        return subprocess.run(["git", "-C", str(work), *args], check=True, env=env, capture_output=True, **kw)
-
-    def write(files):
-        for path, data in files.items():
-            (work / path).parent.mkdir(parents=True, exist_ok=True)
-            (work / path).write_bytes(data)
-
-    subprocess.run(["git", "init", "-q", str(work)], check=True)
-    if fsync:
-        git("config", "core.fsync", "objects,reference")
-    git("config", "gc.auto", "0")
-    write(base)
-    git("add", "-A")
-    git("commit", "-qm", "base")
-    write(add)  # the work tree is written first: the hub gets the files in its request, git reads them from disk
-    t0 = time.perf_counter()
-    git("add", "-A")
-    git("commit", "-qm", "add")
-    commit_s = time.perf_counter() - t0
+    git, commit_s = git_backends.git_cli_commit(work, base, add, fsync=fsync)
     git("repack", "-adq")
     t0 = time.perf_counter()
     out = git("cat-file", "--batch-check", input="".join(f"HEAD:{q}\n" for q in queries).encode()).stdout

@@ -5,21 +5,12 @@ the test's temp dir (printed, so it can be looked at).
 """
 
 import re
-from pathlib import Path
 
 import pytest
 
+from tests.fixtures.browser import chromium_page
 from tests.test_baby_chat import launch_app, publish_chat_models
 
-CHROMIUM = Path("/usr/bin/chromium")  # Debian's package: `apt-get install chromium` (.ci/run does it)
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 TIMEOUT_MS = 60_000
 
 
@@ -36,15 +27,8 @@ def chat_url(local_hub, tiny_baby, preference_dirs):
 
 @pytest.fixture
 def page():
-    from playwright.sync_api import sync_playwright
-
-    assert CHROMIUM.is_file(), f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)"
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield browser.new_page(viewport={"width": 1280, "height": 1000})
-        finally:
-            browser.close()
+    with chromium_page(height=1000) as page:
+        yield page
 
 
 def test_browser_mother_line_gets_an_answer_in_every_column(chat_url, page, tmp_path):

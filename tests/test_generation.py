@@ -13,6 +13,7 @@ from hub_tools.data.generation import (
     common_prefix_length,
     row_seed,
 )
+from tests.fixtures.models import random_llama
 
 PREFIX = "You are a young child having a conversation with your mother. Keep it short and child-like.\n"
 UTTERANCES = ["what is that ?", "pull the string .", "I think they just throw it on the side .", "look", "no more"]
@@ -22,7 +23,7 @@ UTTERANCES = ["what is that ?", "pull the string .", "I think they just throw it
 def baby():
     """An untrained tiny Llama (weights wide enough for clear argmaxes) and a byte-level BPE built in a blink."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast
 
     backend = Tokenizer(models.BPE())
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -35,21 +36,15 @@ def baby():
     backend.train_from_iterator(prompt_texts() * 3, trainer)
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
     tokenizer.padding_side = "left"
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
+    model = random_llama(
+        seed=0,
+        tokenizer=tokenizer,
         hidden_size=64,
         intermediate_size=128,
-        num_hidden_layers=2,
         num_attention_heads=4,
-        num_key_value_heads=2,
         max_position_embeddings=256,
         initializer_range=0.2,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    model = LlamaForCausalLM(config).eval()
+    ).eval()
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     return model, tokenizer
 

@@ -8,6 +8,7 @@ import threading
 import pytest
 
 from hub_tools.local_hub import lfs
+from tests.fixtures.disk import recording_fsyncs
 
 
 @pytest.fixture
@@ -248,17 +249,10 @@ def test_concurrent_commits_to_one_branch_all_land(store, repo):
     assert len(files) == 1 + 30
 
 
-def test_a_commit_is_fsynced_pack_then_ref_then_folders(store, repo, monkeypatch):
+def test_a_commit_is_fsynced_pack_then_ref_then_folders(store, repo):
     """Durability order: the pack (blobs, trees, commit) and its folder reach the disk before the ref moves."""
-    synced = []
-    real_fsync = os.fsync
-
-    def recording_fsync(fd):
-        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
-        return real_fsync(fd)
-
-    monkeypatch.setattr(os, "fsync", recording_fsync)
-    commit(store, repo, add("a.txt", b"a"), add("w.safetensors", b"\0" * 64))
+    with recording_fsyncs() as synced:
+        commit(store, repo, add("a.txt", b"a"), add("w.safetensors", b"\0" * 64))
     pool_dirs = (str(store.root / "lfs"), str(store.root / "tmp"))
     pool = [i for i, p in enumerate(synced) if p.startswith(pool_dirs)]
     pack = next(i for i, p in enumerate(synced) if "/objects/pack/tmp_pack_" in p)

@@ -7,6 +7,7 @@ import pytest
 
 from hub_tools.hub.publish import push_folder
 from tests.conftest import HUB_URL
+from tests.fixtures.models import random_llama
 
 
 @pytest.fixture
@@ -36,23 +37,6 @@ def test_datasetdict_push_to_hub_and_load_dataset(local_hub):
     assert "dataset_info" in card.data.to_dict()
 
 
-def _tiny_llama(seed: int):
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=64,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-    )
-    return LlamaForCausalLM(config)
-
-
 def test_model_lfs_commit_branches_and_from_pretrained_by_revision(api, tmp_path):
     import torch
     from huggingface_hub import CommitOperationAdd
@@ -60,7 +44,7 @@ def test_model_lfs_commit_branches_and_from_pretrained_by_revision(api, tmp_path
 
     repo = "babyhub/hub-baby-checkpoints"
     api.create_repo(repo)
-    base = _tiny_llama(0)
+    base = random_llama(seed=0)
     base.save_pretrained(tmp_path / "base")
     api.create_commit(
         repo, [CommitOperationAdd(p.name, p) for p in (tmp_path / "base").iterdir()], commit_message="baby"
@@ -69,7 +53,7 @@ def test_model_lfs_commit_branches_and_from_pretrained_by_revision(api, tmp_path
     assert weights.lfs is not None and weights.lfs.size == weights.size  # stored as LFS, not inline
     models = {}
     for step in (2000, 4000):
-        models[step] = _tiny_llama(step)
+        models[step] = random_llama(seed=step)
         models[step].save_pretrained(tmp_path / f"checkpoint-{step}")
         push_folder(
             tmp_path / f"checkpoint-{step}", repo, revision=f"checkpoint-{step}", commit_message=f"checkpoint {step}"

@@ -13,6 +13,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx
 import pytest
@@ -53,22 +55,34 @@ def _commit(hub, *files, repo="team/open", header=None) -> httpx.Response:
 
 
 # ---- the event loop ----------------------------------------------------------------------------------------------
-def test_a_slow_store_call_does_not_stall_other_requests(hub):
-    """While one request waits on the store, the loop answers others (the old server ran store work on the loop)."""
-    store = hub.hub.store
+@contextmanager
+def holding_resolve(store, held: str) -> Iterator[threading.Event]:
+    """Until the block ends, the store's `resolve` of revision `held` waits (then resolves `main`).
+
+    Yields the event set once a request is waiting there.
+    """
     entered, release = threading.Event(), threading.Event()
     real_resolve = type(store).resolve
 
     def slow_resolve(self, repo, revision):
-        if revision == "slow":
+        if revision == held:
             entered.set()
             release.wait(60)
             revision = "main"
         return real_resolve(self, repo, revision)
 
-    answers = []
     type(store).resolve = slow_resolve
     try:
+        yield entered
+    finally:
+        release.set()
+        type(store).resolve = real_resolve
+
+
+def test_a_slow_store_call_does_not_stall_other_requests(hub):
+    """While one request waits on the store, the loop answers others (the old server ran store work on the loop)."""
+    answers = []
+    with holding_resolve(hub.hub.store, "slow") as entered:
         held = threading.Thread(
             target=lambda: answers.append(httpx.get(f"{hub.url}/api/models/team/open/tree/slow", timeout=60))
         )
@@ -76,37 +90,21 @@ def test_a_slow_store_call_does_not_stall_other_requests(hub):
         assert entered.wait(20)
         refs = httpx.get(f"{hub.url}/api/models/team/open/refs", timeout=10)  # answered while the listing waits
         assert refs.status_code == 200 and not answers
-    finally:
-        release.set()
-        type(store).resolve = real_resolve
     held.join(30)
     assert answers[0].status_code == 200
 
 
 def test_requests_beyond_the_in_flight_limit_get_a_503_at_once(hub):
-    store = hub.hub.store
-    entered, release = threading.Event(), threading.Event()
-    real_resolve = type(store).resolve
-
-    def slow_resolve(self, repo, revision):
-        if revision == "held":
-            entered.set()
-            release.wait(60)
-            revision = "main"
-        return real_resolve(self, repo, revision)
-
     limits, before = hub.hub.limits, hub.hub.limits.max_requests
-    type(store).resolve = slow_resolve
     limits.max_requests = 1
     try:
-        held = threading.Thread(target=lambda: httpx.get(f"{hub.url}/api/models/team/open/tree/held", timeout=60))
-        held.start()
-        assert entered.wait(20)
-        busy = httpx.get(f"{hub.url}/api/models/team/open/refs", timeout=10)
-        assert busy.status_code == 503 and busy.headers["retry-after"] == "1"
+        with holding_resolve(hub.hub.store, "held") as entered:
+            held = threading.Thread(target=lambda: httpx.get(f"{hub.url}/api/models/team/open/tree/held", timeout=60))
+            held.start()
+            assert entered.wait(20)
+            busy = httpx.get(f"{hub.url}/api/models/team/open/refs", timeout=10)
+            assert busy.status_code == 503 and busy.headers["retry-after"] == "1"
     finally:
-        release.set()
-        type(store).resolve = real_resolve
         limits.max_requests = before
     held.join(30)
     assert httpx.get(f"{hub.url}/api/models/team/open/refs").status_code == 200

@@ -11,11 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_baby_chat_browser import CHROMIUM
-from tests.test_baby_chat_browser import CHROMIUM_ARGS as BABY_CHAT_ARGS
+from tests.fixtures.browser import chromium_page
 from tests.test_local_hub_pages import OWNER, pages_hub
 
-CHROMIUM_ARGS = ["--headless", *BABY_CHAT_ARGS]
 TIMEOUT_MS = 30_000
 SCREENSHOTS = Path(
     os.environ.get("BABYHUB_SCREENSHOTS") or Path(__file__).resolve().parents[1] / "outputs/screenshots"
@@ -30,17 +28,9 @@ def site(tmp_path_factory):
 
 @pytest.fixture
 def page():
-    from playwright.sync_api import sync_playwright
-
-    assert CHROMIUM.is_file(), f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)"
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.set_default_timeout(TIMEOUT_MS)
-            yield page
-        finally:
-            browser.close()
+    with chromium_page(height=900, extra_args=("--headless",)) as page:
+        page.set_default_timeout(TIMEOUT_MS)
+        yield page
 
 
 def _shot(page, name: str) -> Path:

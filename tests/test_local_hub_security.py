@@ -7,18 +7,17 @@ import json
 import httpx
 import pytest
 
+from tests.fixtures.hub import serving
+
 TOKEN = "hf_security_token"
 
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
-    from hub_tools.local_hub.server import start_background
-
     base = tmp_path_factory.mktemp("security")
-    running = start_background(base / "root", tokens=[TOKEN])
-    running.base = base
-    yield running
-    running.stop()
+    with serving(base / "root", tokens=[TOKEN]) as running:
+        running.base = base
+        yield running
 
 
 def _auth(token=TOKEN):

@@ -6,6 +6,8 @@ import time
 import httpx
 import pytest
 
+from tests.fixtures.hub import serving
+
 TOKEN = "hf_spaces_run_token"
 APP = """import gradio as gr
 
@@ -21,11 +23,8 @@ CARD = b"---\nsdk: gradio\napp_file: app.py\n---\n# Greeter\n"
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
-    from hub_tools.local_hub.server import start_background
-
-    running = start_background(tmp_path_factory.mktemp("spaces-run") / "root", tokens=[TOKEN], run_spaces=True)
-    yield running
-    running.stop()
+    with serving(tmp_path_factory.mktemp("spaces-run") / "root", tokens=[TOKEN], run_spaces=True) as running:
+        yield running
 
 
 def _wait_for(api, repo_id: str, commit: str, timeout: float = 120.0):

@@ -5,17 +5,15 @@ import pytest
 from hub_tools.cli import main
 from hub_tools.hub.publish import push_folder
 from tests.conftest import HUB_URL
+from tests.fixtures.hub import serving
 
 DEST_TOKEN = "hf_sync_dest_token"
 
 
 @pytest.fixture
 def dest_hub(tmp_path):
-    from hub_tools.local_hub.server import start_background
-
-    hub = start_background(tmp_path / "dest-root", tokens=[DEST_TOKEN])
-    yield hub
-    hub.stop()
+    with serving(tmp_path / "dest-root", tokens=[DEST_TOKEN]) as hub:
+        yield hub
 
 
 def _state(api, repo_id, repo_type="model"):

@@ -74,21 +74,18 @@ def positive_int(text: str) -> int:
 
 def existing_file(what: str) -> Callable[[str], Path]:
     """argparse type of a file that must exist; `what` says what it should be (e.g. "a minimal-pair CSV")."""
-
-    def existing(text: str) -> Path:
-        if not Path(text).is_file():
-            raise argparse.ArgumentTypeError(f"{text}: no such file; give {what}.")
-        return Path(text)
-
-    return existing
+    return _existing(Path.is_file, lambda text: f"{text}: no such file; give {what}.")
 
 
 def existing_dir(what: str) -> Callable[[str], Path]:
     """argparse type of a folder that must exist; `what` says what it should hold."""
+    return _existing(Path.is_dir, lambda text: f"{text} is not a folder: give {what}.")
 
+
+def _existing(is_kind: Callable[[Path], bool], refusal: Callable[[str], str]) -> Callable[[str], Path]:
     def existing(text: str) -> Path:
-        if not Path(text).is_dir():
-            raise argparse.ArgumentTypeError(f"{text} is not a folder: give {what}.")
+        if not is_kind(Path(text)):
+            raise argparse.ArgumentTypeError(refusal(text))
         return Path(text)
 
     return existing
@@ -117,6 +114,12 @@ def pushed(result, source) -> str:
 
 
 # ----------------------------------------------------------------------------------------------- options
+def add_command_group(subparsers, name: str, *, help: str, metavar: str = "COMMAND"):
+    """`babyhub NAME COMMAND ...`: a command made of subcommands; returns the subparsers to add them to."""
+    group = subparsers.add_parser(name, help=help)
+    return group.add_subparsers(dest=f"{name}_command", metavar=metavar, required=True)
+
+
 def add_repo_id(parser: argparse.ArgumentParser, *, help: str = "the repository, NAMESPACE/NAME") -> None:
     parser.add_argument("--repo-id", required=True, type=repo_id, metavar="NS/NAME", help=help)
 

@@ -20,14 +20,15 @@ import sys
 from pathlib import Path
 
 from hub_tools import errors
-from hub_tools.cli._options import existing_dir
+from hub_tools.cli import _options
 from hub_tools.hubenv import is_local_endpoint
 
 
 def register(subparsers) -> None:
     """Add `hub serve` and `hub sync` (with `--check`) to `babyhub`."""
-    hub = subparsers.add_parser("hub", help="run a local Hub-compatible server, mirror repos between hubs")
-    hub_sub = hub.add_subparsers(dest="hub_command", metavar="HUB_COMMAND", required=True)
+    hub_sub = _options.add_command_group(
+        subparsers, "hub", help="run a local Hub-compatible server, mirror repos between hubs", metavar="HUB_COMMAND"
+    )
 
     serve = hub_sub.add_parser("serve", help="serve a local Hub (models, datasets, spaces) from a folder")
     serve.add_argument("--root", required=True, type=Path, help="storage folder (created; survives restarts)")
@@ -73,20 +74,21 @@ def register(subparsers) -> None:
     sync.set_defaults(func=handle_hub_sync)
 
     root_help = "the local hub's storage folder (what `hub serve --root` was given)"
+    root_dir = _options.existing_dir("the local hub's storage folder")
     migrate = hub_sub.add_parser("migrate", help="turn a root written by an older babyhub into git repositories")
-    migrate.add_argument("--root", required=True, type=existing_dir("the local hub's storage folder"), help=root_help)
+    migrate.add_argument("--root", required=True, type=root_dir, help=root_help)
     migrate.set_defaults(func=handle_hub_migrate)
 
     fsck = hub_sub.add_parser(
         "fsck", help="check every ref, commit, tree, blob and LFS object; exit 1 at the first fault"
     )
-    fsck.add_argument("--root", required=True, type=existing_dir("the local hub's storage folder"), help=root_help)
+    fsck.add_argument("--root", required=True, type=root_dir, help=root_help)
     fsck.add_argument("--no-hash-lfs", action="store_true", help="check LFS objects' sizes only, not their SHA-256")
     fsck.add_argument("--all", action="store_true", help="report every problem instead of stopping at the first")
     fsck.set_defaults(func=handle_hub_fsck)
 
     gc = hub_sub.add_parser("gc", help="remove unreferenced git and LFS objects older than a grace period")
-    gc.add_argument("--root", required=True, type=existing_dir("the local hub's storage folder"), help=root_help)
+    gc.add_argument("--root", required=True, type=root_dir, help=root_help)
     gc.add_argument(
         "--grace-hours",
         type=float,
@@ -133,16 +135,13 @@ def handle_hub_sync(args: argparse.Namespace) -> int:
         path = getattr(args, f"{end}_token_file")
         with errors.from_flag(f"--{end}-token-file"):
             tokens[end] = None if path is None else read_first_token(path)
+    # The check asks the destination about exactly the mirror the sync would make.
+    ends = (args.source.rstrip("/"), args.dest.rstrip("/"))
+    mirror = {"repos": args.repo, "source_token": tokens["from"], "dest_token": tokens["to"]}
     if args.check:
         from hub_tools.hub.sync import check_sync
 
-        check = check_sync(
-            args.source.rstrip("/"),
-            args.dest.rstrip("/"),
-            repos=args.repo,
-            source_token=tokens["from"],
-            dest_token=tokens["to"],
-        )
+        check = check_sync(*ends, **mirror)
         for problem in check.problems:
             print(f"  refused: {problem}")
         if not check.ok:
@@ -150,13 +149,7 @@ def handle_hub_sync(args: argparse.Namespace) -> int:
             return 1
         print(f"check passed: {args.dest} would accept the mirror of {len(check.repos)} repo(s); nothing was written")
         return 0
-    report = sync_repos(
-        args.source.rstrip("/"),
-        args.dest.rstrip("/"),
-        repos=args.repo,
-        source_token=tokens["from"],
-        dest_token=tokens["to"],
-    )
+    report = sync_repos(*ends, **mirror)
     print(
         f"synced {len(report.repos)} repo(s): {report.commits} commit(s), {report.files_uploaded} file(s) uploaded, "
         f"{report.branches_created} branch(es) and {report.tags_created} tag(s) created"

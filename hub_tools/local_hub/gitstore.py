@@ -197,6 +197,17 @@ class CommitInfo:
             "parents": list(self.parents),
         }
 
+    def record(self) -> dict:
+        """The store's commit record without its files (`get_commit` adds them; `history` lists these)."""
+        return {
+            "id": self.id,
+            "parents": list(self.parents),
+            "title": self.title,
+            "message": self.message,
+            "author": self.author,
+            "date": self.date,
+        }
+
 
 @dataclass(frozen=True)
 class RefUpdate:
@@ -729,14 +740,21 @@ class GitStore:
             clash = ref_path_clash(name, [*refs["branches"], *refs["tags"]])
             if clash:
                 raise HubError(409, f"Reference {name} conflicts with existing reference {clash} (git refs are paths)")
-            try:
-                with handle.lock:
-                    ok = handle.git.refs.add_if_new(f"{prefix}{name}".encode(), target.encode())
-            finally:
-                handle.refs_cache = None
-            if not ok:
-                raise HubError(409, f"Reference {name} already exists")
-            fsync_ref(repo.dir, f"{prefix}{name}")
+            self._add_new_ref(repo, handle, f"{prefix}{name}", target, shown=name)
+
+    def _add_new_ref(self, repo: Repo, handle: _Handle, ref: str, target: str, *, shown: str) -> None:
+        """Write `ref` at `target` unless another writer made it first (409 naming `shown`), then fsync it.
+
+        Called inside `handle.writing()`; the refs cache is dropped whatever happens.
+        """
+        try:
+            with handle.lock:
+                ok = handle.git.refs.add_if_new(ref.encode(), target.encode())
+        finally:
+            handle.refs_cache = None
+        if not ok:
+            raise HubError(409, f"Reference {shown} already exists")
+        fsync_ref(repo.dir, ref)
 
     def delete_ref(self, repo: Repo, kind: str, name: str) -> None:
         handle = self._handle(repo)
@@ -766,14 +784,7 @@ class GitStore:
         if self.commit_info(repo, target) is None:
             raise HubError(404, f"Invalid rev id: {target}", "RevisionNotFound")
         with handle.writing():
-            try:
-                with handle.lock:
-                    ok = handle.git.refs.add_if_new(f"refs/pr/{num}".encode(), target.encode())
-            finally:
-                handle.refs_cache = None
-            if not ok:
-                raise HubError(409, f"Reference refs/pr/{num} already exists")
-            fsync_ref(repo.dir, f"refs/pr/{num}")
+            self._add_new_ref(repo, handle, f"refs/pr/{num}", target, shown=f"refs/pr/{num}")
 
     def squash(self, repo: Repo, branch: str, *, title: str, message: str, author: str) -> str:
         """Replace a branch's history by one commit holding its current files (the Hub's super-squash); its id."""
@@ -799,15 +810,7 @@ class GitStore:
         info = self.commit_info(repo, oid)
         if info is None:
             return None
-        return {
-            "id": info.id,
-            "parents": list(info.parents),
-            "title": info.title,
-            "message": info.message,
-            "author": info.author,
-            "date": info.date,
-            "files": FileMap(self, repo, info.tree),
-        }
+        return {**info.record(), "files": FileMap(self, repo, info.tree)}
 
     def history(self, repo: Repo, oid: str) -> list[dict]:
         """Every commit `oid` reaches, in `git log`'s order, without `files` (id, parents, title, message, ...).
@@ -816,17 +819,7 @@ class GitStore:
         order they were queued in (parents in their order, as each commit is shown); the same walk here, so a
         clone's `git log` and the Hub's commit listing agree, merges and same-second commits included.
         """
-        return [
-            {
-                "id": info.id,
-                "parents": list(info.parents),
-                "title": info.title,
-                "message": info.message,
-                "author": info.author,
-                "date": info.date,
-            }
-            for info in self.walk(repo, oid)
-        ]
+        return [info.record() for info in self.walk(repo, oid)]
 
     def walk(self, repo: Repo, oid: str) -> Iterator[CommitInfo]:
         """The commits `oid` reaches, parsed, in `git log`'s order (see `history`); a missing parent ends a line."""

@@ -32,16 +32,20 @@ def _check_declared(request: Request, limit: int) -> None:
         raise HubError(413, f"Request body too large ({declared} bytes, limit {limit})")
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The whole body, refused with a 413 as soon as it passes `limit` bytes (declared or streamed)."""
-    _check_declared(request, limit)
-    chunks, total = [], 0
+async def stream_within(request: Request, limit: int, too_large: Exception | None = None) -> AsyncIterator[bytes]:
+    """The body's chunks as they arrive; raises `too_large` (default: a 413) as soon as they pass `limit` bytes."""
+    total = 0
     async for chunk in request.stream():
         total += len(chunk)
         if total > limit:
-            raise HubError(413, f"Request body too large (limit {limit} bytes)")
-        chunks.append(chunk)
-    return b"".join(chunks)
+            raise too_large or HubError(413, f"Request body too large (limit {limit} bytes)")
+        yield chunk
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The whole body, refused with a 413 as soon as it passes `limit` bytes (declared or streamed)."""
+    _check_declared(request, limit)
+    return b"".join([chunk async for chunk in stream_within(request, limit)])
 
 
 def parse_json(body: bytes | str, what: str = "body"):
@@ -70,11 +74,8 @@ async def read_json(request: Request, limit: int, *, default: dict | None = None
 async def iter_lines(request: Request, limit: int, line_limit: int) -> AsyncIterator[bytes]:
     """The body's lines (without their newline) as they arrive: 413 past `limit` bytes, or a line past `line_limit`."""
     _check_declared(request, limit)
-    total, pending = 0, bytearray()
-    async for chunk in request.stream():
-        total += len(chunk)
-        if total > limit:
-            raise HubError(413, f"Request body too large (limit {limit} bytes)")
+    pending = bytearray()
+    async for chunk in stream_within(request, limit):
         pending += chunk
         start = 0
         while (end := pending.find(b"\n", start)) >= 0:
