@@ -19,7 +19,7 @@ from pathlib import Path
 from huggingface_hub import DatasetCard, DatasetCardData
 
 from hub_tools import __version__
-from hub_tools.dialogue import join_turns
+from hub_tools.dialogue import STUDY_CITATION, join_turns
 from hub_tools.paths import DATASET_CARDS, require_dir
 
 # TalkBank distributes CHILDES under CC BY-NC-SA 3.0; derived data keeps that licence.
@@ -30,20 +30,9 @@ BASE_TAGS = ["dpo", "childes", "babylm"]
 MADE_UP_TAG = "made-up-sample"
 PREFERENCES_TEMPLATE = "child_dpo_preferences.md"
 
-CITATION = """\
-@inproceedings{padovani-bunzeck-etal-2025-dialogue,
-  title = {Dialogue Is Not Enough to Make a Communicative {BabyLM} (But Neither Is Developmentally Inspired
-           Reinforcement Learning)},
-  author = {Padovani, Francesca and Bunzeck, Bastian and Ali, Manar and Momen, Omar and Bisazza, Arianna and
-            Buschmeier, Hendrik and Zarrie{\\ss}, Sina},
-  booktitle = {Proceedings of the First BabyLM Workshop},
-  pages = {421--435},
-  year = {2025},
-  address = {Suzhou, China},
-  publisher = {Association for Computational Linguistics},
-  eprint = {2510.20358},
-  archivePrefix = {arXiv}
-}
+CITATION = (
+    STUDY_CITATION
+    + """
 
 @book{macwhinney-2000-childes,
   title = {The {CHILDES} Project: Tools for Analyzing Talk},
@@ -53,6 +42,7 @@ CITATION = """\
   publisher = {Lawrence Erlbaum Associates},
   address = {Mahwah, NJ}
 }"""
+)
 
 
 def size_category(num_rows: int) -> str:

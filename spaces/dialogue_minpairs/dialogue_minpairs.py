@@ -8,26 +8,12 @@ so the accuracy and its 95 % interval equal `babyhub eval minpairs`'s for every 
 import datasets
 import evaluate
 
-from .dialogue import TURN_SEPARATOR
+from .dialogue import STUDY_CITATION, TURN_SEPARATOR
 from .scoring import LEGACY_METHODS, METHODS, Scorer, compare_pairs, default_workers, score_minimal_pairs
 from .stats import accuracy_interval
 
 # Every method the metric accepts: the scorer's, and the legacy one that reproduces published numbers.
 ALL_METHODS = (*METHODS, *LEGACY_METHODS)
-
-_CITATION = """\
-@inproceedings{padovani-etal-2025-dialogue,
-  title = {Dialogue Is Not Enough to Make a Communicative {BabyLM} (But Neither Is Developmentally Inspired
-           Reinforcement Learning)},
-  author = {Padovani, Francesca and Bunzeck, Bastian and Ali, Manar and Momen, Omar and Bisazza, Arianna and
-            Buschmeier, Hendrik and Zarrie{\\ss}, Sina},
-  booktitle = {Proceedings of the First BabyLM Workshop},
-  pages = {421--435},
-  year = {2025},
-  address = {Suzhou, China},
-  publisher = {Association for Computational Linguistics},
-}
-"""
 
 _DESCRIPTION = """\
 Dialogue minimal pairs (CHILDES): each pair is a caregiver turn (`prompt`, e.g. `*MOT: what is that ?`), the
@@ -106,7 +92,7 @@ class DialogueMinpairs(evaluate.Metric):
         return evaluate.MetricInfo(
             module_type="metric",
             description=_DESCRIPTION,
-            citation=_CITATION,
+            citation=STUDY_CITATION,
             inputs_description=_KWARGS_DESCRIPTION,
             features=datasets.Features(
                 {
