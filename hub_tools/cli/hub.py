@@ -8,6 +8,9 @@
         --to https://huggingface.co --repo me/baby-dpo             # what the destination would refuse; writes nothing
     babyhub hub sync --from http://127.0.0.1:8787 --from-token-file ~/babyhub-hub/tokens \\
         --to https://huggingface.co --repo me/baby-dpo --repo datasets/me/child-dpo-preferences
+    babyhub hub migrate --root ~/babyhub-hub     # a root written by babyhub before the git store (serve does it too)
+    babyhub hub fsck --root ~/babyhub-hub        # every ref -> commit -> tree -> blob/LFS object; exit 1 at the first
+    babyhub hub gc --root ~/babyhub-hub          # unreferenced objects older than a day (safe beside a running serve)
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import sys
 from pathlib import Path
 
 from hub_tools import errors
+from hub_tools.cli._options import existing_dir
 from hub_tools.hubenv import is_local_endpoint
 
 
@@ -67,6 +71,30 @@ def register(subparsers) -> None:
         "exit 1 if anything",
     )
     sync.set_defaults(func=handle_hub_sync)
+
+    root_help = "the local hub's storage folder (what `hub serve --root` was given)"
+    migrate = hub_sub.add_parser("migrate", help="turn a root written by an older babyhub into git repositories")
+    migrate.add_argument("--root", required=True, type=existing_dir("the local hub's storage folder"), help=root_help)
+    migrate.set_defaults(func=handle_hub_migrate)
+
+    fsck = hub_sub.add_parser(
+        "fsck", help="check every ref, commit, tree, blob and LFS object; exit 1 at the first fault"
+    )
+    fsck.add_argument("--root", required=True, type=existing_dir("the local hub's storage folder"), help=root_help)
+    fsck.add_argument("--no-hash-lfs", action="store_true", help="check LFS objects' sizes only, not their SHA-256")
+    fsck.add_argument("--all", action="store_true", help="report every problem instead of stopping at the first")
+    fsck.set_defaults(func=handle_hub_fsck)
+
+    gc = hub_sub.add_parser("gc", help="remove unreferenced git and LFS objects older than a grace period")
+    gc.add_argument("--root", required=True, type=existing_dir("the local hub's storage folder"), help=root_help)
+    gc.add_argument(
+        "--grace-hours",
+        type=float,
+        default=24.0,
+        help="spare anything younger than this: uploads waiting for their commit, pushes in flight (default: 24, "
+        "as long as an LFS upload grant lives)",
+    )
+    gc.set_defaults(func=handle_hub_gc)
 
 
 def handle_hub_serve(args: argparse.Namespace) -> int:
@@ -136,4 +164,53 @@ def handle_hub_sync(args: argparse.Namespace) -> int:
     )
     for tag in report.skipped_tags:
         print(f"  not mirrored: tag {tag} (its commit is on no branch)")
+    return 0
+
+
+def handle_hub_migrate(args: argparse.Namespace) -> int:
+    from hub_tools.local_hub.migrate import migrate_root
+
+    report = migrate_root(args.root)
+    for label in report.repos:
+        print(f"  migrated: {label}")
+    if not report.repos:
+        print(f"nothing to migrate: {args.root} is already a git-backed hub root")
+        return 0
+    print(
+        f"migrated {len(report.repos)} repo(s) to git: {report.commits} commit(s), {report.lfs_objects} LFS object(s)"
+        + (f", {report.dropped_commits} unreachable commit(s) dropped" if report.dropped_commits else "")
+    )
+    return 0
+
+
+def handle_hub_fsck(args: argparse.Namespace) -> int:
+    from hub_tools.local_hub.maintenance import fsck
+
+    report = fsck(args.root, hash_lfs=not args.no_hash_lfs, stop_at_first=not args.all)
+    for problem in report.problems:
+        print(f"  problem: {problem}")
+    counts = (
+        f"{report.repos} repo(s), {report.commits} commit(s), {report.trees} tree(s), {report.blobs} blob(s), "
+        f"{report.lfs_objects} LFS object(s)"
+    )
+    if not report.ok:
+        print(f"fsck failed after {counts}: restore the damaged object from a clone or a backup")
+        return 1
+    print(f"fsck passed: {counts}")
+    return 0
+
+
+def handle_hub_gc(args: argparse.Namespace) -> int:
+    from hub_tools.local_hub.maintenance import gc
+
+    if args.grace_hours < 0:
+        raise errors.BabyhubError(f"--grace-hours must be 0 or more, not {args.grace_hours:g}")
+    report = gc(args.root, grace_seconds=args.grace_hours * 3600)
+    print(
+        f"gc: {report.git_objects_dropped} git object(s) dropped ({report.packs_rewritten} pack(s) rewritten), "
+        f"{report.lfs_objects_removed} LFS object(s) removed ({report.lfs_bytes_removed} bytes), "
+        f"{report.tmp_removed} temporary and {report.cache_removed} cache entr(ies) removed"
+    )
+    if report.skipped_lfs_reason:
+        print(f"  LFS objects kept: {report.skipped_lfs_reason}")
     return 0
