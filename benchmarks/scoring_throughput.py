@@ -87,8 +87,8 @@ SIZES = {
 }  # fmt: skip
 # Pairs scored (None: all 7,548) and pairs of the slow per-pair loop (a), by size: about a minute of (b) each on a
 # quiet machine.
-DEFAULT_PAIRS = {"tiny": None, "mid": 1000, "135m": 300, "custom": None}
-DEFAULT_LOOP_PAIRS = {"tiny": 1000, "mid": 200, "135m": 30, "custom": None}
+DEFAULT_PAIRS = {"tiny": None, "mid": 1000, "135m": 200, "custom": None}
+DEFAULT_LOOP_PAIRS = {"tiny": 300, "mid": 100, "135m": 20, "custom": None}
 
 
 def parse_args(argv=None):
@@ -444,7 +444,10 @@ def run_size(size: str, args) -> dict:
     if args.profile == "always" or (args.profile == "auto" and missed and size in TARGET_SIZES):
         print(f"[{size}] profiling babyhub's pass (a target is missed here) ...", flush=True)
         flops_run = result["flops_run_per_pair"] * n if "flops_run_per_pair" in result else None
-        result["profile"] = profile_scoring(model, tokenizer, data, args.batch_size, flops_run)
+        single = workers == 1 and torch.get_num_threads() == 1  # the timed pass is then what the profile runs
+        result["profile"] = profile_scoring(
+            model, tokenizer, data, args.batch_size, flops_run, ours_seconds if single else None
+        )
     result["load_average"] = {"before": load_before, "after": os.getloadavg()}
     return result
 
@@ -557,7 +560,9 @@ OP_KINDS = {
 }
 
 
-def profile_scoring(model, tokenizer, data, batch_size: int, flops_run: float | None = None) -> dict:
+def profile_scoring(
+    model, tokenizer, data, batch_size: int, flops_run: float | None = None, plain: float | None = None
+) -> dict:
     """Seconds of each kind of op in one babyhub pass (one single-threaded worker), and of tokenizing/laying out.
 
     Self time of the aten ops by kind (element-wise: every other aten op: norms, rotary, SiLU, additions, copies,
@@ -573,9 +578,10 @@ def profile_scoring(model, tokenizer, data, batch_size: int, flops_run: float | 
     try:
         scorer = Scorer(model, tokenizer, batch_size=batch_size, workers=1)
         score_minimal_pairs(scorer, data.prompts[:32], data.chosen[:32], data.rejected[:32])
-        start = time.perf_counter()
-        score_minimal_pairs(scorer, data.prompts, data.chosen, data.rejected, separator=TURN_SEPARATOR)
-        plain = time.perf_counter() - start
+        if plain is None:  # the timed pass ran otherwise (several workers or threads): time one such pass here
+            start = time.perf_counter()
+            score_minimal_pairs(scorer, data.prompts, data.chosen, data.rejected, separator=TURN_SEPARATOR)
+            plain = time.perf_counter() - start
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             start = time.perf_counter()
             score_minimal_pairs(scorer, data.prompts, data.chosen, data.rejected, separator=TURN_SEPARATOR)
