@@ -41,8 +41,14 @@ were >= 2.5x and >= 60 % of (c)). `--json PATH` writes every figure, the load av
 
 Threads: torch's default (one per core) unless OMP_NUM_THREADS says otherwise; babyhub runs its default one
 single-threaded worker per torch thread, minicons runs its ops on all torch threads. Other processes skew every
-number, and 2-thread ops (minicons, the matmul peak) far more than single-threaded workers: quote figures with
-the load average the JSON records, and re-measure on a quiet machine.
+number, and 2-thread ops (minicons, the matmul peak) far more than single-threaded workers (a run at two threads
+beside other agents' work burnt 150 CPU seconds on the tiny size alone, spinning at barriers): on a shared machine
+run it with OMP_NUM_THREADS=1 (every contender and the matmul peak on one thread, so the ratios stay fair), quote
+figures with the load average the JSON records, and re-measure on a quiet machine.
+
+Agreement: minicons' scores of the same texts are the reference; every text's summed log-probability (its mean
+times its scored tokens) must be within SUM_TOLERANCE nats of minicons' and every pair decided alike (except pairs
+whose two scores lie within that tolerance of each other), or the run stops without writing its results.
 
 `--against REV` also times `hub_tools/scoring.py` as it was at git revision REV (read with `git show`) beside
 the current one, for `sequence_mean` and `sequence_sum_bow`, alternating the two `--rounds` times so that load
