@@ -1,14 +1,15 @@
 """Throughput of babyhub's scorer against minicons and against the FLOP roofline, at three model sizes, side by side.
 
     python benchmarks/scoring_throughput.py                       # tiny, mid and 135m (fetches SmolLM2 once)
-    python benchmarks/scoring_throughput.py --json benchmarks/results/scoring_throughput.json   # the plotted results
+    OMP_NUM_THREADS=1 flock /tmp/babyhub-bench.lock python benchmarks/scoring_throughput.py \
+        --json benchmarks/results/scoring_throughput.json --conditions "quiet machine"   # the quoted results
     python benchmarks/scoring_throughput.py --sizes tiny          # the tiny baby only, all 7,548 eval pairs
     python benchmarks/scoring_throughput.py --model path/to/baby  # a model of your own
-    python benchmarks/scoring_throughput.py --sizes 135m --profile   # where the scorer's time goes, by kind of op
+    python benchmarks/scoring_throughput.py --sizes 135m --profile always   # where the time goes, by kind of op
     python benchmarks/scoring_throughput.py --sizes tiny --pairs 2000 --against HEAD~1 --no-minicons
                                                   # this scorer against hub_tools/scoring.py at a git revision
 
-The sizes (each a LlamaForCausalLM in float32; the same three as benchmarks/train_throughput.py):
+The sizes (each a LlamaForCausalLM in float32; the project's three sizes, see benchmarks/README.md):
 
 - **tiny**: the ≈1.1 M-parameter baby bootstrapped from the real training split (300 steps, cached in --work-dir);
 - **mid**: the project's "mid" shape (hidden 384, 6 layers, 6 heads of 64, intermediate 1024; with the baby's
@@ -34,10 +35,13 @@ pairs/s of
 
 Both rooflines are at the FLOP/s of a large fp32 matmul measured in the same run, just before and just after
 babyhub's pass (the higher of the two, so load from other processes lowers the fraction rather than raising it).
-It prints the accuracy of each, the decisions that differ from babyhub's (only exact ties may differ), and the
-ratios against the targets at every size: >= 3x (b) and >= 70 % of (d) (the issue's targets at 135m; the tiny baby's
-were >= 2.5x and >= 60 % of (c)). `--json PATH` writes every figure, the load average and the threads to PATH
-(`benchmarks/scaling.py` plots it).
+The same fraction is also given on the CPU time the pass got (what load took from the wall-clock one), beside the
+positions each tool runs per pair (minicons: every token of both texts, each chunk padded to its longest text;
+babyhub: its prefix trees' places, padding included), whose ratio caps the speed-up over (b) at equal speed per
+position. It prints the accuracy of each, the agreement (below), and the ratios against the targets at every size:
+>= 3x (b) and >= 70 % of (d) (the issue's targets at 135m; the tiny baby's were >= 2.5x and >= 60 % of (c)).
+`--json PATH` writes every figure, the load average, the threads and `--conditions` to PATH, with the `sizes` that
+`benchmarks/scaling.py` plots, and the table to PATH with the suffix .md (both staged, then renamed).
 
 Threads: torch's default (one per core) unless OMP_NUM_THREADS says otherwise; babyhub runs its default one
 single-threaded worker per torch thread, minicons runs its ops on all torch threads. Other processes skew every
@@ -55,9 +59,10 @@ the current one, for `sequence_mean` and `sequence_sum_bow`, alternating the two
 from other processes hits both alike; it reports the median of the rounds' ratios current / REV, in wall-clock
 pairs/s (target: >= 0.97, no regression) and in CPU time, and whether the two decide every pair alike.
 
-`--profile` runs babyhub's pass once more under torch.profiler with one single-threaded worker and prints the
-share of each kind of op (matmuls, attention, element-wise, log-softmax), of tokenizing and laying out the rows,
-and of the rest (Python and the framework).
+`--profile` (auto: at 135m when a target is missed; always; never) runs babyhub's pass once more under
+torch.profiler with one single-threaded worker and prints the share of each kind of op (matmuls, attention,
+element-wise, log-softmax), of tokenizing and laying out the rows, and of the rest (Python and the framework), with
+the time the roofline's FLOPs take at the single-thread matmul rate beside the matmuls' time.
 """
 
 import argparse
