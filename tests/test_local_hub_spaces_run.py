@@ -70,6 +70,9 @@ def test_a_gradio_space_runs_restarts_on_commit_and_gradio_client_finds_it(hub, 
     second = api.upload_file(
         path_or_fileobj=APP.format(greeting="hi").encode(), path_in_repo="app.py", repo_id=repo, repo_type="space"
     )
+    # Reported BUILDING as soon as the commit lands (the Hub does so too): no client may read the old app's
+    # address beside the new commit while the new app starts.
+    assert api.get_space_runtime(repo).stage == "BUILDING" and api.space_info(repo).host is None
     info = _wait_for(api, repo, second.oid)
     assert Client(repo, token=TOKEN, verbose=False).predict("baby", api_name="/greet") == "hi baby"
     if info.host != old_host:  # (a new port, unless the system gave the old one again)

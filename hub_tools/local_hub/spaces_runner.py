@@ -69,8 +69,16 @@ class SpaceRunner:
             app = self._apps.get(repo_id.lower())
             return app.status if app else None
 
-    def changed(self, repo) -> None:
-        """The Space's main branch may have moved: (re)start its app in the background when it did."""
+    def changed(self, repo, main: str | None = None) -> None:
+        """The Space's main branch may have moved: (re)start its app in the background when it did.
+
+        `main`, when the caller knows it (a commit on main), is the new head: the Space is reported BUILDING at
+        once, as the Hub does after a push, so that no client reads the old app's address beside the new commit.
+        """
+        with self._lock:
+            current = self._apps.get(repo.repo_id.lower())
+            if main is not None and current is not None and current.commit != main:
+                current.status = SpaceStatus("BUILDING", commit=main)
         threading.Thread(target=self._refresh, args=(repo,), name=f"space-{repo.repo_id}", daemon=True).start()
 
     def start_all(self) -> None:

@@ -259,7 +259,7 @@ async def commit(hub, request: Request, repo_type: str, repo_id: str, revision: 
     url = repo_url(base_url(request), repo.repo_id, repo.repo_type)
     pr_url = f"{url}/discussions/{pr_num}" if pr_num is not None else None
     if hub.spaces is not None and repo.repo_type == "space" and pr_num is None:
-        hub.spaces.changed(repo)
+        hub.spaces.changed(repo, main=oid if revision == "main" else None)
     return JSONResponse(
         {"commitUrl": f"{url}/commit/{oid}", "commitOid": oid, "pullRequestUrl": pr_url, "success": True}
     )
