@@ -206,7 +206,7 @@ def test_yaml_then_cli_flags_and_cpu_safety(tmp_path):
         (["--model_name_or_path", "m"], "--dataset_name is required"),
         (["--dataset_name", "d", "--padding_free", "true"], "padding_free is disabled"),
         (["--dataset_name", "d", "--hub_model_id", "me/a/b"], r"--hub_model_id: invalid repo id 'me/a/b'"),
-        (["--dataset_name", "d", "--hub_model_id", "me/bad..name"], "--hub_model_id: invalid repo id segment"),
+        (["--dataset_name", "d", "--hub_model_id", "me/bad..name"], "--hub_model_id: invalid repo id 'me/bad..name'"),
     ],
 )
 def test_bad_arguments_say_what_to_fix(argv, message, tmp_path):

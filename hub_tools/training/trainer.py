@@ -40,7 +40,8 @@ def save_final_model(trainer: trl.DPOTrainer, card, metrics_csv: Path, known_bra
     """Save the trained model in the output folder with its step, its curves and its `main` card.
 
     `trainer_state.json` goes beside the model so that `babyhub eval` places `main` at its step among the
-    checkpoint branches.
+    checkpoint branches. Every process of a run calls it (DeepSpeed ZeRO-3 and FSDP gather the weights from all
+    of them); only the main process writes.
 
     Args:
         trainer: the trainer, after `train()`.
@@ -55,7 +56,9 @@ def save_final_model(trainer: trl.DPOTrainer, card, metrics_csv: Path, known_bra
     from hub_tools.training.metrics import metrics_at
 
     output_dir = Path(trainer.args.output_dir)
-    trainer.save_model(str(output_dir))
+    trainer.save_model(str(output_dir))  # a collective under ZeRO-3 and FSDP; written by the main process
+    if not trainer.is_world_process_zero():
+        return trainer.state.global_step
     trainer.state.save_to_json(str(output_dir / "trainer_state.json"))
     plots = []
     if metrics_csv.is_file():
@@ -75,8 +78,22 @@ def save_final_model(trainer: trl.DPOTrainer, card, metrics_csv: Path, known_bra
 
 
 def trainer_class(pack: bool) -> type[trl.DPOTrainer]:
-    """`PackedPairsDPOTrainer` with `--pack_pairs`, TRL's `DPOTrainer` without."""
-    return PackedPairsDPOTrainer if pack else trl.DPOTrainer
+    """`PackedPairsDPOTrainer` with `--pack_pairs`, `BabyDPOTrainer` (TRL's, taking pre-tokenized data) without."""
+    return PackedPairsDPOTrainer if pack else BabyDPOTrainer
+
+
+class BabyDPOTrainer(trl.DPOTrainer):
+    """TRL's DPOTrainer, which also trains on pairs tokenized beforehand (`--tokenization trl-0.19`).
+
+    TRL tokenizes prompt and prompt + answer as whole texts. A dataset that already has TRL's token columns
+    (`prompt_ids`, `chosen_ids`, `rejected_ids`, made by `checks.tokenize_like_trl_0_19`, which also drops what
+    `max_length` would) is passed through untouched, so the collator concatenates exactly those sequences.
+    """
+
+    def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
+        if {"prompt_ids", "chosen_ids", "rejected_ids"} <= set(dataset.column_names or ()):
+            return dataset
+        return super()._prepare_dataset(dataset, processing_class, args, dataset_name)
 
 
 def pack_pairs(input_ids, attention_mask, labels):
@@ -223,8 +240,8 @@ def add_packed_lm_head(model, outputs: tuple[str, ...] = ("log_probs",)) -> None
     model.forward = types.MethodType(forward, model)
 
 
-class PackedPairsDPOTrainer(trl.DPOTrainer):
-    """TRL's DPOTrainer with `add_packed_lm_head` on the policy and the reference, before any reference pass."""
+class PackedPairsDPOTrainer(BabyDPOTrainer):
+    """`BabyDPOTrainer` with `add_packed_lm_head` on the policy and the reference, before any reference pass."""
 
     def _precompute_ref_logps(self, dataset, name, batch_size):
         self._pack()  # runs inside DPOTrainer.__init__, after TRL added its fused head
