@@ -14,10 +14,21 @@ python train_dpo.py --config recipes/tiny-cpu.yaml \
     --push_to_hub --hub_model_id me/baby-dpo
 ```
 
-# The original experiment (GPU): real and synthetic preferences
+# On N processes: torchrun on CPUs (gloo), accelerate launch on GPUs (configs in recipes/accelerate/)
+```bash
+torchrun --nproc_per_node 2 train_dpo.py --config recipes/tiny-cpu.yaml ...     # or: babyhub train --num-processes 2
+```
+
+# The original experiment (GPU): real and synthetic preferences, with babyhub's settings
 ```bash
 python train_dpo.py --config recipes/dpo-real.yaml --hub_model_id me/another-llama-dpo-real --push_to_hub
 python train_dpo.py --config recipes/dpo-synthetic.yaml --hub_model_id me/another-llama-dpo-synthetic --push_to_hub
+```
+
+# The original run exactly: 2 GPUs x 4 x 4 pairs a step, TRL 0.19.1's token sequences, fp32 weights + bf16 autocast
+```bash
+accelerate launch --config_file recipes/accelerate/ddp.yaml --num_processes 2 \
+    train_dpo.py --config recipes/original-2gpu.yaml --hub_model_id me/another-llama-dpo-original --push_to_hub
 ```
 
 # Resume after a crash, from a local checkpoint or from a checkpoint branch on the Hub

@@ -2,6 +2,7 @@
 pushes, the result equals one process at the same effective batch, a resume reads one download, and a failure on
 any process ends the run without a hang and without losing a saved checkpoint."""
 
+import json
 import os
 import subprocess
 import sys
@@ -16,7 +17,9 @@ from safetensors.torch import load_file
 import train_dpo
 from hub_tools.paths import RECIPES, REPO_ROOT
 from hub_tools.training import launch
+from hub_tools.training.config import optimizer_steps_per_epoch
 from hub_tools.training.processes import Processes
+from tests.fixtures.data import SMALL_TRAIN_ROWS
 
 STEPS, SAVE = 6, 2
 BRANCHES = {"checkpoint-2", "checkpoint-4", "checkpoint-6"}
@@ -90,9 +93,12 @@ def test_two_processes_push_each_checkpoint_once_and_train_as_one(
     assert done.stdout.count("train_dpo: pushed the final model") == 1
     assert done.stdout.count("training examples; max_length=") == 1  # printed once, by the main process
 
-    # The metrics CSV has every step once
+    # The metrics CSV has every step once; the epoch counts 200 pairs in steps of 32, as the Trainer does
     losses = _losses(out)
     assert sorted(losses["step"]) == list(range(1, STEPS + 1))
+    state = json.loads((out / "trainer_state.json").read_text())
+    per_epoch = optimizer_steps_per_epoch(SMALL_TRAIN_ROWS, processes=2, batch=16, accumulation=1)
+    assert state["global_step"] == STEPS and state["epoch"] == pytest.approx(STEPS / per_epoch)
     card = ModelCard.load(hf_hub_download(repo, "README.md"))
     assert "num_processes: 2" in card.text and "effective_batch_size: 32" in card.text
 

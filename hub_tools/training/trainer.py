@@ -4,16 +4,20 @@ TRL runs a DPO batch as 2B right-padded rows (B prompt + chosen, then B prompt +
 position. `pack_pairs` lays each pair out once as prompt + chosen + rejected in a packed row, with a 4D attention
 mask so that each answer sees its own prompt and itself only: the same log-probs (and so the same DPO loss and
 gradient) up to float rounding, about a third fewer tokens through the model, no padding. `add_packed_lm_head`
-puts it behind TRL's fused LM head, so the rest of TRL's trainer is untouched.
+puts it behind TRL's fused LM head, so the rest of TRL's trainer is untouched. Under DDP each process packs its own
+shard of the batch (the reference log-probs precomputed by TRL are gathered across processes).
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import trl
 
 from hub_tools.branches import checkpoint_step
+
+logger = logging.getLogger(__name__)
 
 
 def load_model(name: str, revision: str | None = None, dtype=None):
@@ -249,9 +253,15 @@ class PackedPairsDPOTrainer(BabyDPOTrainer):
 
     def _pack(self):
         from accelerate.utils import is_peft_model
+        from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
 
         if is_peft_model(self.model):
             return  # PEFT wraps the forward TRL patched (and serves as its own reference): keep TRL's head
+        if self.is_fsdp_enabled or is_deepspeed_zero3_enabled():
+            # The packed head reads the LM head's weight outside the head's forward: sharded under FSDP and ZeRO-3,
+            # where TRL's head gathers it. DDP and ZeRO-1/2 keep whole weights on every process: packed there.
+            logger.warning("--pack_pairs: sharded weights (FSDP or ZeRO-3): TRL's fused head runs instead.")
+            return
         # The outputs TRL's DPOTrainer asks of its fused heads: metrics (and WPO weights) on the policy only.
         policy_outputs = ("log_probs", "entropy", "mean_logits", "is_top1")
         policy_outputs += ("log_sum_sq_probs",) if self.use_weighting else ()
