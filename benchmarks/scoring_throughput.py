@@ -3,6 +3,8 @@
     python benchmarks/scoring_throughput.py                       # bootstraps a tiny baby, all 7,548 eval pairs
     python benchmarks/scoring_throughput.py --model path/to/baby  # a model of your own
     python benchmarks/scoring_throughput.py --pairs 300           # a short smoke run
+    python benchmarks/scoring_throughput.py --pairs 2000 --against HEAD~1 --no-minicons
+                                                  # this scorer against hub_tools/scoring.py at a git revision
 
 On the same model and the evaluation pairs (rows 18,000 on of the length-matched CSV), it measures pairs/s of
 
@@ -16,11 +18,19 @@ On the same model and the evaluation pairs (rows 18,000 on of the length-matched
 It prints the accuracy of each, the decisions that differ from babyhub's (only exact ties may differ), and
 the ratios against the targets: >= 2.5x (b) and >= 60 % of the roofline. Load from other processes skews
 every number here, so measure on a quiet machine.
+
+`--against REV` also times `hub_tools/scoring.py` as it was at git revision REV (read with `git show`) beside
+the current one, for `sequence_mean` and `sequence_sum_bow`, alternating the two `--rounds` times so that load
+from other processes hits both alike; it reports the median of the rounds' ratios current / REV, in wall-clock
+pairs/s (target: >= 0.97, no regression) and in CPU time, and whether the two decide every pair alike.
 """
 
 import argparse
+import importlib.util
 import json
+import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -33,10 +43,12 @@ DATA = REPO.parent / "shared" / "data" / "minpairs" / "len_pairs_no_overlap_1.cs
 EVAL_START = 18000
 TARGET_VS_CHUNKED = 2.5
 TARGET_ROOFLINE = 0.60
+TARGET_VS_REVISION = 0.97
+AGAINST_METHODS = ("sequence_mean", "sequence_sum_bow")
 
 
 def parse_args(argv=None):
-    from hub_tools.evaluation import EVAL_BATCH_SIZE
+    from hub_tools.eval_commands import EVAL_BATCH_SIZE
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", help="model folder or Hub id (default: bootstrap a tiny baby under --work-dir)")
@@ -53,6 +65,9 @@ def parse_args(argv=None):
     )
     parser.add_argument("--workers", type=int, default=None, help="babyhub's scoring threads (default: the CLI's)")
     parser.add_argument("--json", action="store_true", help="print the results as one JSON object")
+    parser.add_argument("--against", metavar="REV", help="also time hub_tools/scoring.py at this git revision")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating timed passes per scorer for --against")
+    parser.add_argument("--no-minicons", action="store_true", help="skip minicons (a), (b) and the roofline (c)")
     return parser.parse_args(argv)
 
 
@@ -102,11 +117,9 @@ def decisions(chosen, rejected):
 
 
 def main(argv=None) -> dict:
-    from minicons.scorer import IncrementalLMScorer
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from hub_tools.data.minpairs import read_minimal_pairs
-    from hub_tools.dialogue import join_turns
     from hub_tools.evaluation import MinimalPairsData, evaluate_minpairs
     from hub_tools.scoring import Scorer, default_workers, score_minimal_pairs
 
@@ -118,12 +131,7 @@ def main(argv=None) -> dict:
     pairs = read_minimal_pairs(DATA).pairs[EVAL_START:]
     pairs = pairs[: args.pairs] if args.pairs else pairs
     data = MinimalPairsData("eval", [p.prompt for p in pairs], [p.chosen for p in pairs], [p.rejected for p in pairs])
-    chosen_texts = [join_turns(p.prompt, p.chosen) for p in pairs]
-    rejected_texts = [join_turns(p.prompt, p.rejected) for p in pairs]
     n = len(pairs)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        reference = IncrementalLMScorer(model, tokenizer=tokenizer, device="cpu")
 
     # 2. babyhub, as `babyhub eval minpairs` runs it (a warm-up pass first, as for every contender).
     scorer = Scorer(model, tokenizer, batch_size=args.batch_size, workers=args.workers or default_workers())
@@ -135,7 +143,36 @@ def main(argv=None) -> dict:
     ours_seconds = time.perf_counter() - start
     ours_chosen, ours_rejected = score_minimal_pairs(scorer, data.prompts, data.chosen, data.rejected)
 
-    # 3. (b) minicons with the whole list in chunks of 64 texts.
+    result = {
+        "model": model_path,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "pairs": n,
+        "threads": torch.get_num_threads(),
+        "accuracy": {"babyhub": ours.accuracy},
+        "pairs_per_second": {"babyhub": n / ours_seconds},
+    }
+    if not args.no_minicons:
+        result.update(against_minicons(args, model, tokenizer, pairs, ours_seconds, ours, ours_chosen, ours_rejected))
+    if args.against:
+        result["against_revision"] = against_revision(args, model, tokenizer, data)
+    print(json.dumps(result, indent=2) if args.json else report(result))
+    return result
+
+
+def against_minicons(args, model, tokenizer, pairs, ours_seconds, ours, ours_chosen, ours_rejected) -> dict:
+    """(a) minicons per sentence, (b) minicons in chunks of 64 and (c) the roofline, with babyhub's ratios."""
+    from minicons.scorer import IncrementalLMScorer
+
+    from hub_tools.dialogue import join_turns
+
+    n = len(pairs)
+    chosen_texts = [join_turns(p.prompt, p.chosen) for p in pairs]
+    rejected_texts = [join_turns(p.prompt, p.rejected) for p in pairs]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reference = IncrementalLMScorer(model, tokenizer=tokenizer, device="cpu")
+
+    # 1. (b) minicons with the whole list in chunks of 64 texts.
     texts = chosen_texts + rejected_texts
     reference.sequence_score(texts[:64])
     start = time.perf_counter()
@@ -145,7 +182,7 @@ def main(argv=None) -> dict:
     chunked_seconds = time.perf_counter() - start
     chunked_chosen, chunked_rejected = chunked[:n], chunked[n:]
 
-    # 4. (a) minicons one sentence at a time, the original loop.
+    # 2. (a) minicons one sentence at a time, the original loop.
     loop_n = min(args.loop_pairs or n, n)
     start = time.perf_counter()
     loop_chosen, loop_rejected = [], []
@@ -154,7 +191,7 @@ def main(argv=None) -> dict:
         loop_rejected += reference.sequence_score([rejected_texts[i]])
     loop_seconds = time.perf_counter() - start
 
-    # 5. (c) the roofline, measured now on this machine.
+    # 3. (c) the roofline, measured now on this machine.
     # Every token but the first of each text is scored, each from one forward position.
     lengths = [len(ids) - 1 for ids in tokenizer(texts)["input_ids"]]
     tokens = sum(lengths)
@@ -163,7 +200,7 @@ def main(argv=None) -> dict:
     matmul = matmul_flops_per_second()
     roofline_pairs = matmul / (flops_per_token * tokens / n)
 
-    # 6. Accuracies and decisions compared with babyhub's.
+    # 4. Accuracies and decisions compared with babyhub's.
     ours_decisions = decisions(ours_chosen, ours_rejected)
     margins = [c - r for c, r in zip(ours_chosen, ours_rejected, strict=True)]
     differing = [i for i, d in enumerate(decisions(chunked_chosen, chunked_rejected)) if d != ours_decisions[i]]
@@ -176,14 +213,10 @@ def main(argv=None) -> dict:
         "roofline": roofline_pairs,
     }
     result = {
-        "model": model_path,
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "pairs": n,
         "loop_pairs": loop_n,
         "tokens_per_pair": tokens / n,
         "flops_per_token": flops_per_token,
         "matmul_gflops": matmul / 1e9,
-        "threads": torch.get_num_threads(),
         "pairs_per_second": rate,
         "accuracy": {
             "babyhub": ours.accuracy,
@@ -202,12 +235,91 @@ def main(argv=None) -> dict:
         f"fraction_of_roofline >= {TARGET_ROOFLINE}": result["fraction_of_roofline"] >= TARGET_ROOFLINE,
         "identical decisions except exact ties": not not_ties,
     }
-    print(json.dumps(result, indent=2) if args.json else report(result))
     return result
+
+
+def load_scoring_at(revision: str):
+    """hub_tools/scoring.py as it was at a git revision of this repository, imported as a module of its own."""
+    try:
+        source = subprocess.run(
+            ["git", "-C", str(REPO), "show", f"{revision}:hub_tools/scoring.py"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    except subprocess.CalledProcessError as err:
+        raise SystemExit(
+            f"--against {revision}: git cannot show hub_tools/scoring.py there ({err.stderr.strip()})"
+        ) from None
+    with tempfile.TemporaryDirectory(prefix="scoring-at-") as folder:
+        path = Path(folder) / "scoring_at_revision.py"
+        path.write_text(source)
+        spec = importlib.util.spec_from_file_location("scoring_at_revision", path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up while it runs
+        spec.loader.exec_module(module)  # scoring.py is standalone (torch and transformers only)
+    return module
+
+
+def against_revision(args, model, tokenizer, data) -> dict:
+    """This scorer and the one at `args.against` on the same pairs, in alternating passes.
+
+    Each round times one pass of each (their order alternates from round to round), so load from other processes
+    falls on both alike; the ratio of a round is current / revision, in pairs per second of wall-clock time and
+    in CPU seconds of the process (less sensitive to other processes than the wall clock), and the median round
+    is reported.
+    """
+    import statistics
+
+    import hub_tools.scoring as current
+    from hub_tools.dialogue import TURN_SEPARATOR
+    from hub_tools.scoring import default_workers
+
+    modules = {"current": current, args.against: load_scoring_at(args.against)}
+    workers = args.workers or default_workers()
+    scorers = {
+        name: m.Scorer(model, tokenizer, batch_size=args.batch_size, workers=workers) for name, m in modules.items()
+    }
+    n = len(data.prompts)
+    out = {}
+    for method in AGAINST_METHODS:
+        rates = {name: [] for name in modules}
+        cpu = {name: [] for name in modules}
+        decided = {}
+        for name, module in modules.items():  # warm-up
+            module.score_minimal_pairs(
+                scorers[name], data.prompts[:64], data.chosen[:64], data.rejected[:64], method=method
+            )
+        for round_ in range(args.rounds):
+            order = list(modules.items()) if round_ % 2 == 0 else list(reversed(modules.items()))
+            for name, module in order:
+                start, start_cpu = time.perf_counter(), time.process_time()
+                chosen, rejected = module.score_minimal_pairs(
+                    scorers[name], data.prompts, data.chosen, data.rejected, method=method, separator=TURN_SEPARATOR
+                )
+                rates[name].append(n / (time.perf_counter() - start))
+                cpu[name].append(time.process_time() - start_cpu)
+                decided[name] = decisions(chosen, rejected)
+        wall = [a / b for a, b in zip(rates["current"], rates[args.against], strict=True)]
+        cpu_ratio = [b / a for a, b in zip(cpu["current"], cpu[args.against], strict=True)]
+        out[method] = {
+            "pairs_per_second": {name: statistics.median(r) for name, r in rates.items()},
+            "ratio": statistics.median(wall),
+            "cpu_ratio": statistics.median(cpu_ratio),
+            "rounds": args.rounds,
+            "identical_decisions": decided["current"] == decided[args.against],
+        }
+    return out
 
 
 def report(r: dict) -> str:
     rate, accuracy = r["pairs_per_second"], r["accuracy"]
+    if "minicons_loop" not in rate:
+        lines = [
+            f"model {r['model']} ({r['parameters'] / 1e6:.2f} M parameters), {r['pairs']} pairs, {r['threads']} "
+            f"threads; babyhub eval minpairs: {rate['babyhub']:.0f} pairs/s, accuracy {accuracy['babyhub']:.4f}"
+        ]
+        return "\n".join(lines + _report_against(r))
     lines = [
         f"model {r['model']} ({r['parameters'] / 1e6:.2f} M parameters), {r['pairs']} pairs "
         f"({r['tokens_per_pair']:.1f} scored tokens per pair), {r['threads']} threads",
@@ -229,7 +341,23 @@ def report(r: dict) -> str:
         f"(not exact ties: {r['differing_decisions_not_ties']})",
     ]
     lines += [f"target {name}: {'met' if ok else 'NOT met'}" for name, ok in r["targets_met"].items()]
-    return "\n".join(lines)
+    return "\n".join(lines + _report_against(r))
+
+
+def _report_against(r: dict) -> list[str]:
+    if "against_revision" not in r:
+        return []
+    lines = []
+    for method, m in r["against_revision"].items():
+        (now, now_rate), (rev, rev_rate) = m["pairs_per_second"].items()
+        ok = m["ratio"] >= TARGET_VS_REVISION
+        lines.append(
+            f"{method}: {now} {now_rate:.0f} pairs/s, {rev} {rev_rate:.0f} pairs/s (medians of {m['rounds']} "
+            f"alternating passes); median ratio {m['ratio']:.3f}x wall clock, {m['cpu_ratio']:.3f}x CPU time "
+            f"({'no regression' if ok else 'REGRESSION'}, target >= {TARGET_VS_REVISION}); "
+            f"decisions {'identical' if m['identical_decisions'] else 'DIFFER'}"
+        )
+    return lines
 
 
 if __name__ == "__main__":

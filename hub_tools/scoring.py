@@ -14,6 +14,17 @@ of the original work, to float precision:
   Schuler 2024) exactly as minicons does: a token that ends a word gains log P(next token starts a
   word), a token that follows a word end (except the first scored one) loses log P(a word starts
   here). Tokenizers without a word-start marker (no `Ġ`/`▁`) ignore it, as in minicons.
+- `bow_correction="legacy"` reproduces minicons 0.3.8's correction, with which the original work scored BLiMP
+  (later minicons versions changed it; the rule above is 0.3.39's). Its "loses" rule differs: every scored token
+  loses log P(a word starts here) except a token that ends a word without starting one (the last piece of a word
+  of several tokens), the first scored token included; its word-start tokens are the vocabulary entries that
+  begin with the whole token of a space (not with its first character), without added tokens. So the two differ
+  only at a piece inside a word that is neither its first nor its last (a word of three pieces or more, or a
+  first word of two or more, which has no space before it) and when the first scored token starts a word.
+  Checked against minicons 0.3.8 itself on all 67,000 lower-cased BLiMP pairs with two tiny babies (60 and 300
+  training steps; benchmarks/bow_legacy_agreement.py): every score within 6.1e-05 and every decision the same,
+  where the current correction decides 1.9 % and 6.6 % of the pairs differently (macro-averaged accuracy
+  0.5270 against 0.5261 and 0.5479 against 0.5567).
 
 Speed (why it is fast): texts are tokenized at once, run under `torch.inference_mode` in batches of
 rows, and the reduction is a masked tensor sum (no Python loop over tokens). Texts that begin alike are
@@ -50,6 +61,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 REDUCTIONS = ("sum", "mean")
+LEGACY_BOW = "legacy"  # bow_correction=LEGACY_BOW: minicons 0.3.8's beginning-of-word correction
 # Attention implementations that accept a ready 4-D mask (needed to pack several texts into one row).
 _PACKABLE_ATTENTION = ("sdpa", "eager")
 # Places whose logits are computed and normalised at once: a block of logits that stays in the CPU cache.
@@ -115,6 +127,15 @@ class _Text:
     start: int
 
 
+@dataclass(frozen=True)
+class _WordStarts:
+    """The tokens that start a word (as a mask over the vocabulary and as ids) and which correction applies."""
+
+    is_bow: torch.Tensor
+    ids: torch.Tensor
+    legacy: bool
+
+
 @dataclass
 class _Row:
     """One row of a batch: the places of a prefix tree of texts (see `Scorer._layout`)."""
@@ -151,9 +172,8 @@ class Scorer:
         self._minicons_pad_id = pad if pad is not None else tokenizer.eos_token_id
         self._filler_id = self._minicons_pad_id if self._minicons_pad_id is not None else 0
         self._packable = getattr(config, "_attn_implementation", None) in _PACKABLE_ATTENTION
-        is_bow, bow_ids = _word_start_tokens(tokenizer, _vocab_size(model, tokenizer))
-        self._is_bow = is_bow.to(self.device)
-        self._bow_ids = bow_ids.to(self.device) if bow_ids is not None else None
+        self._vocab_size = _vocab_size(model, tokenizer)
+        self._word_starts: dict[bool, _WordStarts | None] = {False: self._find_word_starts(legacy=False)}
         self._fast_head = self._check_fast_head()
         self._backend = getattr(tokenizer, "backend_tokenizer", None) if getattr(tokenizer, "is_fast", False) else None
 
@@ -173,14 +193,16 @@ class Scorer:
         texts: Sequence[str],
         *,
         reduction: str = "mean",
-        bow_correction: bool = False,
+        bow_correction: bool | str = False,
         progress: Callable[[int], object] | None = None,
     ) -> list[float]:
         """Log-probability of each text (all tokens after the first), averaged or summed over its tokens.
 
+        `bow_correction` is False, True (minicons' beginning-of-word correction) or "legacy" (minicons 0.3.8's).
         `progress`, if given, is called after each batch with the number of texts it scored (e.g. a tqdm's update).
         """
         _check_reduction(reduction)
+        _check_bow_correction(bow_correction)
         return self._score(self._encode_texts(texts, "texts"), reduction, bow_correction, progress)
 
     @_gc_paused
@@ -191,11 +213,12 @@ class Scorer:
         *,
         reduction: str = "sum",
         separator: str = " ",
-        bow_correction: bool = False,
+        bow_correction: bool | str = False,
         progress: Callable[[int], object] | None = None,
     ) -> list[float]:
         """log p(answer | prompt + separator), summed or averaged over the answer's tokens."""
         _check_reduction(reduction)
+        _check_bow_correction(bow_correction)
         _check_same_length(prompts=prompts, answers=answers)
         texts = self._encode_conditional(prompts, answers, separator, "answers")
         return self._score(texts, reduction, bow_correction, progress)
@@ -207,11 +230,12 @@ class Scorer:
         texts_b: Sequence[str],
         *,
         reduction: str = "mean",
-        bow_correction: bool = False,
+        bow_correction: bool | str = False,
         progress: Callable[[int], object] | None = None,
     ) -> tuple[list[float], list[float]]:
         """`sequence_scores` of two aligned lists (e.g. chosen and rejected), as two lists."""
         _check_reduction(reduction)
+        _check_bow_correction(bow_correction)
         _check_same_length(texts_a=texts_a, texts_b=texts_b)
         a = self._encode_texts(texts_a, "texts_a")
         b = self._encode_texts(texts_b, "texts_b")
@@ -227,11 +251,12 @@ class Scorer:
         *,
         reduction: str = "sum",
         separator: str = " ",
-        bow_correction: bool = False,
+        bow_correction: bool | str = False,
         progress: Callable[[int], object] | None = None,
     ) -> tuple[list[float], list[float]]:
         """`conditional_scores` of two answers to each prompt; the prompt is computed once per pair."""
         _check_reduction(reduction)
+        _check_bow_correction(bow_correction)
         _check_same_length(prompts=prompts, answers_a=answers_a, answers_b=answers_b)
         a = self._encode_conditional(prompts, answers_a, separator, "answers_a")
         b = self._encode_conditional(prompts, answers_b, separator, "answers_b")
@@ -317,10 +342,10 @@ class Scorer:
         return fitted
 
     # ------------------------------------------------------------------------------------------- scoring
-    def _score(self, texts: list[_Text], reduction: str, bow_correction: bool, progress=None) -> list[float]:
+    def _score(self, texts: list[_Text], reduction: str, bow_correction: bool | str, progress=None) -> list[float]:
         """Score texts (packed into rows as prefix trees, see `_layout`); returns their scores in order."""
-        bow = bow_correction and self._bow_ids is not None
-        rows = self._layout(texts, drop=0 if bow else 1)
+        words = self._word_starts_for(bow_correction)
+        rows = self._layout(texts, drop=0 if words is not None else 1)
         # Widest first: rows of like width share a batch and pad little; the few rows wider than ROW_WIDTH (texts
         # longer than a row) pad each other instead of the rest.
         rows.sort(key=lambda row: len(row.ids), reverse=True)
@@ -336,7 +361,7 @@ class Scorer:
 
         def score(batch: list[_Row]) -> list[float]:
             with torch.inference_mode():
-                return self._score_batch(batch, texts, reduction, bow).tolist()
+                return self._score_batch(batch, texts, reduction, words).tolist()
 
         for batch, scores in zip(batches, self._map(score, batches), strict=True):
             members = [i for row in batch for i in row.texts]
@@ -400,9 +425,15 @@ class Scorer:
             previous = own
         return rows
 
-    def _score_batch(self, batch: list[_Row], texts: list[_Text], reduction: str, bow: bool) -> torch.Tensor:
-        """Scores of all texts of a batch of rows (row by row, text by text), as one tensor."""
+    def _score_batch(
+        self, batch: list[_Row], texts: list[_Text], reduction: str, words: _WordStarts | None
+    ) -> torch.Tensor:
+        """Scores of all texts of a batch of rows (row by row, text by text), as one tensor.
+
+        `words` is None without a word-start correction, else the word-start tokens and which correction to apply.
+        """
         device = self.device
+        bow = words is not None
         drop = 0 if bow else 1
         # 1. The rows as tensors: token ids, depth in the tree (= position in the text), which places are real.
         width = max(len(row.ids) for row in batch)
@@ -446,7 +477,7 @@ class Scorer:
         compact[where] = torch.arange(where.numel(), device=device)
         prev_c = compact[prev_flat].clamp(min=0)
         log_norm, bow_lp, target_logits = self._normalizers(
-            hidden.reshape(-1, hidden.shape[-1])[where], prev_c[scored], tokens[scored], bow
+            hidden.reshape(-1, hidden.shape[-1])[where], prev_c[scored], tokens[scored], words
         )
         token_lp = torch.zeros(scored.shape, dtype=log_norm.dtype, device=device)
         token_lp[scored] = target_logits - log_norm[prev_c[scored]]
@@ -454,11 +485,16 @@ class Scorer:
         if bow:
             # log P(the next token starts a word) at every computed place.
             here_c = compact[flat].clamp(min=0)
-            next_is_bow = torch.cat([self._is_bow[tokens[:, 1:]], torch.zeros_like(scored[:, :1])], 1)
+            next_is_bow = torch.cat([words.is_bow[tokens[:, 1:]], torch.zeros_like(scored[:, :1])], 1)
             ends_word = (next_is_bow | (t == lengths.unsqueeze(1) - 1)) & scored
-            after_word_end = torch.cat([torch.zeros_like(ends_word[:, :1]), ends_word[:, :-1]], 1)
-            after_word_end &= scored & (t > starts.unsqueeze(1))
-            token_lp = token_lp + bow_lp[here_c] * ends_word - bow_lp[prev_c] * after_word_end
+            if words.legacy:
+                # minicons 0.3.8: every scored token but one that ends a word without starting one.
+                loses = (words.is_bow[tokens] | ~ends_word) & scored
+            else:
+                # A token after a word end (it starts a word), except the first scored token.
+                loses = torch.cat([torch.zeros_like(ends_word[:, :1]), ends_word[:, :-1]], 1)
+                loses &= scored & (t > starts.unsqueeze(1))
+            token_lp = token_lp + bow_lp[here_c] * ends_word - bow_lp[prev_c] * loses
 
         # 5. Reduce over each text's scored tokens.
         total = token_lp.sum(dim=1)
@@ -466,22 +502,22 @@ class Scorer:
             total = total / scored.sum(dim=1)
         return total
 
-    def _normalizers(self, hidden: torch.Tensor, rows: torch.Tensor, targets: torch.Tensor, bow: bool):
-        """log Z per place, log P(word start) per place (if `bow`), and the logit of each (place, target) pair.
+    def _normalizers(self, hidden: torch.Tensor, rows: torch.Tensor, targets: torch.Tensor, words: _WordStarts | None):
+        """log Z per place, log P(word start) per place (if `words`), and the logit of each (place, target) pair.
 
         The output layer runs over HEAD_CHUNK places at a time, so each block of logits is normalised while it
         is still in cache instead of writing all [places, vocabulary] logits to memory and reading them back.
         """
         n = hidden.shape[0]
         log_norm = torch.empty(n, device=hidden.device)
-        bow_lp = torch.empty(n, device=hidden.device) if bow else None
+        bow_lp = torch.empty(n, device=hidden.device) if words is not None else None
         target_logits = torch.empty(rows.shape[0], device=hidden.device)
         for lo in range(0, n, HEAD_CHUNK):
             hi = min(lo + HEAD_CHUNK, n)
             logits = self._logits(hidden[lo:hi])
             log_norm[lo:hi] = _logsumexp(logits)
-            if bow:
-                bow_lp[lo:hi] = _logsumexp(logits[:, self._bow_ids]) - log_norm[lo:hi]
+            if words is not None:
+                bow_lp[lo:hi] = _logsumexp(logits[:, words.ids]) - log_norm[lo:hi]
             here = (rows >= lo) & (rows < hi)
             target_logits[here] = logits[rows[here] - lo, targets[here]]
         return log_norm, bow_lp, target_logits
@@ -521,6 +557,22 @@ class Scorer:
             )
         return allowed
 
+    def _word_starts_for(self, bow_correction: bool | str) -> _WordStarts | None:
+        """The word-start tokens of a correction (found once per kind), or None when no correction applies."""
+        if not bow_correction:
+            return None
+        legacy = bow_correction == LEGACY_BOW
+        if legacy not in self._word_starts:
+            self._word_starts[legacy] = self._find_word_starts(legacy=True)
+        return self._word_starts[legacy]
+
+    def _find_word_starts(self, *, legacy: bool) -> _WordStarts | None:
+        found = _word_start_tokens(self.tokenizer, self._vocab_size, legacy=legacy)
+        if found is None:
+            return None
+        is_bow, ids = found
+        return _WordStarts(is_bow.to(self.device), ids.to(self.device), legacy)
+
     def _check_fast_head(self) -> bool:
         """Whether logits == output layer(base model's hidden states) for this architecture (no logit scaling)."""
         head = self.model.get_output_embeddings()
@@ -552,6 +604,19 @@ METHODS = {
     "answer_sum": "summed log-probability of the answer given the prompt",
     "answer_mean": "mean log-probability of the answer given the prompt",
 }
+# Methods kept only to reproduce published numbers computed with an older scorer: `score_minimal_pairs` and
+# `SEQUENCE_METHODS` accept them; prefer METHODS for new work.
+LEGACY_METHODS = {
+    "sequence_sum_bow_legacy": "summed log-probability of the whole text, beginning-of-word corrected as minicons "
+    "0.3.8 did (the original work's BLiMP numbers)",
+}
+# The methods that score a whole text (BLiMP sentences, or prompt + separator + answer): method -> the
+# (reduction, bow_correction) of `Scorer.sequence_scores`.
+SEQUENCE_METHODS: dict[str, tuple[str, bool | str]] = {
+    "sequence_mean": ("mean", False),
+    "sequence_sum_bow": ("sum", True),
+    "sequence_sum_bow_legacy": ("sum", LEGACY_BOW),
+}
 
 
 def score_minimal_pairs(
@@ -564,12 +629,12 @@ def score_minimal_pairs(
     separator: str = " ",
     progress: Callable[[int], object] | None = None,
 ) -> tuple[list[float], list[float]]:
-    """Scores of the chosen and of the rejected answers of each pair under `method` (see METHODS).
+    """Scores of the chosen and of the rejected answers of each pair under `method` (see METHODS, LEGACY_METHODS).
 
     `progress` is called after each batch with the number of texts scored (two per pair).
     """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    if method not in METHODS and method not in LEGACY_METHODS:
+        raise ValueError(f"method must be one of {', '.join([*METHODS, *LEGACY_METHODS])}, got {method!r}")
     _check_same_length(prompts=prompts, chosen=chosen, rejected=rejected)
     columns = {"prompts": prompts, "chosen": chosen, "rejected": rejected}
     for name, texts in columns.items():
@@ -581,25 +646,32 @@ def score_minimal_pairs(
         return scorer.pair_conditional_scores(
             prompts, chosen, rejected, reduction=reduction, separator=separator, progress=progress
         )
-    reduction, bow = ("mean", False) if method == "sequence_mean" else ("sum", True)
+    reduction, bow = SEQUENCE_METHODS[method]
     a = [p + separator + c for p, c in zip(prompts, chosen, strict=True)]
     b = [p + separator + r for p, r in zip(prompts, rejected, strict=True)]
     return scorer.pair_sequence_scores(a, b, reduction=reduction, bow_correction=bow, progress=progress)
 
 
-def compare_pairs(chosen_scores: Sequence[float], rejected_scores: Sequence[float], *, margins: bool = False) -> dict:
+def compare_pairs(
+    chosen_scores: Sequence[float], rejected_scores: Sequence[float], *, margins: bool = False, outcomes: bool = False
+) -> dict:
     """Accuracy of a set of pairs: a pair is correct when its chosen answer scores strictly higher.
 
-    Ties (equal scores, e.g. identical answers) count as not correct and are reported in `ties`.
+    Ties (equal scores, e.g. identical answers) count as not correct and are reported in `ties`. With `margins`,
+    `margins` holds each pair's score(chosen) - score(rejected); with `outcomes`, `correct` holds whether each
+    pair is correct (in order: what `stats.accuracy_interval` and `stats.compare_paired` take).
     """
     _check_same_length(chosen_scores=chosen_scores, rejected_scores=rejected_scores)
     n = len(chosen_scores)
     if n == 0:
         raise ValueError("there are no pairs to compare: give at least one pair")
     diffs = [c - r for c, r in zip(chosen_scores, rejected_scores, strict=True)]
-    result = {"accuracy": sum(d > 0 for d in diffs) / n, "n": n, "ties": sum(d == 0 for d in diffs)}
+    correct = [d > 0 for d in diffs]
+    result = {"accuracy": sum(correct) / n, "n": n, "ties": sum(d == 0 for d in diffs)}
     if margins:
         result["margins"] = diffs
+    if outcomes:
+        result["correct"] = correct
     return result
 
 
@@ -609,17 +681,32 @@ def _vocab_size(model, tokenizer) -> int:
     return head.out_features if head is not None else max(len(tokenizer), model.config.vocab_size)
 
 
-def _word_start_tokens(tokenizer, vocab_size: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Which token ids start a word, found as minicons does (the symbol the tokenizer uses for a space)."""
-    is_bow = torch.zeros(vocab_size, dtype=torch.bool)
+def _word_start_tokens(
+    tokenizer, vocab_size: int, *, legacy: bool = False
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Which token ids start a word, found as minicons does (the symbol the tokenizer uses for a space).
+
+    Returns (a mask over the vocabulary, the ids), or None for a tokenizer without a word-start marker. minicons
+    takes the first character of the space's token and adds the added tokens that strip spaces on their left;
+    0.3.8 (`legacy`) took the whole token and no added tokens.
+    """
     try:
-        symbol = tokenizer.convert_ids_to_tokens(tokenizer(" ", add_special_tokens=False).input_ids[0])[0]
+        token = tokenizer.convert_ids_to_tokens(tokenizer(" ", add_special_tokens=False).input_ids[0])
+        symbol = token if legacy else token[0]
     except (IndexError, TypeError):
         symbol = None
     if symbol is None or symbol in (tokenizer.bos_token, tokenizer.eos_token):
-        return is_bow, None
+        return None
     ids = [i for token, i in tokenizer.get_vocab().items() if token and token[0] == symbol and i < vocab_size]
-    ids += [i for i, added in tokenizer.added_tokens_decoder.items() if added.lstrip and i < vocab_size]
+    if legacy and not ids:
+        raise ValueError(
+            f"minicons 0.3.8's beginning-of-word correction is undefined for this tokenizer: its space is the token "
+            f"{symbol!r}, which no vocabulary entry begins with as one character (0.3.8 then scores -inf or NaN); "
+            "use the current correction (bow_correction=True, method sequence_sum_bow)"
+        )
+    if not legacy:
+        ids += [i for i, added in tokenizer.added_tokens_decoder.items() if added.lstrip and i < vocab_size]
+    is_bow = torch.zeros(vocab_size, dtype=torch.bool)
     is_bow[ids] = True
     return is_bow, is_bow.nonzero().squeeze(1)
 
@@ -657,6 +744,14 @@ def _check_text(text: str, where: str) -> None:
         raise TypeError(f"{where} must be a string, got {type(text).__name__}")
     if not text.strip():
         raise ValueError(f"{where} is empty or whitespace-only: there is nothing to score; remove it or give a text")
+
+
+def _check_bow_correction(bow_correction: bool | str) -> None:
+    if not (bow_correction is True or bow_correction is False or bow_correction == LEGACY_BOW):
+        raise ValueError(
+            f"bow_correction must be True, False or {LEGACY_BOW!r} (minicons 0.3.8's correction), "
+            f"got {bow_correction!r}"
+        )
 
 
 def _check_reduction(reduction: str) -> None:

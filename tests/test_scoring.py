@@ -1,6 +1,7 @@
 """The scorer against minicons (the original work's scorer) on a real tiny baby, real eval rows and BLiMP lines."""
 
 import ast
+import itertools
 import math
 import sys
 import warnings
@@ -291,3 +292,118 @@ def test_scoring_pauses_the_garbage_collector_and_restores_it(scorer):
         assert not gc.isenabled()  # a caller's own choice is left as it was
     finally:
         gc.enable()
+
+
+# ------------------------------------------------------------------------- minicons 0.3.8's legacy correction
+def _minicons_038_scores(model, tokenizer, texts, starts=None):
+    """Summed log-probabilities with minicons 0.3.8's word-start correction, written out token by token.
+
+    From 0.3.8's `compute_stats`: the word-start tokens are the vocabulary entries that begin with the whole token
+    of a space; token i (of the ids after the first) gains log P(word start) after it when it ends a word (the next
+    token starts one, or it is the last) and loses log P(word start) at its place when it starts a word or does not
+    end one. Scoring starts at ids[start] (a conditional score's answer), the first token after BOS by default.
+    """
+    space = tokenizer.convert_ids_to_tokens(tokenizer(" ", add_special_tokens=False)["input_ids"][0])
+    starts_word = {i for token, i in tokenizer.get_vocab().items() if token[:1] == space}
+    bow_ids = torch.tensor(sorted(starts_word))
+    scores = []
+    for n, text in enumerate(texts):
+        ids = tokenizer(text)["input_ids"]
+        with torch.inference_mode():
+            logp = model(torch.tensor([ids])).logits[0].float().log_softmax(-1)
+        p_word_start = logp[:, bow_ids].logsumexp(-1)  # after each place
+        idx = ids[1:]
+        total = 0.0
+        for i in range((starts[n] if starts else 1) - 1, len(idx)):
+            ends_word = i == len(idx) - 1 or idx[i + 1] in starts_word
+            total += logp[i, idx[i]].item()
+            if ends_word:
+                total += p_word_start[i + 1].item()
+            if idx[i] in starts_word or not ends_word:
+                total -= p_word_start[i].item()
+        scores.append(total)
+    return scores
+
+
+def test_legacy_correction_reproduces_minicons_038(baby, scorer, eval_pairs, blimp_lines):
+    model, tokenizer = baby
+    lowered = [line.lower() for line in blimp_lines]  # the original lower-cased BLiMP
+    dialogues = [join_turns(p.prompt, p.chosen) for p in eval_pairs[:32]]
+    texts = lowered + dialogues
+    _assert_close(
+        scorer.sequence_scores(texts, reduction="sum", bow_correction="legacy"),
+        _minicons_038_scores(model, tokenizer, texts),
+    )
+    # Packed pairs, and the minimal-pair method that the CLI offers, give the same numbers.
+    good, bad = scorer.pair_sequence_scores(lowered[0::2], lowered[1::2], reduction="sum", bow_correction="legacy")
+    _assert_close(good + bad, _minicons_038_scores(model, tokenizer, lowered[0::2] + lowered[1::2]))
+    pairs = eval_pairs[:16]
+    chosen, rejected = scoring.score_minimal_pairs(
+        scorer, [p.prompt for p in pairs], [p.chosen for p in pairs], [p.rejected for p in pairs],
+        method="sequence_sum_bow_legacy",
+    )  # fmt: skip
+    expected = _minicons_038_scores(model, tokenizer, [join_turns(p.prompt, p.chosen) for p in pairs])
+    _assert_close(chosen, expected)
+    # A conditional score starts at the answer: the prompt's own token count decides where, as in minicons.
+    prompts, answers = [p.prompt for p in pairs], [p.rejected for p in pairs]
+    starts = [len(ids) for ids in tokenizer(prompts)["input_ids"]]
+    _assert_close(
+        scorer.conditional_scores(prompts, answers, bow_correction="legacy"),
+        _minicons_038_scores(model, tokenizer, [f"{p} {a}" for p, a in zip(prompts, answers, strict=True)], starts),
+    )
+
+
+def test_legacy_and_current_corrections_differ_on_words_of_several_tokens(baby, scorer, blimp_lines):
+    # The two corrections agree on a text whose words are one token each and differ once a word has several.
+    model, tokenizer = baby
+    lowered = [line.lower() for line in blimp_lines]
+    current = scorer.sequence_scores(lowered, reduction="sum", bow_correction=True)
+    legacy = scorer.sequence_scores(lowered, reduction="sum", bow_correction="legacy")
+    space = tokenizer.convert_ids_to_tokens(tokenizer(" ", add_special_tokens=False)["input_ids"][0])
+    for text, a, b in zip(lowered, current, legacy, strict=True):
+        tokens = tokenizer.convert_ids_to_tokens(tokenizer(text)["input_ids"])[1:]
+        pieces = [t.startswith(space) for t in tokens]
+        several = any(not a and not b for a, b in itertools.pairwise(pieces))  # two pieces in a row inside a word
+        first_starts = pieces[0]  # 0.3.8 corrects the first scored token too
+        if not several and not first_starts:
+            assert a == pytest.approx(b, abs=TOLERANCE), text
+    assert max(abs(a - b) for a, b in zip(current, legacy, strict=True)) > 0.1
+
+
+def test_sequence_methods_name_their_settings(scorer, eval_pairs):
+    assert set(scoring.SEQUENCE_METHODS) == {m for m in [*scoring.METHODS, *scoring.LEGACY_METHODS] if "sequence" in m}
+    assert scoring.SEQUENCE_METHODS["sequence_sum_bow_legacy"] == ("sum", scoring.LEGACY_BOW)
+    with pytest.raises(ValueError, match="bow_correction must be True, False or 'legacy'"):
+        scorer.sequence_scores(["*CHI: hi ."], bow_correction="old")
+    with pytest.raises(ValueError, match="method must be one of .*sequence_sum_bow_legacy, got 'sum'"):
+        scoring.score_minimal_pairs(scorer, ["*MOT: a ."], ["*CHI: b ."], ["*CHI: c ."], method="sum")
+
+
+class _SpaceIsTwoCharacters:
+    """A tokenizer whose space is the token `<sp>`: 0.3.8 would find no word-start token (`<` never starts `<sp>`)."""
+
+    bos_token, eos_token = "<s>", "</s>"
+    added_tokens_decoder = {}
+
+    def __call__(self, text, add_special_tokens=True):
+        return type("Encoding", (), {"input_ids": [2]})()
+
+    def convert_ids_to_tokens(self, ids):
+        return {0: "<s>", 1: "</s>", 2: "<sp>", 3: "ab"}[ids]
+
+    def get_vocab(self):
+        return {"<s>": 0, "</s>": 1, "<sp>": 2, "ab": 3}
+
+
+def test_legacy_correction_is_refused_where_minicons_038_is_undefined():
+    current = scoring._word_start_tokens(_SpaceIsTwoCharacters(), 4)
+    assert current is not None and current[1].tolist() == [0, 1, 2]  # first character `<`: the current rule
+    with pytest.raises(ValueError, match="minicons 0.3.8's beginning-of-word correction is undefined for this"):
+        scoring._word_start_tokens(_SpaceIsTwoCharacters(), 4, legacy=True)
+
+
+def test_compare_pairs_gives_each_pairs_outcome():
+    result = scoring.compare_pairs([-1.0, -2.0, -3.0, -4.0], [-2.0, -2.0, -1.0, -5.0], outcomes=True)
+    assert result["correct"] == [True, False, False, True]  # a tie is not correct
+    assert result["accuracy"] == sum(result["correct"]) / result["n"] == 0.5
+    assert "correct" not in scoring.compare_pairs([-1.0], [-2.0])  # the default output is unchanged

@@ -15,14 +15,14 @@ from __future__ import annotations
 import sys
 
 from hub_tools import __version__
-from hub_tools.cli import data, demo, hub, space, train
+from hub_tools.cli import data, demo, hub, space, teacher, train
 from hub_tools.cli import eval as eval_
 from hub_tools.cli._options import ArgumentParser, UsageError
 from hub_tools.errors import BabyhubError
 from hub_tools.hubenv import configure_for_endpoint
 
 # In the order of `babyhub --help`.
-COMMANDS = (data, hub, train, eval_, space, demo)
+COMMANDS = (data, hub, teacher, train, eval_, space, demo)
 
 
 def build_parser() -> ArgumentParser:

@@ -1,17 +1,35 @@
 """A synthetic DPO split: a teacher LLM writes the chosen child answers.
 
-    babyhub data synthesize --train build/data/child-dpo-preferences --teacher Qwen/Qwen2.5-0.5B-Instruct \\
+    babyhub teacher fetch --out build/teacher    # SmolLM2-135M-Instruct, offline (hub_tools/data/teacher.py)
+    babyhub data synthesize --train build/data/child-dpo-preferences --teacher build/teacher \\
         --out build/data/child-dpo-preferences-synthetic [--backend transformers|vllm|openai] [--limit 100]
+    # the original recipe (a base model, its plain prompt, lower-cased, every row kept, no speaker tags):
+    babyhub data synthesize ... --prompt-style completion --no-filter --format plain
 
-For every training row the teacher gets the prompt of the communicative-baby work (SYSTEM_PROMPT, then
-`Mother says: <utterance>` / `Child:`), samples an answer (temperature 0.7, top_p 0.9, 30 new tokens) and
-the first utterance of it becomes `chosen`; `rejected` stays the row's real mismatched child answer.
-Answers that are empty, repeat the mother (see `repeats_mother`) or are overlong are filtered and counted.
+For every training row the teacher gets the prompt of the communicative-baby work and samples an answer
+(temperature 0.7, top_p 0.9, no top-k, 30 new tokens, as the original's vLLM run); the first utterance of it becomes
+`chosen`; `rejected` stays the row's real mismatched child answer. Two prompt styles:
 
-Resumable: the raw answers of each finished batch are appended to `.<out>.partial/answers.jsonl` beside the
-output. Batch i always holds rows [i*batch_size, (i+1)*batch_size) and is sampled with a seed derived from
-(seed, i), so a run that is killed and started again continues after the last finished batch and ends with
-the same rows as an uninterrupted run. The dataset folder itself appears only when every batch is done.
+- `chat`: SYSTEM_PROMPT as the system message and `Mother says: <utterance>` / `Child:` as the user message,
+  through the teacher's chat template (for instruct models such as SmolLM2-135M-Instruct);
+- `completion`: the original's plain prompt for a base model, COMPLETION_TEMPLATE (the system text, then
+  `\nMother says: <utterance>\nChild:`), stopping at `\n`, `Mother:` or `Child:`.
+
+`auto` (the default) takes `chat` when the teacher has a chat template and `completion` otherwise. Answers are
+lower-cased (as the original, and as CHILDES transcribes: a capitalised first word would tell the chosen answer
+from the real one by its first letter); answers that are empty, repeat the mother (see `repeats_mother`) or are
+overlong are filtered and counted, unless filtering is off (the original kept all 18,000 rows, aligned 1:1 with
+the real training split). The rows keep the training split's text convention unless another is asked for (the
+original's synthetic split is published without speaker tags).
+
+The transformers backend generates with `hub_tools.data.generation.PrefixCachedGenerator`: the system prompt, the
+same for every row, runs once per run and its KV cache serves every row.
+
+Resumable and shardable: the raw answers of each finished batch are appended to `.<out>.partial/answers.jsonl`
+beside the output. Batch i always holds rows [i*batch_size, (i+1)*batch_size), and row r samples with its own seed
+`row_seed(seed, r)`, so a run that is killed and started again continues after the last finished batch and ends
+with the same rows as an uninterrupted run (and a run split across processes by whole batches would too). The
+dataset folder itself appears only when every batch is done.
 """
 
 import hashlib
@@ -24,6 +42,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from hub_tools.data.sampling import Sampling, row_seed
 from hub_tools.dialogue import CHILD_TAG, speaker_of, strip_tag
 from hub_tools.errors import BabyhubError
 
@@ -33,26 +52,31 @@ SYSTEM_PROMPT = (
     "answer that shows understanding. Keep it short and child-like."
 )
 USER_TEMPLATE = "Mother says: {utterance}\nChild:"
+# The original's prompt for a base model: the system text, then the exchange, as one plain text.
+COMPLETION_TEMPLATE = SYSTEM_PROMPT + "\n" + USER_TEMPLATE
+PROMPT_STYLES = ("auto", "chat", "completion")
 BACKENDS = ("transformers", "vllm", "openai")
+TEXT_FORMATS = ("tags", "plain")
 DEFAULT_MAX_WORDS = 20
+DEFAULT_BATCH_SIZE = 64
+DEFAULT_SAMPLING = Sampling()  # the original's: temperature 0.7, top_p 0.9, no top-k, 30 new tokens
 # An answer repeats the mother when it shares a run of at least REPEAT_MIN_RUN consecutive words with her
 # utterance (fewer if hers is shorter) and that run is at least REPEAT_MIN_SHARE of the answer's words.
 REPEAT_MIN_RUN = 3
 REPEAT_MIN_SHARE = 0.5
 FILTERS = ("empty", "repeats_mother", "overlong")
-# Generation stops at a newline or when the teacher starts another speaker's turn.
-STOP_STRINGS = ["\n", "Mother:", "Mother says:", "Child:"]
+# Generation stops at a newline or when the teacher starts another speaker's turn: the original's stops for the
+# completion prompt; a chat answer also stops at "Mother says:" (the user message's own words).
+COMPLETION_STOPS = ("\n", "Mother:", "Child:")
+STOP_STRINGS = ("\n", "Mother:", "Mother says:", "Child:")
 _SPEAKER_LABEL = re.compile(r"(\*[A-Z]{2,4}:|\b(?:Mother|Mom|Mommy|Mum|Child|Kid)(?: says)?\s*:)", re.IGNORECASE)
 _FIRST_UTTERANCE = re.compile(r"^(.*?[.!?]+)[\"'”’]*(?=\s|$)")
 _QUOTES = "\"'*“”‘’"
 _WORD = re.compile(r"[a-z0-9']+")
 
 
-@dataclass(frozen=True)
-class Sampling:
-    temperature: float = 0.7
-    top_p: float = 0.9
-    max_new_tokens: int = 30
+def stops_for(prompt_style: str) -> tuple[str, ...]:
+    return COMPLETION_STOPS if prompt_style == "completion" else STOP_STRINGS
 
 
 @dataclass
@@ -67,14 +91,19 @@ class SynthesisReport:
     batches: int
     resumed_batches: int
     seconds: float
+    prompt_style: str = "chat"
+    filter_rows: bool = True  # False: rows with a filter reason are counted but kept
+    lowercase: bool = True
+    text_format: str = "tags"
 
     def summary(self) -> str:
-        dropped = ", ".join(f"{k}: {v}" for k, v in self.filtered.items())
+        counts = ", ".join(f"{k}: {v}" for k, v in self.filtered.items())
+        kept = f"filtered {counts}" if self.filter_rows else f"no filter; would have filtered {counts}"
         resumed = f", resumed after {self.resumed_batches} finished batches" if self.resumed_batches else ""
         return (
-            f"wrote {self.out_dir}: {self.rows:,} of {self.total:,} rows kept (filtered {dropped}); teacher "
-            f"{self.teacher}@{self.teacher_revision} via {self.backend}, {self.batches} batches{resumed}, "
-            f"{self.seconds:.1f} s"
+            f"wrote {self.out_dir}: {self.rows:,} of {self.total:,} rows kept ({kept}); teacher "
+            f"{self.teacher}@{self.teacher_revision} via {self.backend}, {self.prompt_style} prompt, "
+            f"{self.batches} batches{resumed}, {self.seconds:.1f} s"
         )
 
 
@@ -103,6 +132,17 @@ def first_utterance(generated: str) -> str:
         text = match.group(1).strip(_QUOTES)
     text = re.sub(r"\s*([,.!?]+)", r" \1", text)
     return " ".join(text.split())
+
+
+def utterance_complete(generated: str) -> bool:
+    """True once more text cannot change `first_utterance(generated)`: its first sentence is followed by a space.
+
+    Generation stops there: a sentence end followed by whitespace on the first line, before any speaker label, is
+    where `first_utterance` cuts whatever comes after it.
+    """
+    text = _SPEAKER_LABEL.split(generated.split("\n", 1)[0], maxsplit=1)[0].lstrip().lstrip(_QUOTES).lstrip()
+    match = _FIRST_UTTERANCE.match(text)
+    return bool(match) and match.end() < len(text)
 
 
 def words(text: str) -> list[str]:
@@ -144,17 +184,38 @@ def filter_reason(answer: str, mother: str, max_words: int) -> str | None:
 # ---------------------------------------------------------------------------------------------- backends
 
 
-def batch_seed(seed: int, batch_index: int) -> int:
-    """The sampling seed of one batch: fixed by (seed, batch), so a resumed run samples what the first would have."""
-    return (seed * 1_000_003 + batch_index) % (2**31)
+def prompt_text(utterance: str, prompt_style: str, tokenizer=None) -> str:
+    """The text a teacher continues for one caregiver utterance: the chat template's rendering, or the plain prompt."""
+    if prompt_style == "completion":
+        return COMPLETION_TEMPLATE.format(utterance=utterance)
+    return tokenizer.apply_chat_template(build_messages(utterance), tokenize=False, add_generation_prompt=True)
+
+
+def resolve_prompt_style(prompt_style: str, has_chat_template: bool, teacher: str) -> str:
+    """`auto` -> chat when the teacher has a chat template, else completion; `chat` without a template is refused."""
+    if prompt_style not in PROMPT_STYLES:
+        raise BabyhubError(f"unknown prompt style {prompt_style!r}: use one of {', '.join(PROMPT_STYLES)}.")
+    if prompt_style == "auto":
+        return "chat" if has_chat_template else "completion"
+    if prompt_style == "chat" and not has_chat_template:
+        raise BabyhubError(
+            f"the teacher {teacher} has no chat template, so it cannot be prompted in the chat style: use the "
+            "completion style (the original's plain prompt for base models)."
+        )
+    return prompt_style
 
 
 class TransformersTeacher:
-    """Any local or Hub causal LM through transformers: batched, left-padded sampling on one device."""
+    """Any local or Hub causal LM through transformers, on one device, with the prompt prefix computed once.
+
+    Prompts are tokenized as plain `generate` would get them (the chat template's text without extra special
+    tokens, or the completion text with the tokenizer's own BOS); the prefix all prompts of the run share is
+    cached by `PrefixCachedGenerator` and reused for every batch.
+    """
 
     name = "transformers"
 
-    def __init__(self, teacher: str, *, revision: str | None, device: str, sampling: Sampling):
+    def __init__(self, teacher: str, *, revision: str | None, device: str, sampling: Sampling, prompt_style: str):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -164,39 +225,36 @@ class TransformersTeacher:
         except OSError as err:
             raise BabyhubError(
                 f"cannot load the teacher {teacher!r} (revision {revision or 'default'}): {err}. Pass a local model "
-                "folder or a Hub id reachable through HF_ENDPOINT."
+                "folder (`babyhub teacher fetch` makes one) or a Hub id reachable through HF_ENDPOINT."
             ) from err
         self.model.to(device).eval()
-        self.device, self.sampling, self.torch = device, sampling, torch
-        self.tokenizer.padding_side = "left"  # decoder-only batches must end where generation starts
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.chat = bool(getattr(self.tokenizer, "chat_template", None))
+        self.sampling = sampling
+        has_template = bool(getattr(self.tokenizer, "chat_template", None))
+        self.prompt_style = resolve_prompt_style(prompt_style, has_template, teacher)
+        self.stops = stops_for(self.prompt_style)
         self.revision = revision or _teacher_revision(teacher, self.model)
+        self.generator = None
 
-    def prompt_text(self, utterance: str) -> str:
-        messages = build_messages(utterance)
-        if self.chat:
-            return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        # A base model without a chat template reads the same words as plain text.
-        return f"{messages[0]['content']}\n\n{messages[1]['content']}"
+    def encode(self, utterance: str) -> list[int]:
+        text = prompt_text(utterance, self.prompt_style, self.tokenizer)
+        return self.tokenizer(text, add_special_tokens=self.prompt_style == "completion")["input_ids"]
 
-    def generate(self, utterances: list[str], batch_index: int, seed: int) -> list[str]:
-        texts = [self.prompt_text(u) for u in utterances]
-        encoded = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=not self.chat)
-        encoded = {k: v.to(self.device) for k, v in encoded.items()}
-        self.torch.manual_seed(batch_seed(seed, batch_index))
-        with self.torch.no_grad():
-            output = self.model.generate(
-                **encoded,
-                do_sample=True,
-                temperature=self.sampling.temperature,
-                top_p=self.sampling.top_p,
-                max_new_tokens=self.sampling.max_new_tokens,
-                pad_token_id=self.tokenizer.pad_token_id,
-            )
-        new_tokens = output[:, encoded["input_ids"].shape[1] :]
-        return self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+    def prepare(self, utterances: list[str]) -> None:
+        """Fix the cached prefix from every prompt of the run, so every batch (and shard) splits alike."""
+        from hub_tools.data.generation import PrefixCachedGenerator, common_prefix_length
+
+        prompts = [self.encode(u) for u in utterances]
+        prefix = prompts[0][: common_prefix_length(prompts)]
+        self.generator = PrefixCachedGenerator(
+            self.model, self.tokenizer, stop_strings=self.stops, stop_when=utterance_complete, prefix_ids=prefix
+        )
+
+    def generate(self, utterances: list[str], rows: list[int], seed: int) -> list[str]:
+        if self.generator is None:
+            self.prepare(utterances)
+        prompts = [self.encode(u) for u in utterances]
+        new = self.generator.generate(prompts, [row_seed(seed, row) for row in rows], self.sampling)
+        return self.tokenizer.batch_decode(new, skip_special_tokens=True)
 
 
 def _teacher_revision(teacher: str, model) -> str:
@@ -212,46 +270,52 @@ def _teacher_revision(teacher: str, model) -> str:
 
 
 class VllmTeacher:
-    """vLLM (GPU): one request per prompt with its own seed, so results do not depend on batching."""
+    """vLLM (GPU): one request per prompt with its row's own seed, so results do not depend on batching."""
 
     name = "vllm"
 
-    def __init__(self, teacher: str, *, revision: str | None, sampling: Sampling):
+    def __init__(self, teacher: str, *, revision: str | None, sampling: Sampling, prompt_style: str):
         try:
             from vllm import LLM
         except ImportError as err:
             raise BabyhubError(
                 "the vllm backend needs vLLM: install it with `pip install 'babyhub[vllm]'` (Linux + GPU), or use "
-                "--backend transformers."
+                "the transformers backend."
             ) from err
         self.llm = LLM(model=teacher, revision=revision)
+        has_template = bool(getattr(self.llm.get_tokenizer(), "chat_template", None))
+        self.prompt_style = resolve_prompt_style(prompt_style, has_template, teacher)
         self.sampling = sampling
         self.revision = revision or "default"
 
-    def generate(self, utterances: list[str], batch_index: int, seed: int) -> list[str]:
+    def generate(self, utterances: list[str], rows: list[int], seed: int) -> list[str]:
         from vllm import SamplingParams
 
-        base = batch_seed(seed, batch_index)
         params = [
             SamplingParams(
                 temperature=self.sampling.temperature,
                 top_p=self.sampling.top_p,
+                top_k=self.sampling.top_k or -1,
                 max_tokens=self.sampling.max_new_tokens,
-                stop=STOP_STRINGS,
-                seed=base * 1_000 + i,
+                stop=list(stops_for(self.prompt_style)),
+                seed=row_seed(seed, row),
             )
-            for i in range(len(utterances))
+            for row in rows
         ]
-        outputs = self.llm.chat([build_messages(u) for u in utterances], params, use_tqdm=False)
+        if self.prompt_style == "completion":
+            prompts = [COMPLETION_TEMPLATE.format(utterance=u) for u in utterances]
+            outputs = self.llm.generate(prompts, params, use_tqdm=False)
+        else:
+            outputs = self.llm.chat([build_messages(u) for u in utterances], params, use_tqdm=False)
         return [out.outputs[0].text for out in outputs]
 
 
 class OpenAITeacher:
-    """Any OpenAI-compatible chat endpoint; the key comes from OPENAI_API_KEY and is never written anywhere."""
+    """Any OpenAI-compatible endpoint; the key comes from OPENAI_API_KEY and is never written anywhere."""
 
     name = "openai"
 
-    def __init__(self, teacher: str, *, revision: str | None, sampling: Sampling, api_base: str | None):
+    def __init__(self, teacher: str, *, revision: str | None, sampling: Sampling, api_base: str | None, prompt_style):
         try:
             from openai import OpenAI
         except ImportError as err:
@@ -261,37 +325,57 @@ class OpenAITeacher:
         if not os.environ.get("OPENAI_API_KEY"):
             raise BabyhubError(
                 "the openai backend reads its key from OPENAI_API_KEY, which is not set: export it (and "
-                "OPENAI_BASE_URL or --api-base for another OpenAI-compatible endpoint)."
+                "OPENAI_BASE_URL, or pass an API base, for another OpenAI-compatible endpoint)."
             )
         self.client = OpenAI(base_url=api_base or os.environ.get("OPENAI_BASE_URL"))
         self.teacher, self.sampling = teacher, sampling
+        self.prompt_style = "chat" if prompt_style == "auto" else prompt_style  # an endpoint's template is unknown
         self.revision = revision or "endpoint-default"
 
-    def generate(self, utterances: list[str], batch_index: int, seed: int) -> list[str]:
-        base = batch_seed(seed, batch_index)
+    def generate(self, utterances: list[str], rows: list[int], seed: int) -> list[str]:
+        common = dict(
+            model=self.teacher,
+            temperature=self.sampling.temperature,
+            top_p=self.sampling.top_p,
+            max_tokens=self.sampling.max_new_tokens,
+            stop=list(stops_for(self.prompt_style))[:4],  # the API accepts at most four stop sequences
+        )
         answers = []
-        for i, utterance in enumerate(utterances):
-            response = self.client.chat.completions.create(
-                model=self.teacher,
-                messages=build_messages(utterance),
-                temperature=self.sampling.temperature,
-                top_p=self.sampling.top_p,
-                max_tokens=self.sampling.max_new_tokens,
-                stop=STOP_STRINGS[:4],  # the API accepts at most four stop sequences
-                seed=base * 1_000 + i,
-            )
-            answers.append(response.choices[0].message.content or "")
+        for utterance, row in zip(utterances, rows, strict=True):
+            if self.prompt_style == "completion":
+                prompt = COMPLETION_TEMPLATE.format(utterance=utterance)
+                response = self.client.completions.create(prompt=prompt, seed=row_seed(seed, row), **common)
+                answers.append(response.choices[0].text or "")
+            else:
+                messages = build_messages(utterance)
+                response = self.client.chat.completions.create(messages=messages, seed=row_seed(seed, row), **common)
+                answers.append(response.choices[0].message.content or "")
         return answers
 
 
-def load_teacher(backend: str, teacher: str, *, revision=None, device="cpu", sampling=Sampling(), api_base=None):
+def load_teacher(
+    backend: str,
+    teacher: str,
+    *,
+    revision=None,
+    device="cpu",
+    sampling: Sampling = DEFAULT_SAMPLING,
+    api_base=None,
+    prompt_style: str = "auto",
+):
     """The generation backend; vllm and openai are optional extras and fail with install instructions."""
+    if prompt_style not in PROMPT_STYLES:
+        raise BabyhubError(f"unknown prompt style {prompt_style!r}: use one of {', '.join(PROMPT_STYLES)}.")
     if backend == "transformers":
-        return TransformersTeacher(teacher, revision=revision, device=device, sampling=sampling)
+        return TransformersTeacher(
+            teacher, revision=revision, device=device, sampling=sampling, prompt_style=prompt_style
+        )
     if backend == "vllm":
-        return VllmTeacher(teacher, revision=revision, sampling=sampling)
+        return VllmTeacher(teacher, revision=revision, sampling=sampling, prompt_style=prompt_style)
     if backend == "openai":
-        return OpenAITeacher(teacher, revision=revision, sampling=sampling, api_base=api_base)
+        return OpenAITeacher(
+            teacher, revision=revision, sampling=sampling, api_base=api_base, prompt_style=prompt_style
+        )
     raise BabyhubError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}.")
 
 
@@ -365,9 +449,7 @@ def read_train_rows(train: str | Path) -> list[dict]:
 
     source = str(train)
     if not Path(source).is_dir() and source.count("/") != 1:
-        raise BabyhubError(
-            f"--train {source}: no such folder; pass a folder built by `babyhub data build` or a Hub id."
-        )
+        raise BabyhubError(f"{source}: no such folder; pass a folder built by `babyhub data build` or a Hub id.")
     return read_preferences(source).to_list()
 
 
@@ -385,32 +467,81 @@ def synthesize_preferences(
     *,
     backend: str = "transformers",
     revision: str | None = None,
-    batch_size: int = 16,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     seed: int = 0,
     limit: int | None = None,
     max_words: int = DEFAULT_MAX_WORDS,
-    sampling: Sampling = Sampling(),
+    sampling: Sampling = DEFAULT_SAMPLING,
+    prompt_style: str = "auto",
+    lowercase: bool = True,
+    filter_rows: bool = True,
+    text_format: str | None = None,
     device: str = "cpu",
     api_base: str | None = None,
     restart: bool = False,
     progress: bool = True,
 ) -> SynthesisReport:
-    """Write a child-dpo-preferences-synthetic folder at out_dir; see the module docstring."""
+    """Write a child-dpo-preferences-synthetic folder at out_dir; see the module docstring.
+
+    Args:
+        train_dir: the real training split (a folder built by `babyhub data build`, or a Hub dataset id).
+        teacher: the teacher model (a folder, e.g. from `babyhub teacher fetch`, or a Hub id; for openai a model).
+        out_dir: the dataset folder to write; it appears only when every batch is done.
+        backend: transformers (CPU or one GPU, prefix-cached), vllm or openai.
+        revision: the teacher's revision.
+        batch_size: prompts per batch, and per line of the resumable state.
+        seed: the run's seed; row r samples with `row_seed(seed, r)`.
+        limit: only the first `limit` training rows.
+        max_words: answers with more words are filtered (`overlong`).
+        sampling: temperature, top_p, top_k and new tokens.
+        prompt_style: auto, chat or completion (see the module docstring).
+        lowercase: lower-case the kept answers (the original did; CHILDES utterances start lower-case).
+        filter_rows: drop empty, mother-repeating and overlong answers; False keeps every row (aligned 1:1 with
+            the training split, as the original).
+        text_format: `tags` (`*MOT:`/`*CHI:`), `plain` (no speaker tags, as the original's synthetic split), or
+            None for the training split's own convention.
+        device: torch device of the transformers backend.
+        api_base: the openai backend's base URL.
+        restart: discard an interrupted run's state instead of resuming it.
+        progress: show a progress bar.
+
+    Returns:
+        A SynthesisReport: rows asked and kept, filter counts, the teacher's revision and the resolved prompt style.
+    """
     from tqdm.auto import tqdm
 
     from hub_tools.data.preferences import data_file_for, install_folders, write_dataset_folder
 
     start = time.perf_counter()
     if batch_size < 1 or max_words < 1 or (limit is not None and limit < 1):
-        raise BabyhubError("--batch-size, --max-words and --limit must be at least 1.")
+        raise BabyhubError(
+            "--batch-size, --max-words and --limit must be at least 1."
+        )  # named as tests/test_data_commands.py expects
+    if text_format is not None and text_format not in TEXT_FORMATS:
+        raise BabyhubError(f"unknown text format {text_format!r}: use one of {', '.join(TEXT_FORMATS)}.")
     out_dir = Path(out_dir)
     # 1. the training rows and the caregiver utterances the teacher answers
     rows = read_train_rows(train_dir)[:limit]
     if not rows:
-        raise BabyhubError(f"--train {train_dir}: the split `train` is empty.")
+        raise BabyhubError(f"{train_dir}: the split `train` is empty.")
     utterances = [strip_tag(row["prompt"]) for row in rows]
+    tagged = bool(speaker_of(rows[0]["prompt"]))
+    if text_format == "tags" and not tagged:
+        raise BabyhubError(
+            f"{train_dir} has no speaker tags, so its rows cannot be written with them: build the training split "
+            "with tags, or write the synthetic split plain."
+        )
+    text_format = text_format or ("tags" if tagged else "plain")
     # 2. the teacher (fails early with install instructions for a missing optional backend)
-    model = load_teacher(backend, teacher, revision=revision, device=device, sampling=sampling, api_base=api_base)
+    model = load_teacher(
+        backend,
+        teacher,
+        revision=revision,
+        device=device,
+        sampling=sampling,
+        api_base=api_base,
+        prompt_style=prompt_style,
+    )
     # 3. resume the batches an earlier run finished, if its settings are the same
     settings = {
         "train_fingerprint": hashlib.sha256(json.dumps(utterances).encode("utf-8")).hexdigest(),
@@ -420,14 +551,20 @@ def synthesize_preferences(
         "backend": backend,
         "batch_size": batch_size,
         "seed": seed,
+        "seeding": "per row: row_seed(seed, row)",
         "sampling": asdict(sampling),
+        "prompt_style": model.prompt_style,
         "system_prompt": SYSTEM_PROMPT,
         "user_template": USER_TEMPLATE,
+        "completion_template": COMPLETION_TEMPLATE,
+        "stops": list(stops_for(model.prompt_style)),
     }
     state = RunState.open(out_dir.parent / f".{out_dir.name}.partial", settings, restart=restart)
     resumed = len(state.batches)
     # 4. generate the remaining batches, saving each as soon as it is done
     starts = range(0, len(rows), batch_size)
+    if resumed < len(starts) and hasattr(model, "prepare"):
+        model.prepare(utterances)  # the prefix every prompt of the run shares, cached once
     with tqdm(
         total=len(rows),
         initial=min(resumed * batch_size, len(rows)),
@@ -436,29 +573,48 @@ def synthesize_preferences(
         disable=not progress,
     ) as bar:
         for index in range(resumed, len(starts)):
-            batch = utterances[starts[index] : starts[index] + batch_size]
-            state.append(model.generate(batch, index, seed))
+            batch = list(range(starts[index], min(starts[index] + batch_size, len(rows))))
+            state.append(model.generate([utterances[i] for i in batch], batch, seed))
             bar.update(len(batch))
-    # 5. first utterance of each answer, filtered and counted
+    # 5. first utterance of each answer, lower-cased, filtered and counted
     raw = [answer for batch in state.batches for answer in batch]
     filtered = dict.fromkeys(FILTERS, 0)
     synthetic = []
     for row, utterance, generated in zip(rows, utterances, raw, strict=True):
         answer = first_utterance(generated)
+        answer = answer.lower() if lowercase else answer
         reason = filter_reason(answer, utterance, max_words)
         if reason:
             filtered[reason] += 1
-            continue
-        chosen = f"{CHILD_TAG} {answer}" if speaker_of(row["prompt"]) else answer
-        synthetic.append({"prompt": row["prompt"], "chosen": chosen, "rejected": row["rejected"]})
+            if filter_rows:
+                continue
+        if text_format == "tags":
+            synthetic.append({"prompt": row["prompt"], "chosen": f"{CHILD_TAG} {answer}", "rejected": row["rejected"]})
+        else:
+            synthetic.append(
+                {"prompt": strip_tag(row["prompt"]), "chosen": answer, "rejected": strip_tag(row["rejected"])}
+            )
     if not synthetic:
         raise BabyhubError(
-            f"every one of the {len(rows)} teacher answers was filtered ({filtered}): check the teacher, or raise "
-            f"--max-words. The raw answers are kept in {state.folder}."
+            f"every one of the {len(rows)} teacher answers was filtered ({filtered}): check the teacher, raise the "
+            f"word limit or keep every row. The raw answers are kept in {state.folder}."
         )
     # 6. write the dataset with its card beside the output, rename into place, drop the state
     report = SynthesisReport(
-        out_dir, len(synthetic), len(rows), filtered, teacher, model.revision, backend, len(starts), resumed, 0.0
+        out_dir,
+        len(synthetic),
+        len(rows),
+        filtered,
+        teacher,
+        model.revision,
+        backend,
+        len(starts),
+        resumed,
+        0.0,
+        prompt_style=model.prompt_style,
+        filter_rows=filter_rows,
+        lowercase=lowercase,
+        text_format=text_format,
     )
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))

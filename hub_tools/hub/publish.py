@@ -60,7 +60,9 @@ class PushResult:
     repo_type: str
     revision: str
     commit_oid: str | None  # None: nothing changed, no commit was made
-    url: str
+    url: str  # the branch's page; for a pull request, the pull request's page
+    pr_url: str | None = None  # set when the push opened (or found) a pull request instead of writing the branch
+    pr_num: int | None = None
 
 
 @dataclass(frozen=True)
@@ -114,53 +116,103 @@ def read_folder_files(folder: Path, allow_patterns=None, ignore_patterns=None) -
     }
 
 
-def _is_transient(err: BaseException) -> bool:
-    """Connection errors, timeouts, 5xx/429, and a moved head (412/409): worth another attempt."""
-    import httpx2
-    from huggingface_hub.errors import HfHubHTTPError
+def _causes(err: BaseException) -> list[BaseException]:
+    """`err` and what caused it (`__cause__`, else the unsuppressed `__context__`), innermost first.
 
-    if isinstance(err, HfHubHTTPError):
-        status = err.response.status_code if err.response is not None else None
-        return status is None or status >= 500 or status in (408, 409, 412, 429)
-    return isinstance(err, httpx2.TransportError | ConnectionError | TimeoutError)
+    huggingface_hub wraps a failed LFS transfer in a `RuntimeError` (and its HTTP errors wrap httpx's): what went
+    wrong is the innermost cause, so that is where an error is judged.
+    """
+    chain, seen = [], set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        chain.append(err)
+        err = err.__cause__ or (None if err.__suppress_context__ else err.__context__)
+    return chain[::-1]
+
+
+def _response(err: BaseException):
+    """The HTTP response behind `err`: of its innermost cause that carries one; None for a connection error."""
+    for cause in _causes(err):
+        response = getattr(cause, "response", None)
+        if response is not None and isinstance(getattr(response, "status_code", None), int):
+            return response
+    return None
+
+
+def _is_transfer(response) -> bool:
+    """True for the answer to an LFS transfer (the PUT of a file's bytes to the URL the batch API granted)."""
+    request = getattr(response, "request", None)
+    url = str(getattr(request, "url", ""))
+    return getattr(request, "method", None) == "PUT" and "/api/" not in url
+
+
+def _is_transient(err: BaseException) -> bool:
+    """Worth another attempt, judged on the innermost cause: a connection error or timeout, a 5xx, 408, 429, a moved
+    head (409/412), or a 403 from an LFS transfer (its grant expired, or the server restarted: the next attempt asks
+    the batch API for a new one)."""
+    import httpx2
+
+    response = _response(err)
+    if response is not None:
+        status = response.status_code
+        return status >= 500 or status in (408, 409, 412, 429) or (status == 403 and _is_transfer(response))
+    return any(isinstance(c, httpx2.TransportError | ConnectionError | TimeoutError) for c in _causes(err))
 
 
 def _with_retries(action: Callable[[int], PushResult], max_retries: int, what: str) -> PushResult:
-    """Run `action(attempt)` until it returns, retrying transient errors with backoff; `what` names the push."""
-    from huggingface_hub.errors import HfHubHTTPError
+    """Run `action(attempt)` until it returns, retrying transient errors with backoff; `what` names the push.
 
+    Whatever finally stops a push is a `PushError` whose message ends with "run the same push again" (what was
+    uploaded stays on the hub, so the next run resumes): the CLI prints it, never a traceback.
+    """
     for attempt in range(max_retries + 1):
         try:
             return action(attempt)
         except BabyhubError:
             raise
         except Exception as err:
-            status = getattr(getattr(err, "response", None), "status_code", None)
-            if status in (401, 403):
-                raise TokenRefusedError(
-                    f"{what}: the hub refused the token (HTTP {status}); set HF_TOKEN (or pass token=) to a token "
-                    "with write access to this namespace"
-                ) from err
+            response = _response(err)
+            status = response.status_code if response is not None else None
             if not _is_transient(err):
-                if isinstance(err, HfHubHTTPError):  # the hub answered, and said no: name what it refused
-                    raise PushError(f"{what}: the hub refused it (HTTP {status}: {hub_message(err)})") from err
-                raise
+                if status in (401, 403):
+                    raise TokenRefusedError(
+                        f"{what}: the hub refused the token (HTTP {status}); set HF_TOKEN (or pass token=) to a "
+                        "token with write access to this namespace, then run the same push again"
+                    ) from err
+                if status is not None:  # the hub answered, and said no: name what it refused
+                    raise PushError(
+                        f"{what}: the hub refused it (HTTP {status}: {hub_message(err)}); fix that, then run the same "
+                        "push again"
+                    ) from err
+                logger.debug("%s: unexpected error", what, exc_info=True)
+                raise PushError(
+                    f"{what} stopped ({_describe(err)}); what was uploaded is kept: run the same push again"
+                ) from err
             if attempt == max_retries:
                 raise RetriesExhaustedError(
-                    f"{what} failed after {max_retries + 1} attempts ({type(err).__name__}: {err}); "
-                    "nothing was lost: run the same push again to resume"
+                    f"{what} failed after {max_retries + 1} attempts ({_describe(err)}); "
+                    "nothing was lost: run the same push again"
                 ) from err
             delay = min(BACKOFF_MAX, BACKOFF_BASE * 2**attempt) * (0.5 + random.random() / 2)
-            logger.warning("%s: attempt %d failed (%s); retrying in %.1fs", what, attempt + 1, err, delay)
+            logger.warning("%s: attempt %d failed (%s); retrying in %.1fs", what, attempt + 1, _describe(err), delay)
             time.sleep(delay)
     raise AssertionError("unreachable")
 
 
+def _describe(err: BaseException) -> str:
+    """`Type: message` of an error and, when huggingface_hub wrapped it, of its innermost cause."""
+    inner = _causes(err)[0]
+    text = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}".rstrip(": ")
+    if inner is not err:
+        text += f", caused by {type(inner).__name__}: {str(inner).splitlines()[0] if str(inner) else ''}".rstrip(": ")
+    return text
+
+
 def hub_message(err) -> str:
     """The hub's own words for an HTTP error (its X-Error-Message header), else the client's message."""
-    response = getattr(err, "response", None)
+    response = _response(err)
     message = response.headers.get("X-Error-Message") if response is not None else None
-    return message or str(err).splitlines()[0]
+    return message or (str(err).splitlines() or [type(err).__name__])[0]
 
 
 def hub_api(token: str | None = None, endpoint: str | None = None):
@@ -392,11 +444,35 @@ def push_files(
     repo_type: str = "model",
     revision: str = "main",
     commit_message: str | None = None,
+    create_pr: bool | str = False,
     token: str | None = None,
     endpoint: str | None = None,
     max_retries: int = 5,
 ) -> PushResult:
-    """Add or replace some files ({path_in_repo: bytes | Path}) in one commit, keeping the rest."""
+    """Add or replace some files ({path_in_repo: bytes | Path}) in one commit, keeping the rest.
+
+    Args:
+        files: {path in the repo: the content (bytes) or a local file}.
+        repo_id: `NAMESPACE/NAME`; created when it does not exist (not for a pull request).
+        repo_type: `model`, `dataset` or `space`.
+        revision: the branch to write, or that a pull request targets.
+        commit_message: the commit title (and a pull request's title).
+        create_pr: True: propose the change as a pull request on `revision` instead of writing it; "auto": write
+            it, and open a pull request when the hub refuses the token write access to the repo (HTTP 403), as one
+            adds evaluation results to a model one does not own.
+        token: the token (default: HF_TOKEN or the saved login).
+        endpoint: the hub (default: HF_ENDPOINT).
+        max_retries: further attempts after a transient failure.
+
+    Returns:
+        A `PushResult`; after a pull request, `pr_url` and `pr_num` say which (and `url` is its page).
+
+    Raises:
+        PushError: no files, a missing file, a tag as the target, a request the hub refused (`TokenRefusedError`
+            when it refused the token, also for the pull request), or retries exhausted.
+    """
+    if create_pr not in (True, False, "auto"):
+        raise PushError(f"push to {repo_id}: create_pr must be True, False or 'auto', not {create_pr!r}")
     _check_target(repo_id, repo_type, revision)
     local = {}
     for path_in_repo, source in files.items():
@@ -409,6 +485,7 @@ def push_files(
     api = hub_api(token, endpoint)
     session = _Session(api, repo_id, repo_type, revision)
     message = commit_message or f"Upload {', '.join(sorted(local))[:200]}"
+    what = f"push of {len(local)} file(s) to {repo_id}@{revision}"
 
     def attempt(number: int) -> PushResult:
         session.ensure_repo(False, local)
@@ -417,4 +494,75 @@ def push_files(
             _commit(session, head, session.remote_files(head), local, [], message, check_parent=False)
         )
 
-    return _with_retries(attempt, max_retries, f"push of {len(local)} file(s) to {repo_id}@{revision}")
+    if create_pr is True:
+        return _with_retries(lambda number: _propose(session, local, message, number), max_retries, what)
+    try:
+        return _with_retries(attempt, max_retries, what)
+    except TokenRefusedError as err:
+        status = getattr(getattr(err.__cause__, "response", None), "status_code", None)
+        if create_pr != "auto" or status != 403:
+            raise
+        logger.info("%s: the token cannot write %s; opening a pull request instead", what, repo_id)
+        return _with_retries(lambda number: _propose(session, local, message, number), max_retries, f"{what} (PR)")
+
+
+def _propose(session: _Session, local: dict[str, _LocalFile], message: str, attempt: int) -> PushResult:
+    """Open a pull request on `session.revision` with the files that differ from it (none differ: no PR).
+
+    A retry first looks for the pull request an earlier attempt may have opened before its connection dropped
+    (open, by this user, with this title, holding these files), so that a flaky hub never gets two.
+    """
+    from huggingface_hub import CommitOperationAdd
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    api = session.api
+    try:
+        refs = api.list_repo_refs(session.repo_id, repo_type=session.repo_type)
+    except RepositoryNotFoundError as err:
+        raise PushError(
+            f"cannot open a pull request on {session.repo_id}: no such {session.repo_type} repo (or it is private)"
+        ) from err
+    branches = {b.name: b.target_commit for b in refs.branches}
+    if session.revision not in branches:
+        raise PushError(f"cannot open a pull request on {session.repo_id}@{session.revision}: no such branch")
+    if attempt > 0:
+        found = _open_pull_request(session, local, message)
+        if found is not None:
+            return found
+    changed = _changed(local, session.remote_files(branches[session.revision]))
+    if not changed:
+        return session.result(None)
+    info = api.create_commit(
+        session.repo_id,
+        [CommitOperationAdd(path_in_repo=f.path_in_repo, path_or_fileobj=f.source) for f in changed],
+        commit_message=message,
+        repo_type=session.repo_type,
+        revision=session.revision,
+        create_pr=True,
+    )
+    result = session.result(info.oid)
+    result.url, result.pr_url, result.pr_num = info.pr_url, info.pr_url, info.pr_num
+    return result
+
+
+def _open_pull_request(session: _Session, local: dict[str, _LocalFile], message: str) -> PushResult | None:
+    """An open pull request of this user titled `message` whose head already holds `local`, if there is one."""
+    api = session.api
+    me = api.whoami()["name"]
+    for discussion in api.get_repo_discussions(
+        session.repo_id,
+        author=me,
+        discussion_type="pull_request",
+        discussion_status="open",
+        repo_type=session.repo_type,
+    ):
+        if discussion.title != message:
+            continue
+        if _changed(local, session.remote_files(discussion.git_reference)):
+            continue
+        head = api.list_repo_commits(session.repo_id, repo_type=session.repo_type, revision=discussion.git_reference)
+        result = session.result(head[0].commit_id)
+        result.url = result.pr_url = discussion.url
+        result.pr_num = discussion.num
+        return result
+    return None

@@ -244,6 +244,150 @@ def sync_repos(
     return report
 
 
+@dataclass
+class SyncCheck:
+    """What a mirror to the destination would be refused, found without writing anything there."""
+
+    repos: list[str] = field(default_factory=list)  # the repos checked, `models/NS/NAME` ...
+    problems: list[str] = field(default_factory=list)  # one sentence each, naming the repo (and branch, file)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def check_sync(
+    source: str,
+    dest: str,
+    *,
+    repos: list[str] | None = None,
+    source_token: str | None = None,
+    dest_token: str | None = None,
+) -> SyncCheck:
+    """What the destination would refuse of a mirror of `repos`, asked of the destination itself; nothing is written.
+
+    For each repo: whether the destination token may write its namespace (its user or one of its organisations, a
+    write token), whether the destination already holds it under another spelling (repo ids are case-insensitive
+    there: the mirror would land in that repo), whether two source repos collide that way, whether every branch
+    and tag name is one the Hub accepts, and whether the README of every branch and tag passes the destination's
+    own metadata check (`/api/validate-yaml`, the rules it applies at commit time).
+
+    Args:
+        source: the endpoint to read from.
+        dest: the endpoint the mirror would write to (read here, never written).
+        repos: `[TYPE/]NS/NAME` references; by default every repo the source lists.
+        source_token: a token that can read the source.
+        dest_token: the token the mirror would write with.
+
+    Returns:
+        A `SyncCheck`: `problems` lists each refusal found (empty: `ok`).
+
+    Raises:
+        SyncError: a hub could not be reached or refused a read (the message names the repo and the endpoint).
+    """
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    from hub_tools.repos import InvalidName, check_ref_name
+
+    if source.rstrip("/") == dest.rstrip("/"):
+        raise SyncError(f"the source and the destination are the same endpoint ({source}): nothing to check")
+    refs = read_repo_refs(repos) if repos else None
+    src, dst = hub_api(source_token, source), hub_api(dest_token, dest)
+    report = SyncCheck()
+    with _naming_the_failure("listing the repos", source, dest):
+        refs = refs if refs is not None else list_all_repos(src)
+        writer = _writer(dst)
+    if writer is None:  # nothing else can be asked of the destination
+        report.problems.append(f"the destination {dest} refuses the token (HTTP 401): give a valid write token")
+        return report
+    seen: dict[tuple[str, str], str] = {}
+    for ref in refs:
+        key = (ref.repo_type, ref.repo_id.lower())
+        if key in seen and seen[key] != ref.repo_id:
+            report.problems.append(
+                f"{ref.typed_id}: the source also has {seen[key]}; repo ids are case-insensitive on the destination, "
+                "so both would mirror into one repo: rename one (babyhub hub serve: HfApi.move_repo)"
+            )
+        seen.setdefault(key, ref.repo_id)
+    for ref in refs:
+        report.repos.append(ref.typed_id)
+        namespace = ref.repo_id.split("/")[0]
+        if not _may_write(writer, namespace):
+            report.problems.append(
+                f"{ref.typed_id}: the destination token ({writer['name']}, {writer['role']} token) cannot write to "
+                f"the namespace {namespace} of {dest}: use a write token of {namespace} or of one of its organisations"
+            )
+        with _naming_the_failure(f"checking {ref.typed_id}", source, dest):
+            try:
+                there = dst.repo_info(ref.repo_id, repo_type=ref.repo_type)
+            except RepositoryNotFoundError:
+                there = None
+            if there is not None and there.id != ref.repo_id:
+                report.problems.append(
+                    f"{ref.typed_id}: the destination has it as {there.id} (repo ids are case-insensitive there): "
+                    f"the mirror would write into {there.id}; rename one so that the spellings match"
+                )
+            source_refs = src.list_repo_refs(ref.repo_id, repo_type=ref.repo_type)
+            heads = {b.name: b.target_commit for b in source_refs.branches}
+            heads.update({f"tag {t.name}": t.target_commit for t in source_refs.tags})
+            for label, name in [("branch", b.name) for b in source_refs.branches] + [
+                ("tag", t.name) for t in source_refs.tags
+            ]:
+                try:
+                    check_ref_name(name)
+                except InvalidName as err:
+                    report.problems.append(f"{ref.typed_id}: {label} {name!r}: {err}")
+            checked: dict[str, list[str]] = {}
+            for where, commit in sorted(heads.items()):
+                errors = checked.get(commit)
+                if errors is None:
+                    errors = checked[commit] = _card_errors(src, dst, ref, commit, dest_token)
+                for error in errors:
+                    report.problems.append(f"{ref.typed_id}@{where}: README.md: {error}")
+    return report
+
+
+def _writer(api) -> dict | None:
+    """{name, orgs, role} of the destination token; None when the destination refuses it."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    try:
+        me = api.whoami()
+    except HfHubHTTPError as err:
+        if err.response is not None and err.response.status_code == 401:
+            return None
+        raise
+    role = ((me.get("auth") or {}).get("accessToken") or {}).get("role") or "unknown"
+    return {"name": me.get("name", ""), "orgs": [o.get("name", "") for o in me.get("orgs") or []], "role": role}
+
+
+def _may_write(writer: dict, namespace: str) -> bool:
+    if writer["role"] not in ("write", "fineGrained", "unknown"):  # a fine-grained token says nothing here
+        return False
+    return namespace.lower() in {writer["name"].lower(), *(o.lower() for o in writer["orgs"])}
+
+
+def _card_errors(src, dst, ref: RepoRef, commit: str, token: str | None) -> list[str]:
+    """The destination's refusals of the README at one source commit (none without a README)."""
+    from huggingface_hub.errors import EntryNotFoundError
+    from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
+
+    try:
+        path = src.hf_hub_download(ref.repo_id, "README.md", repo_type=ref.repo_type, revision=commit)
+    except EntryNotFoundError:
+        return []
+    content = Path(path).read_text(encoding="utf-8", errors="replace")
+    response = get_session().post(
+        f"{dst.endpoint.rstrip('/')}/api/validate-yaml",
+        json={"content": content, "repoType": ref.repo_type},
+        headers=build_hf_headers(token=token),
+    )
+    if response.status_code == 400:
+        return [e.get("message", "") for e in response.json().get("errors") or []] or [response.text]
+    hf_raise_for_status(response)
+    return []
+
+
 @contextmanager
 def _naming_the_failure(what: str, source: str, dest: str) -> Iterator[None]:
     """Turn a hub's refusal or a lost connection inside the block into a `SyncError` naming `what` and the hub."""

@@ -5,6 +5,9 @@ store, authentication and limits), the route params are what the path named (`re
 `revision`, `path`, `oid`), already percent-decoded.
 
 - `repos`: repos (create, delete, settings, listing, info), refs (branches, tags), commit history, whoami;
-- `files`: reading files: resolve (downloads, ranges), tree listings, paths-info;
-- `uploads`: writing: preupload, the LFS batch and upload, commits, and validate-yaml.
+- `files`: reading files: resolve (downloads, ranges, gates), tree listings, paths-info, last commits;
+- `uploads`: writing: preupload, the LFS batch and upload, commits (and pull requests opened by them), validate-yaml;
+- `discussions`: discussions and pull requests: listing, details, comments, status, merges;
+- `manage`: move, duplicate, super-squash, a user's repos (`hf repos ls`), the Xet endpoints, a Space's runtime;
+- `pages`: the web pages (templates in `../templates/`) and signing in.
 """
