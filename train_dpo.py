@@ -14,10 +14,21 @@ python train_dpo.py --config recipes/tiny-cpu.yaml \
     --push_to_hub --hub_model_id me/baby-dpo
 ```
 
-# The original experiment (GPU): real and synthetic preferences
+# On N processes: torchrun on CPUs (gloo), accelerate launch on GPUs (configs in recipes/accelerate/)
+```bash
+torchrun --nproc_per_node 2 train_dpo.py --config recipes/tiny-cpu.yaml ...     # or: babyhub train --num-processes 2
+```
+
+# The original experiment (GPU): real and synthetic preferences, with babyhub's settings
 ```bash
 python train_dpo.py --config recipes/dpo-real.yaml --hub_model_id me/another-llama-dpo-real --push_to_hub
 python train_dpo.py --config recipes/dpo-synthetic.yaml --hub_model_id me/another-llama-dpo-synthetic --push_to_hub
+```
+
+# The original run exactly: 2 GPUs x 4 x 4 pairs a step, TRL 0.19.1's token sequences, fp32 weights + bf16 autocast
+```bash
+accelerate launch --config_file recipes/accelerate/ddp.yaml --num_processes 2 \
+    train_dpo.py --config recipes/original-2gpu.yaml --hub_model_id me/another-llama-dpo-original --push_to_hub
 ```
 
 # Resume after a crash, from a local checkpoint or from a checkpoint branch on the Hub
@@ -46,37 +57,37 @@ from hub_tools.training.config import BabyDPOConfig, BabyScriptArguments  # noqa
 
 
 def main(script_args: BabyScriptArguments, training_args: BabyDPOConfig, model_args) -> int:
-    """Train, save and (with `--push_to_hub`) push; returns the exit code (1 when a push failed for good)."""
+    """Train, save and (with `--push_to_hub`) push; returns the exit code (1 when a push failed for good).
+
+    Under `torchrun` or `accelerate launch` every process runs this whole; the main process alone writes the
+    metrics CSV, the plots and the cards and pushes (see `hub_tools.training.processes`).
+    """
     from hub_tools.training import callbacks, checkpoints, checks, config, metrics, trainer
     from hub_tools.training.card import RunCard
+    from hub_tools.training.processes import Processes
 
     output_dir = Path(training_args.output_dir)
     if script_args.fuse_gradient_accumulation:  # the same loss and gradient, in one pass
         config.fuse_gradient_accumulation(training_args)
+    processes = Processes.of(training_args)  # one, or the ranks torchrun / accelerate launch started
 
-    # Load the tokenizer and check the special tokens DPO relies on
-    with from_flag("--model_name_or_path"):
-        tokenizer = checks.load_tokenizer(model_args.model_name_or_path, model_args.model_revision)
+    # Load the tokenizer and the training data, checked (each node's first process fills the datasets cache)
+    tokenizer, train = processes.run(load_training_data, script_args, model_args, training_args, on="local_main_first")
 
-    # Load the training data, join turns with the one separator, check tokenization, count max_length drops
-    with from_flag("--dataset_name"):
-        train, report = checks.read_train_dataset(
-            script_args.dataset_name, tokenizer, revision=script_args.dataset_revision,
-            split=script_args.dataset_train_split, max_length=training_args.max_length,
-        )  # fmt: skip
-    print(f"train_dpo: {report.describe()}")
-
-    # Load the evaluation pairs every card is scored on
+    # Load the evaluation pairs every card is scored on (the main process writes the cards)
     with from_flag("--eval_dataset_name"):
-        eval_pairs = checks.read_eval_pairs(
-            script_args.eval_dataset_name, revision=script_args.eval_dataset_revision,
-            split=script_args.eval_dataset_split, max_pairs=script_args.eval_max_pairs,
+        eval_pairs = processes.run(
+            checks.read_eval_pairs, script_args.eval_dataset_name, revision=script_args.eval_dataset_revision,
+            split=script_args.eval_dataset_split, max_pairs=script_args.eval_max_pairs, on="main",
         )  # fmt: skip
     card = RunCard.from_args(script_args, training_args, model_args, eval_pairs)
 
-    # Resume from a local checkpoint or a Hub branch
+    # Resume from a local checkpoint or a Hub branch (downloaded once per node, then read by every process)
     with from_flag("--resume_from_checkpoint"):
-        resume = checkpoints.resolve_resume(training_args.resume_from_checkpoint, output_dir / ".resume")
+        resume = processes.run(
+            checkpoints.resolve_resume, training_args.resume_from_checkpoint, output_dir / ".resume",
+            download=processes.is_local_main, on="local_main_first",
+        )  # fmt: skip
 
     # Write every log row to the metrics CSV; with --push_to_hub, queue every checkpoint for its own branch
     metrics_log = metrics.MetricsLog(metrics.metrics_path(script_args.metrics_file, output_dir))
@@ -84,24 +95,65 @@ def main(script_args: BabyScriptArguments, training_args: BabyDPOConfig, model_a
     pushes = None
     if training_args.push_checkpoints:
         with from_flag("--hub_model_id"):  # a fresh run never mixes into a repo with checkpoints
-            pushes = callbacks.PushCheckpointsCallback.start(
-                training_args.hub_model_id, output_dir, card, resume, private=bool(training_args.hub_private_repo)
-            )
-        run_callbacks.append(pushes)
+            pushes = processes.run(
+                callbacks.PushCheckpointsCallback.start, training_args.hub_model_id, output_dir, card, resume,
+                private=bool(training_args.hub_private_repo), on="main",
+            )  # fmt: skip
+        run_callbacks += [pushes] if pushes else []
 
-    # Load the model (fp32 on a CPU) and train
+    # Load the model (fp32 on a CPU) and train, each process on its shard of every batch
     model = trainer.load_model(model_args.model_name_or_path, model_args.model_revision, model_args.dtype)
     dpo = trainer.trainer_class(script_args.pack_pairs)(
         model=model, args=training_args, train_dataset=train, processing_class=tokenizer, callbacks=run_callbacks
     )
-    dpo.train(resume_from_checkpoint=resume.path if resume else None)
+    with processes.stopped_by_launcher():
+        try:
+            dpo.train(resume_from_checkpoint=resume.path if resume else None)
+        except Exception:
+            if pushes:  # the checkpoints saved before the failure are trained: push them before stopping
+                processes.ignore_launcher_stop()
+                finish_pushes(pushes.pusher, training_args.hub_model_id, training_args.output_dir)
+            raise
 
     # Save the final model with its step (for `babyhub eval`), its curves and its card
     step = trainer.save_final_model(dpo, card, metrics_log.path, pushes.branches if pushes else ())
+    if not processes.is_main:
+        return 0
     print(f"train_dpo: model saved to {output_dir} (step {step}).")
 
     # Wait for the checkpoint queue, then push the final model to main
     return push_final(pushes.pusher, training_args, step) if pushes else 0
+
+
+def load_training_data(script_args: BabyScriptArguments, model_args, training_args: BabyDPOConfig):
+    """The tokenizer (checked for the special tokens DPO relies on) and the training split, tokenized and checked."""
+    from hub_tools.training import checks
+
+    with from_flag("--model_name_or_path"):
+        tokenizer = checks.load_tokenizer(model_args.model_name_or_path, model_args.model_revision)
+    with from_flag("--dataset_name"):
+        train, report = checks.read_train_dataset(
+            script_args.dataset_name, tokenizer, revision=script_args.dataset_revision,
+            split=script_args.dataset_train_split, max_length=training_args.max_length,
+            tokenization=script_args.tokenization,
+        )  # fmt: skip
+    if training_args.process_index == 0:
+        print(f"train_dpo: {report.describe()}")
+    return tokenizer, train
+
+
+def finish_pushes(pusher, repo_id: str, output_dir: str, timeout: float = 25.0) -> None:
+    """After a failed run: wait (at most `timeout` s, within the launcher's 30 s) for the queued checkpoint pushes."""
+    try:
+        queue_report = pusher.close(timeout=timeout)
+    except TimeoutError:
+        print(f"train_dpo: checkpoint pushes still running after {timeout:.0f}s; the files are in {output_dir}.",
+              file=sys.stderr)  # fmt: skip
+        return
+    for revision in sorted(queue_report.pushed, key=checkpoint_step):
+        print(f"train_dpo: pushed {repo_id}@{revision} before stopping", file=sys.stderr)
+    for revision, error in queue_report.failed.items():
+        print(f"train_dpo: FAILED to push {revision}: {error}; the files are in {output_dir}", file=sys.stderr)
 
 
 def push_final(pusher, training_args: BabyDPOConfig, step: int) -> int:
@@ -180,8 +232,12 @@ def run(argv: list[str] | None = None, prog: str = "train_dpo.py") -> int:
 
 
 if __name__ == "__main__":
+    from hub_tools.training.processes import PeerFailed
+
     try:
         sys.exit(run())
+    except PeerFailed as err:  # another process failed first and printed why: stop with its exit code
+        sys.exit(err.exit_code)
     except BabyhubError as err:
         print(f"train_dpo.py: error: {err}", file=sys.stderr)
         sys.exit(err.exit_code)

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from huggingface_hub import HfApi, hf_hub_download
 
+from hub_tools.errors import BabyhubError
 from hub_tools.hub.publish import PushResult
 from hub_tools.training import checkpoints
 from hub_tools.training.checkpoints import CheckpointPushQueue, stage_checkpoint
@@ -107,6 +108,12 @@ def test_staging_keeps_model_files_and_never_the_optimizer(tmp_path, tiny_baby):
     assert not names & {"optimizer.pt", "scheduler.pt", "rng_state.pth", "training_args.bin", "README.md"}
     assert (staged / "model.safetensors").stat().st_ino == (checkpoint / "model.safetensors").stat().st_ino
 
+    # A checkpoint without safetensors weights (a sharded save) is refused: its branch would hold no model.
+    (checkpoint / "model.safetensors").unlink()
+    (checkpoint / "pytorch_model_fsdp_0").mkdir()
+    with pytest.raises(BabyhubError, match="checkpoint-10 holds no model weights as safetensors.*FULL_STATE_DICT"):
+        stage_checkpoint(checkpoint, tmp_path / ".push" / "checkpoint-10")
+
 
 def test_real_pushes_to_the_local_hub_make_one_branch_per_checkpoint(local_hub, tiny_baby, tmp_path, monkeypatch):
     from hub_tools.hub import publish
@@ -174,6 +181,21 @@ def test_resume_points_are_checkpoint_folders_or_checkpoint_branches(tmp_path):
     for value in ("me/run", "me/run@main", "me/run@checkpoint-x", "not a ref@checkpoint-2", str(tmp_path / "gone")):
         with pytest.raises(BabyhubError, match="not a folder, and not NAMESPACE/NAME@checkpoint-<step>"):
             checkpoints.resolve_resume(value, tmp_path / ".resume")
+
+
+def test_other_processes_read_the_branch_the_first_one_downloaded(tmp_path):
+    from hub_tools.branches import Revision
+    from hub_tools.errors import BabyhubError
+
+    # Without downloading, a branch resolves to the folder the node's first process filled: no Hub is asked (this
+    # repo exists nowhere), and a missing folder is an error, not a second download.
+    with pytest.raises(BabyhubError, match="me/run@checkpoint-4 has no trainer_state.json"):
+        checkpoints.resolve_resume("me/run@checkpoint-4", tmp_path / ".resume", download=False)
+    downloaded = tmp_path / ".resume" / "checkpoint-4"
+    downloaded.mkdir(parents=True)
+    (downloaded / "trainer_state.json").write_text('{"global_step": 4}')
+    point = checkpoints.resolve_resume("me/run@checkpoint-4", tmp_path / ".resume", download=False)
+    assert point == checkpoints.ResumePoint(str(downloaded), 4, Revision.of_branch("checkpoint-4"))
 
 
 def test_a_resumed_run_keeps_the_branches_up_to_its_step(local_hub, tiny_baby):

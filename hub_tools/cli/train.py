@@ -32,7 +32,8 @@ def register(subparsers) -> None:
     # ('+' as the only prefix char makes argparse leave `--flag value` alone).
     train = subparsers.add_parser(
         "train",
-        help="DPO-train a baby (same arguments as `python train_dpo.py`; --help for all)",
+        help="DPO-train a baby (the arguments of `python train_dpo.py`, --help for all; --num-processes N runs N "
+        "processes through torchrun on CPUs, accelerate launch on GPUs)",
         prefix_chars="+",
         add_help=False,
     )
@@ -80,8 +81,16 @@ def handle_baby_bootstrap(args: argparse.Namespace) -> int:
 
 def handle_train(args: argparse.Namespace) -> int:
     import train_dpo
+    from hub_tools.training.launch import run_processes, split_num_processes
+    from hub_tools.training.processes import PeerFailed
 
-    return train_dpo.run(args.argv, prog="babyhub train")
+    num_processes, argv = split_num_processes(args.argv)
+    if num_processes > 1:
+        return run_processes(train_dpo.__file__, argv, num_processes)
+    try:
+        return train_dpo.run(argv, prog="babyhub train")
+    except PeerFailed as err:  # a process of a launched run: another one failed first and printed why
+        return err.exit_code
 
 
 def handle_plots(args: argparse.Namespace) -> int:

@@ -5,6 +5,8 @@
   learning-rate schedule where it was, not from step 0;
 - `PushCheckpointsCallback`: on every save, the checkpoint's model files staged and queued for their own branch
   `checkpoint-<step>`, with a card written in the push thread.
+
+In a run of several processes every process has its callbacks; what writes or pushes acts on the main process only.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from hub_tools.training.metrics import MetricsLog, metrics_at
 
 
 class MetricsCSVCallback(TrainerCallback):
-    """Every log row to the metrics CSV; on resume the rows up to the checkpoint come from its state.
+    """Every log row to the metrics CSV, written by the main process; on resume the rows up to the checkpoint come
+    from its state.
 
     Args:
         metrics_log: the `MetricsLog` of the run's CSV.
@@ -32,10 +35,12 @@ class MetricsCSVCallback(TrainerCallback):
         self.metrics_log = metrics_log
 
     def on_train_begin(self, args, state, control, **kwargs):
-        self.metrics_log.update([r for r in state.log_history if r.get("step", 0) <= state.global_step])
+        if state.is_world_process_zero:  # every process has the history; the main process writes it
+            self.metrics_log.update([r for r in state.log_history if r.get("step", 0) <= state.global_step])
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        self.metrics_log.update(state.log_history)
+        if state.is_world_process_zero:
+            self.metrics_log.update(state.log_history)
 
 
 class ResumedScheduleCallback(TrainerCallback):
@@ -105,6 +110,8 @@ class PushCheckpointsCallback(TrainerCallback):
         return sorted((b for b in self.branches if checkpoint_step(b) <= step), key=checkpoint_step)
 
     def on_save(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero:  # the checkpoint is written, staged and pushed by the main process
+            return
         step = state.global_step
         branch = checkpoint_branch(step)
         staged = stage_checkpoint(self.output_dir / branch, self.output_dir / ".push" / branch)

@@ -48,6 +48,13 @@ class RunCard:
             The `RunCard`; the repo is `--hub_model_id`, or the output folder's name without one.
         """
         config = training_args.card_config()
+        config["num_processes"] = training_args.world_size
+        config["effective_batch_size"] = (  # pairs per optimizer step, over all processes
+            training_args.world_size
+            * training_args.per_device_train_batch_size
+            * training_args.gradient_accumulation_steps
+        )
+        config["tokenization"] = script_args.tokenization
         config["dataset_name"] = script_args.dataset_name
         config["model_name_or_path"] = model_args.model_name_or_path
         eval_dataset = None

@@ -87,7 +87,7 @@ class ResumePoint:
     revision: Revision | None = None
 
 
-def resolve_resume(value: str | None, download_dir: str | Path) -> ResumePoint | None:
+def resolve_resume(value: str | None, download_dir: str | Path, *, download: bool = True) -> ResumePoint | None:
     """A local checkpoint folder as it is; `NAMESPACE/NAME@checkpoint-<step>` downloaded from the Hub.
 
     A Hub branch holds the model and `trainer_state.json` but no optimizer state (`CHECKPOINT_FILES`): the
@@ -96,6 +96,8 @@ def resolve_resume(value: str | None, download_dir: str | Path) -> ResumePoint |
     Args:
         value: a checkpoint folder, a checkpoint branch reference, or None (no resume).
         download_dir: where a Hub checkpoint goes (in `download_dir/checkpoint-<step>`).
+        download: download a Hub checkpoint (the first process of a node does); False reads the folder that
+            process downloaded (the node's other processes of a multi-process run).
 
     Returns:
         The `ResumePoint`, or None when `value` is empty.
@@ -117,10 +119,13 @@ def resolve_resume(value: str | None, download_dir: str | Path) -> ResumePoint |
     from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
 
     target = Path(download_dir) / ref.revision
-    try:
-        snapshot_download(ref.repo_id, revision=ref.revision, local_dir=target)
-    except (RepositoryNotFoundError, RevisionNotFoundError, HfHubHTTPError) as err:
-        raise BabyhubError(f"cannot download {value} from the Hub: {err}. Check the repo id and the branch.") from err
+    if download:
+        try:
+            snapshot_download(ref.repo_id, revision=ref.revision, local_dir=target)
+        except (RepositoryNotFoundError, RevisionNotFoundError, HfHubHTTPError) as err:
+            raise BabyhubError(
+                f"cannot download {value} from the Hub: {err}. Check the repo id and the branch."
+            ) from err
     if not (target / "trainer_state.json").is_file():
         raise BabyhubError(f"{value} has no trainer_state.json: it was not pushed by babyhub's checkpoint queue.")
     return ResumePoint(str(target), checkpoint_step(ref.revision), Revision.of_branch(ref.revision))
@@ -141,11 +146,18 @@ def stage_checkpoint(checkpoint_dir: Path, staging_dir: Path) -> Path:
     """
     from hub_tools.hub.publish import list_folder_files
 
+    # The card is written per branch later: never link the Trainer's README (writing would change both).
+    files = list_folder_files(checkpoint_dir, CHECKPOINT_FILES, [*EXCLUDED_FILES, "README.md"])
+    if not any(str(rel).endswith(".safetensors") for rel in files):
+        raise BabyhubError(
+            f"{checkpoint_dir} holds no model weights as safetensors, so its branch would have none: keep "
+            "save_safetensors on; under DeepSpeed ZeRO-3 set zero3_save_16bit_model: true and under FSDP "
+            "fsdp_state_dict_type: FULL_STATE_DICT in the accelerate config (see recipes/accelerate/)."
+        )
     if staging_dir.exists():
         shutil.rmtree(staging_dir)
     staging_dir.mkdir(parents=True)
-    # The card is written per branch later: never link the Trainer's README (writing would change both).
-    for rel in list_folder_files(checkpoint_dir, CHECKPOINT_FILES, [*EXCLUDED_FILES, "README.md"]):
+    for rel in files:
         src, dst = checkpoint_dir / rel, staging_dir / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
         try:

@@ -20,6 +20,9 @@ from hub_tools.repos import is_repo_id
 
 logger = logging.getLogger(__name__)
 
+# How the training sequences are tokenized: babyhub's own, or exactly as TRL 0.19.1 (the original study) did.
+TOKENIZATIONS = ("babyhub", "trl-0.19")
+
 
 @dataclass
 class DataReport:
@@ -133,10 +136,55 @@ def check_tokenization(dataset, tokenizer, max_length: int | None) -> tuple[obje
     return kept, report
 
 
+def tokenize_like_trl_0_19(dataset, tokenizer, max_length: int | None) -> tuple[object, DataReport]:
+    """The token sequences TRL 0.19's `DPOTrainer.tokenize_row` made for a decoder-only model (the original study's).
+
+    Prompt, chosen and rejected are tokenized each on its own with `add_special_tokens=False` (no BOS), EOS is
+    appended to each answer, and the trainer concatenates prompt + answer with nothing between them. The columns
+    `prompt_ids`, `chosen_ids` and `rejected_ids` are what TRL's collator takes (`BabyDPOTrainer` passes them
+    through untouched). As in `check_tokenization`, an example whose prompt alone reaches `max_length` is dropped and
+    counted. (TRL 0.19 also cut prompts to their last 512 tokens and sequences to 1024; no CHILDES turn is near.)
+
+    Args:
+        dataset: prompt/chosen/rejected text, the answers as stored (no turn separator).
+        tokenizer: the tokenizer of the model to train.
+        max_length: TRL's `max_length`.
+
+    Returns:
+        The tokenized dataset and a `DataReport` of what `max_length` drops or truncates.
+    """
+    eos = [tokenizer.eos_token_id]
+
+    def tokenize(batch):
+        ids = {k: tokenizer(batch[k], add_special_tokens=False)["input_ids"] for k in ("prompt", "chosen", "rejected")}
+        return {
+            "prompt_ids": ids["prompt"],
+            "chosen_ids": [a + eos for a in ids["chosen"]],
+            "rejected_ids": [a + eos for a in ids["rejected"]],
+        }
+
+    tokenized = dataset.map(tokenize, batched=True, desc="Tokenizing as TRL 0.19")
+    lengths = [
+        (len(p), len(p) + max(len(c), len(r)))
+        for p, c, r in zip(tokenized["prompt_ids"], tokenized["chosen_ids"], tokenized["rejected_ids"], strict=True)
+    ]
+    keep = [max_length is None or prompt < max_length for prompt, _ in lengths]
+    truncated = sum(max_length is not None and prompt < max_length < full for prompt, full in lengths)
+    dropped = keep.count(False)
+    kept = tokenized.select([i for i, k in enumerate(keep) if k]) if dropped else tokenized
+    return kept, DataReport(len(dataset), dropped, truncated, len(kept), max_length)
+
+
 def read_train_dataset(
-    name: str, tokenizer, *, revision: str | None = None, split: str = "train", max_length: int | None = None
+    name: str,
+    tokenizer,
+    *,
+    revision: str | None = None,
+    split: str = "train",
+    max_length: int | None = None,
+    tokenization: str = "babyhub",
 ) -> tuple[object, DataReport]:
-    """The training split, answers joined to prompts by the one turn separator, checked and cut to `max_length`.
+    """The training split, tokenized the way `tokenization` says, checked and cut to `max_length`.
 
     Args:
         name: a preference dataset folder (`babyhub data build`) or a Hub dataset id.
@@ -144,14 +192,21 @@ def read_train_dataset(
         revision: the dataset's Hub revision.
         split: the split to train on.
         max_length: TRL's `max_length`: examples whose prompt alone reaches it are dropped (and counted).
+        tokenization: "babyhub" (answers joined to prompts by the one turn separator, TRL tokenizing prompt +
+            answer with BOS, the sequence the evaluation scores) or "trl-0.19" (`tokenize_like_trl_0_19`).
 
     Returns:
         The dataset to train on and a `DataReport` of what was dropped or will be truncated.
     """
     from hub_tools.data.preferences import read_preferences
 
-    train = with_turn_separator(read_preferences(check_dataset_source(name), revision, split))
-    train, report = check_tokenization(train, tokenizer, max_length)
+    if tokenization not in TOKENIZATIONS:
+        raise BabyhubError(f"tokenization {tokenization!r}: choose one of {', '.join(TOKENIZATIONS)}.")
+    rows = read_preferences(check_dataset_source(name), revision, split)
+    if tokenization == "trl-0.19":
+        train, report = tokenize_like_trl_0_19(rows, tokenizer, max_length)
+    else:
+        train, report = check_tokenization(with_turn_separator(rows), tokenizer, max_length)
     if report.kept == 0:
         raise BabyhubError(
             f"{name}: every example's prompt is at least max_length={max_length} tokens; raise max_length."

@@ -10,11 +10,15 @@ import never leaves a doubt about whose `DPOConfig` is meant.
 
 from __future__ import annotations
 
+import math
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import trl
 
 from hub_tools.repos import InvalidName, check_repo_id
+from hub_tools.training.checks import TOKENIZATIONS
 
 # The training settings a card states (a whitelist: a card must never carry a token or a local secret).
 CARD_CONFIG_KEYS = [
@@ -58,7 +62,20 @@ class BabyScriptArguments(trl.ScriptArguments):
         },
     )
 
+    tokenization: str = field(
+        default="babyhub",
+        metadata={
+            "help": "How training sequences are tokenized. babyhub: BOS + prompt + ' ' + answer + EOS, tokenized as "
+            "one text (the sequence `babyhub eval` scores). trl-0.19: exactly TRL 0.19.1's sequences, as the "
+            "original study trained on: prompt, chosen and rejected tokenized separately without special tokens "
+            "(no BOS), EOS after each answer, prompt and answer joined with no separator.",
+            "choices": list(TOKENIZATIONS),
+        },
+    )
+
     def __post_init__(self):
+        if self.tokenization not in TOKENIZATIONS:
+            raise ValueError(f"--tokenization must be one of {', '.join(TOKENIZATIONS)}, got {self.tokenization!r}.")
         if not self.dataset_name:
             raise ValueError(
                 "--dataset_name is required: a preference dataset folder built by `babyhub data build` "
@@ -107,10 +124,15 @@ class BabyDPOConfig(trl.DPOConfig):
             if hasattr(self, "activation_checkpointing"):  # transformers >= 5.2x: the new name wins
                 self.activation_checkpointing = False
             self.dataloader_pin_memory = False  # pinned memory only speeds copies to an accelerator
+            # Under torchrun, accelerate starts a gloo process group (MULTI_CPU) only when told the run is on CPUs;
+            # without it each process would train the whole data set on its own.
+            self.use_cpu = True
         if self.padding_free:
             raise ValueError("padding_free is disabled in TRL's DPOTrainer for now: remove --padding_free.")
         if self.save_strategy == "steps" and isinstance(self.save_steps, float) and 0 < self.save_steps < 1:
             raise ValueError("--save_steps must be a whole number of steps: checkpoint branches are named by step.")
+        if self.push_checkpoints:
+            check_saves_full_weights(os.environ)
         self.report_to = self.report_to or "none"
         super().__post_init__()
 
@@ -131,3 +153,54 @@ def fuse_gradient_accumulation(training_args: BabyDPOConfig) -> None:
     if training_args.gradient_accumulation_steps > 1:
         training_args.per_device_train_batch_size *= training_args.gradient_accumulation_steps
         training_args.gradient_accumulation_steps = 1
+
+
+def check_saves_full_weights(environ: Mapping[str, str]) -> None:
+    """Refuse a launch whose checkpoints would hold no full model weights to push, before anything trains.
+
+    `accelerate launch` passes its config to the processes in the environment. DeepSpeed ZeRO-3 writes the model
+    weights of a checkpoint only when they are gathered to 16 bits (`zero3_save_16bit_model`), and FSDP writes them
+    as one file only with a full state dict; otherwise a checkpoint holds shards that only the same launch can read.
+
+    Args:
+        environ: the process environment (`os.environ`).
+
+    Raises:
+        ValueError: ZeRO-3 without `zero3_save_16bit_model`, or FSDP with a sharded state dict.
+    """
+    zero3 = environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3" and environ.get("ACCELERATE_USE_DEEPSPEED") == "true"
+    if zero3 and environ.get("ACCELERATE_DEEPSPEED_ZERO3_SAVE_16BIT_MODEL", "").lower() != "true":
+        raise ValueError(
+            "--push_to_hub under DeepSpeed ZeRO-3 needs the full weights gathered at every save: set "
+            "`zero3_save_16bit_model: true` in the accelerate config (recipes/accelerate/deepspeed_zero3.yaml does)."
+        )
+    fsdp = environ.get("ACCELERATE_USE_FSDP", "").lower() == "true"
+    # accelerate's default: a full state dict under FSDP 1, a sharded one under FSDP 2
+    default = "FULL_STATE_DICT" if environ.get("FSDP_VERSION", "1") == "1" else "SHARDED_STATE_DICT"
+    state_dict_type = (environ.get("FSDP_STATE_DICT_TYPE") or default).upper()
+    if fsdp and state_dict_type not in ("FULL_STATE_DICT", "1"):
+        raise ValueError(
+            f"--push_to_hub under FSDP needs the full weights at every save, not {state_dict_type}: set "
+            "`fsdp_state_dict_type: FULL_STATE_DICT` in the accelerate config (as recipes/accelerate/fsdp.yaml does)."
+        )
+
+
+def optimizer_steps_per_epoch(rows: int, *, processes: int, batch: int, accumulation: int) -> int:
+    """The optimizer steps of one epoch over `rows` pairs, counted as the Trainer counts them.
+
+    Each process's data loader holds ceil(ceil(rows / batch) / processes) batches (accelerate gives every process
+    the same number; the last batch may be short), and a step takes `accumulation` of them, the last step of an
+    epoch what is left. The original study: 18,000 pairs, 2 processes x 4 x 4 -> 2,250 batches a process -> 563
+    steps (562 of 32 pairs and one of 16); one process x 4 x 8 gives the same 563.
+
+    Args:
+        rows: training pairs.
+        processes: data-parallel processes.
+        batch: `per_device_train_batch_size`.
+        accumulation: `gradient_accumulation_steps`.
+
+    Returns:
+        Optimizer steps per epoch.
+    """
+    batches = math.ceil(math.ceil(rows / batch) / processes)
+    return max(math.ceil(batches / accumulation), 1)

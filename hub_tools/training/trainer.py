@@ -4,16 +4,20 @@ TRL runs a DPO batch as 2B right-padded rows (B prompt + chosen, then B prompt +
 position. `pack_pairs` lays each pair out once as prompt + chosen + rejected in a packed row, with a 4D attention
 mask so that each answer sees its own prompt and itself only: the same log-probs (and so the same DPO loss and
 gradient) up to float rounding, about a third fewer tokens through the model, no padding. `add_packed_lm_head`
-puts it behind TRL's fused LM head, so the rest of TRL's trainer is untouched.
+puts it behind TRL's fused LM head, so the rest of TRL's trainer is untouched. Under DDP each process packs its own
+shard of the batch (the reference log-probs precomputed by TRL are gathered across processes).
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import trl
 
 from hub_tools.branches import checkpoint_step
+
+logger = logging.getLogger(__name__)
 
 
 def load_model(name: str, revision: str | None = None, dtype=None):
@@ -40,7 +44,8 @@ def save_final_model(trainer: trl.DPOTrainer, card, metrics_csv: Path, known_bra
     """Save the trained model in the output folder with its step, its curves and its `main` card.
 
     `trainer_state.json` goes beside the model so that `babyhub eval` places `main` at its step among the
-    checkpoint branches.
+    checkpoint branches. Every process of a run calls it (DeepSpeed ZeRO-3 and FSDP gather the weights from all
+    of them); only the main process writes.
 
     Args:
         trainer: the trainer, after `train()`.
@@ -55,7 +60,9 @@ def save_final_model(trainer: trl.DPOTrainer, card, metrics_csv: Path, known_bra
     from hub_tools.training.metrics import metrics_at
 
     output_dir = Path(trainer.args.output_dir)
-    trainer.save_model(str(output_dir))
+    trainer.save_model(str(output_dir))  # a collective under ZeRO-3 and FSDP; written by the main process
+    if not trainer.is_world_process_zero():
+        return trainer.state.global_step
     trainer.state.save_to_json(str(output_dir / "trainer_state.json"))
     plots = []
     if metrics_csv.is_file():
@@ -75,8 +82,22 @@ def save_final_model(trainer: trl.DPOTrainer, card, metrics_csv: Path, known_bra
 
 
 def trainer_class(pack: bool) -> type[trl.DPOTrainer]:
-    """`PackedPairsDPOTrainer` with `--pack_pairs`, TRL's `DPOTrainer` without."""
-    return PackedPairsDPOTrainer if pack else trl.DPOTrainer
+    """`PackedPairsDPOTrainer` with `--pack_pairs`, `BabyDPOTrainer` (TRL's, taking pre-tokenized data) without."""
+    return PackedPairsDPOTrainer if pack else BabyDPOTrainer
+
+
+class BabyDPOTrainer(trl.DPOTrainer):
+    """TRL's DPOTrainer, which also trains on pairs tokenized beforehand (`--tokenization trl-0.19`).
+
+    TRL tokenizes prompt and prompt + answer as whole texts. A dataset that already has TRL's token columns
+    (`prompt_ids`, `chosen_ids`, `rejected_ids`, made by `checks.tokenize_like_trl_0_19`, which also drops what
+    `max_length` would) is passed through untouched, so the collator concatenates exactly those sequences.
+    """
+
+    def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
+        if {"prompt_ids", "chosen_ids", "rejected_ids"} <= set(dataset.column_names or ()):
+            return dataset
+        return super()._prepare_dataset(dataset, processing_class, args, dataset_name)
 
 
 def pack_pairs(input_ids, attention_mask, labels):
@@ -223,8 +244,8 @@ def add_packed_lm_head(model, outputs: tuple[str, ...] = ("log_probs",)) -> None
     model.forward = types.MethodType(forward, model)
 
 
-class PackedPairsDPOTrainer(trl.DPOTrainer):
-    """TRL's DPOTrainer with `add_packed_lm_head` on the policy and the reference, before any reference pass."""
+class PackedPairsDPOTrainer(BabyDPOTrainer):
+    """`BabyDPOTrainer` with `add_packed_lm_head` on the policy and the reference, before any reference pass."""
 
     def _precompute_ref_logps(self, dataset, name, batch_size):
         self._pack()  # runs inside DPOTrainer.__init__, after TRL added its fused head
@@ -232,9 +253,15 @@ class PackedPairsDPOTrainer(trl.DPOTrainer):
 
     def _pack(self):
         from accelerate.utils import is_peft_model
+        from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
 
         if is_peft_model(self.model):
             return  # PEFT wraps the forward TRL patched (and serves as its own reference): keep TRL's head
+        if self.is_fsdp_enabled or is_deepspeed_zero3_enabled():
+            # The packed head reads the LM head's weight outside the head's forward: sharded under FSDP and ZeRO-3,
+            # where TRL's head gathers it. DDP and ZeRO-1/2 keep whole weights on every process: packed there.
+            logger.warning("--pack_pairs: sharded weights (FSDP or ZeRO-3): TRL's fused head runs instead.")
+            return
         # The outputs TRL's DPOTrainer asks of its fused heads: metrics (and WPO weights) on the policy only.
         policy_outputs = ("log_probs", "entropy", "mean_logits", "is_top1")
         policy_outputs += ("log_sum_sq_probs",) if self.use_weighting else ()
