@@ -33,6 +33,7 @@ import argparse
 import json
 import math
 import sys
+import textwrap
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -119,7 +120,7 @@ def plot_scaling(panels: list[dict]):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 5.4), squeeze=False, layout="constrained")
     for ax, panel in zip(axes[0], panels, strict=True):
         tools = list(dict.fromkeys(tool for s in panel["sizes"] for tool in s["throughput"]))
         colors = matplotlib.colormaps["tab10"].colors
@@ -146,8 +147,9 @@ def plot_scaling(panels: list[dict]):
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
         if panel["conditions"]:
-            ax.text(0.0, -0.2, panel["conditions"], transform=ax.transAxes, fontsize=7, va="top", wrap=True)
-    fig.tight_layout()
+            # wrapped to the panel's width by hand: matplotlib's wrap=True wraps at the figure's edge
+            note = "\n".join(textwrap.wrap(panel["conditions"], 80))
+            ax.text(0.0, -0.16, note, transform=ax.transAxes, fontsize=6.5, va="top")
     return fig
 
 

@@ -491,6 +491,7 @@ def main(argv=None) -> int:
     if args.render:  # the same measurements, the tables and verdicts written again
         report = json.loads(args.render.read_text())
         report["verdicts"] = verdicts(report["results"])
+        report.update(scaling_panel(report["results"], report["load"]))
         write_report(report, args.render.with_suffix(""))
         return 0
     if args.threads:
@@ -513,8 +514,22 @@ def main(argv=None) -> int:
         "results": results,
         "verdicts": verdicts(results),
     }
+    report.update(scaling_panel(results, report["load"]))
     write_report(report, args.out)
     return 0
+
+
+def scaling_panel(results: list[dict], load: str) -> dict:
+    """The fields benchmarks/scaling.py plots: samples/s in the training loop at each size, per tool."""
+    tools = {"babyhub": "babyhub", "TRL fp32": "TRL fp32"}
+    sizes = []
+    for result in results:
+        runs = result["runs"]
+        throughput = {name: runs[run]["loop_samples_per_s"] for run, name in tools.items() if run in runs}
+        if "babyhub" in runs and "roofline_samples_per_s" in runs["babyhub"]:
+            throughput["roofline (babyhub's tokens)"] = runs["babyhub"]["roofline_samples_per_s"]
+        sizes.append({"size": result["size"], "parameters": result["parameters"], "throughput": throughput})
+    return {"unit": "samples/s in the training loop", "conditions": load, "sizes": sizes}
 
 
 def write_report(report: dict, stem: Path) -> None:
