@@ -669,9 +669,13 @@ def synthesize_preferences(
     mine = todo[processes.rank :: processes.world_size]
     if mine and hasattr(model, "prepare"):
         model.prepare(utterances)  # the prefix every prompt of the run shares, cached once (alike on every process)
+    # The bar of one process counts the whole run (resumed batches as done); under a launcher the main process's
+    # counts its own share.
+    own = sum(len(batch_rows[i]) for i in mine)
+    total = own if processes.is_distributed else len(rows)
     label = f"synthesize ({processes})" if processes.is_distributed else "synthesize"
     show = progress and processes.is_main
-    with tqdm(total=sum(len(batch_rows[i]) for i in mine), desc=label, unit="prompt", disable=not show) as bar:
+    with tqdm(total=total, initial=total - own, desc=label, unit="prompt", disable=not show) as bar:
 
         def run(index: int) -> None:
             batch = batch_rows[index]
