@@ -2,7 +2,7 @@
 
     python benchmarks/git_backends.py                 # 5,000 files, then a commit of 10,000 more
     python benchmarks/git_backends.py --base 500 --add 1000 --json   # a short smoke run
-    python benchmarks/git_backends.py --stores        # storage.Store (today) against gitstore.GitStore
+    python benchmarks/git_backends.py --stores        # gitstore.GitStore through the calls the server makes
 
 The workload is what the hub does to a big dataset repo (issue 14), each step in a fresh subprocess per backend so
 that peak RSS is that backend's own:
@@ -14,8 +14,10 @@ that peak RSS is that backend's own:
 - **pack**: build the pack a clone downloads (every object reachable from the branch head);
 - **rss**: the subprocess's peak resident memory.
 
-With `--stores`, the same workload goes through the two stores' own interface (what the server calls: `commit`,
-`get_commit(...)["files"]` for a listing and for each `/resolve/`), plus the disk that 50 one-file commits add.
+With `--stores`, the same workload goes through the store's own interface (what the server calls: `commit`,
+`tree_view(...).list(recursive=True)` for a listing, `tree_view(...).file(path)` for each `/resolve/`), plus the disk
+that 50 one-file commits add. (The JSON store it was first compared with is gone since issue 14's swap; its figures
+are in benchmarks/README.md.)
 
 The git CLI does the same commit (`git add` + `git commit` in a work tree) and pack (`git pack-objects`) for scale.
 Figures are only comparable inside one run: other processes on the machine skew them.
@@ -35,7 +37,7 @@ import time
 from pathlib import Path
 
 BACKENDS = ("dulwich", "pygit2", "git-cli")
-STORES = ("json-store", "git-store")  # storage.Store (today's server) against gitstore.GitStore, same calls
+STORES = ("git-store",)  # gitstore.GitStore, through the server's calls
 
 
 def make_files(start: int, count: int, seed: int) -> dict[str, bytes]:
@@ -257,22 +259,16 @@ def run_pygit2(work: Path, base: dict, add: dict, lookups: list[str]) -> dict:
     }
 
 
-# ---- the stores themselves: storage.Store (JSON file maps) against gitstore.GitStore -----------------------------
+# ---- the store itself: gitstore.GitStore through the server's calls ----------------------------------------------
 def run_store(kind: str, work: Path, base: dict, add: dict, lookups: list[str]) -> dict:
     """The store calls the server makes: commit, recursive listing, path lookups, and 50 one-file commits."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    if kind == "git-store":
-        from hub_tools.local_hub.gitstore import GitStore as Store
+    from hub_tools.local_hub.gitstore import FileEntry, GitStore
 
-        def op(path, data):
-            return ("add", path, {"content": data})
-    else:
-        from hub_tools.local_hub.storage import Store
+    def op(path, data):
+        return ("add", path, {"content": data})
 
-        def op(path, data):
-            return ("add", path, {**store.put_bytes(data), "lfs": False})
-
-    store = Store(work / "root")
+    store = GitStore(work / "root")
     repo = store.create_repo("dataset", "bench/data", private=False, sdk=None, author="bench")
     store.commit(repo, "main", [op(p, d) for p, d in base.items()], title="base", message="", author="bench")
     t0 = time.perf_counter()
@@ -280,8 +276,8 @@ def run_store(kind: str, work: Path, base: dict, add: dict, lookups: list[str]) 
     commit_s = time.perf_counter() - t0
 
     def listing():
-        files = store.get_commit(repo, store.resolve(repo, "main"))["files"]
-        return [(p, files[p]["size"]) for p in files]
+        entries = store.tree_view(repo, store.resolve(repo, "main")).list(recursive=True)
+        return [(e.path, e.size) for e in entries if isinstance(e, FileEntry)]
 
     t0 = time.perf_counter()
     listed = listing()
@@ -291,14 +287,13 @@ def run_store(kind: str, work: Path, base: dict, add: dict, lookups: list[str]) 
     tree_warm_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     for p in lookups:
-        store.get_commit(repo, store.resolve(repo, "main"))["files"].get(p)["size"]  # what /resolve/ does
+        assert store.tree_view(repo, store.resolve(repo, "main")).file(p).size >= 0  # what /resolve/ does
     resolve_s = time.perf_counter() - t0
     meta0 = _disk(work / "root" / "repos")
     for i in range(50):
         head = store.commit(repo, "main", [op(f"small/{i}.txt", b"%d" % i)], title="one", message="", author="b")
     per_commit_kb = (_disk(work / "root" / "repos") - meta0) / 50 / 1e3
-    if hasattr(store, "close"):
-        store.close()
+    store.close()
     return {
         "files": len(listed),
         "commit_s": commit_s,

@@ -50,7 +50,7 @@ LEN_PAIRS = SHARED_DATA / "minpairs" / "len_pairs_no_overlap_1.csv"
 TOK_PAIRS = SHARED_DATA / "minpairs" / "tok_pairs_no_overlap_1.csv"
 BLIMP_DIR = SHARED_DATA / "blimp"
 
-pytest_plugins = ["tests.fixtures.hub", "tests.fixtures.data", "tests.fixtures.models"]
+pytest_plugins = ["tests.fixtures.hub", "tests.fixtures.data", "tests.fixtures.models", "tests.fixtures.git"]
 
 
 @pytest.fixture(scope="session")

@@ -95,7 +95,15 @@ def test_push_rejects_bad_arguments(argv, message, tmp_path, capsys):
         (["data", "build", "--train-rows", "0", "--out", "{tmp}/out"], "--train-rows must be at least 1 (got 0)"),
         (
             ["data", "synthesize", "--train", "{tmp}", "--teacher", "x/y", "--max-words", "0", "--out", "{tmp}/out"],
-            "--batch-size, --max-words and --limit must be at least 1",
+            "--max-words must be at least 1 (got 0)",
+        ),
+        (
+            ["data", "synthesize", "--train", "{tmp}", "--teacher", "x/y", "--limit", "0", "--out", "{tmp}/out"],
+            "--limit must be at least 1 (got 0)",
+        ),
+        (
+            ["data", "synthesize", "--train", "{tmp}", "--teacher", "x/y", "--top-k", "0", "--out", "{tmp}/out"],
+            "--top-k must be at least 1 (got 0)",
         ),
     ],
 )
@@ -122,3 +130,50 @@ def test_push_refuses_to_overwrite_a_branch_unless_asked(local_hub, tmp_path, ca
     commits = HfApi().list_repo_commits(repo_id, revision="experiment")
     path = hf_hub_download(repo_id, "notes.txt", revision="experiment")
     assert open(path).read() == "second\n" and len(commits) == 3  # initial, first push, overwrite
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--top-p", "1.5"], "--top-p must be in (0, 1] (1 keeps every token), got 1.5"),
+        (["--top-p", "0"], "--top-p must be in (0, 1]"),
+        (["--temperature", "-0.1"], "--temperature must be at least 0 (0 is greedy), got -0.1"),
+        (["--temperature", "warm"], "--temperature must be a number, got 'warm'"),
+        (["--max-new-tokens", "0"], "--max-new-tokens must be at least 1 (got 0)"),
+        (["--prompt-style", "poem"], "--prompt-style invalid choice: 'poem'"),
+        (["--format", "xml"], "--format invalid choice: 'xml'"),
+    ],
+)
+def test_synthesize_sampling_flags_are_checked(extra, message, tmp_path, capsys):
+    argv = ["data", "synthesize", "--train", str(tmp_path), "--teacher", "x/y", "--out", str(tmp_path / "out")]
+    assert main([*argv, *extra]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_synthesize_names_the_train_flag_for_a_missing_split(tmp_path, capsys):
+    argv = ["data", "synthesize", "--train", str(tmp_path / "nowhere"), "--teacher", "x/y", "--out", str(tmp_path)]
+    assert main(argv) == 2
+    assert f"--train {tmp_path / 'nowhere'}: no such folder" in capsys.readouterr().err
+
+
+def test_synthesize_flags_reach_the_synthesis_and_its_card(tiny_baby, small_train_dir, tmp_path, capsys):
+    """The original's recipe from the command line: completion prompt, no filter, plain, case kept, sampling."""
+    from huggingface_hub import DatasetCard
+
+    out = tmp_path / "synthetic"
+    argv = ["data", "synthesize", "--train", str(small_train_dir), "--teacher", str(tiny_baby), "--out", str(out),
+            "--limit", "6", "--batch-size", "4", "--prompt-style", "completion", "--no-filter", "--format", "plain",
+            "--keep-case", "--temperature", "0.9", "--top-p", "0.8", "--top-k", "20",
+            "--max-new-tokens", "12"]  # fmt: skip
+    assert main(argv) == 0
+    assert "completion prompt" in capsys.readouterr().out
+    rows = load_rows(str(out))
+    assert len(rows) == 6  # no filter: one row per training row
+    assert not any(r["prompt"].startswith("*") or r["chosen"].startswith("*") for r in rows)  # plain
+    card = DatasetCard.load(out / "README.md").text
+    settings = ["| temperature | 0.9 |", "| top_p | 0.8 |", "| top_k | 20 |", "| max new tokens | 12 |",
+                "| batch size | 4 |", "case kept", "off: every row kept", "`plain`",
+                "original's plain completion"]  # fmt: skip
+    for setting in settings:
+        assert setting in card, setting

@@ -12,7 +12,7 @@ import pytest
 
 from hub_tools.cli import main
 from hub_tools.paths import SPACES
-from hub_tools.scoring import METHODS
+from hub_tools.scoring import LEGACY_METHODS, METHODS
 from tests.test_evaluation import write_eval_csv
 
 METRIC_DIR = SPACES / "dialogue_minpairs"
@@ -37,17 +37,26 @@ def eval_rows(tmp_path_factory):
 def test_metric_doctests_pass(metric, tiny_baby):
     module = sys.modules[type(metric).__module__]
     result = doctest.testmod(module, extraglobs={"metric": metric, "baby": str(tiny_baby)}, verbose=False)
-    assert result.attempted >= 6 and result.failed == 0
+    assert result.attempted >= 8 and result.failed == 0
+
+
+def test_widget_offers_every_method_of_the_metric():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("dialogue_minpairs_app_methods", METRIC_DIR / "app.py")
+    app = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(app)
+    assert app.metric_methods() == [*METHODS, *LEGACY_METHODS]
 
 
 def test_metric_accuracy_equals_babyhub_eval_for_every_method(metric, tiny_baby, eval_rows, capsys):
     path, data = eval_rows
-    assert (
-        main(["eval", "minpairs", "--model", str(tiny_baby), "--data", str(path), "--json", "--method", *METHODS]) == 0
-    )
+    methods = [*METHODS, *LEGACY_METHODS]
+    argv = ["eval", "minpairs", "--model", str(tiny_baby), "--data", str(path), "--json", "--method", *methods]
+    assert main(argv) == 0
     cli = {r["method"]: r for r in json.loads(capsys.readouterr().out)["results"]}
-    assert set(cli) == set(METHODS)
-    for method in METHODS:
+    assert set(cli) == set(methods)
+    for method in methods:
         result = metric.compute(
             prompt=data.prompts,
             chosen=data.chosen,
@@ -56,7 +65,9 @@ def test_metric_accuracy_equals_babyhub_eval_for_every_method(metric, tiny_baby,
             method=method,
             batch_size=16,
         )
-        assert result == {"accuracy": cli[method]["accuracy"], "n": N_ROWS, "ties": cli[method]["ties"]}, method
+        expected = {key: cli[method][key] for key in ("accuracy", "ci95_low", "ci95_high", "ties")}
+        assert result == {**expected, "n": N_ROWS}, method
+        assert list(result) == ["accuracy", "ci95_low", "ci95_high", "n", "ties"]
 
 
 def test_metric_refuses_bad_arguments(metric, tiny_baby):
@@ -93,7 +104,7 @@ def test_widget_computes_through_gradio(tiny_baby, eval_rows, metric):
         client = Client(demo.local_url, verbose=False)
         table = {"headers": app.COLUMNS, "data": rows + [["", "", ""]]}
         result, per_pair = client.predict(str(tiny_baby), "", "answer_mean", table, api_name="/compute")
-        assert result == {k: expected[k] for k in ("accuracy", "n", "ties")}
+        assert result == {k: expected[k] for k in ("accuracy", "ci95_low", "ci95_high", "n", "ties")}
         assert [row[3] for row in per_pair["data"]] == [round(m, 4) for m in expected["margins"]]
         with pytest.raises(Exception, match="Row 1: fill in rejected"):
             client.predict(

@@ -120,13 +120,16 @@ def test_list_revisions_orders_checkpoints_by_step_and_main_last(local_hub, tiny
 
 def test_sweep_table_and_plot(tmp_path):
     rows = [
-        {"model": "m", "revision": r, "step": s, "dataset": "eval", "method": "sequence_mean", "accuracy": a}
+        {"model": "m", "revision": r, "step": s, "dataset": "eval", "method": "sequence_mean", "accuracy": a,
+         "ci95_low": a - 0.02, "ci95_high": a + 0.02, "n": 400}
         for r, s, a in (("checkpoint-2", 2, 0.51), ("checkpoint-4", 4, 0.55), ("main", None, 0.56))
-    ]
+    ]  # fmt: skip
     table = write_sweep_csv(rows, tmp_path / "out" / "sweep.csv")
     with table.open() as f:
         read = list(csv.DictReader(f))
-    assert list(read[0]) == ["model", "revision", "step", "dataset", "method", "accuracy"]
+    assert list(read[0]) == [
+        "model", "revision", "step", "dataset", "method", "accuracy", "ci95_low", "ci95_high", "n"
+    ]  # fmt: skip
     assert [(r["revision"], r["step"], r["accuracy"]) for r in read] == [
         ("checkpoint-2", "2", "0.51"),
         ("checkpoint-4", "4", "0.55"),
@@ -134,9 +137,13 @@ def test_sweep_table_and_plot(tmp_path):
     ]
     import matplotlib.image
 
-    image = matplotlib.image.imread(plot_sweep(rows, tmp_path / "out" / "sweep.png", title="m"))
+    (png, svg) = plot_sweep(read, tmp_path / "out" / "sweep", title="m", formats=["png", "svg"], steps_per_epoch=2)
+    image = matplotlib.image.imread(png)
     assert image.shape[0] > 300 and image.shape[1] > 600
     assert image[..., :3].std() > 0.05  # something is drawn
+    text = svg.read_text()
+    assert "accuracy (share of pairs right)" in text and "epoch (passes over the training pairs)" in text
+    assert "95 % interval" in text
 
 
 def test_merge_eval_results_touches_only_the_model_index():
@@ -198,8 +205,24 @@ def test_one_sweep_scores_each_revision_dataset_and_method(tiny_baby, tmp_path):
     # Each pair's margin is kept (for intervals and paired comparisons), but not in the flat record.
     margins = rows[0].result.margins
     assert len(margins) == 12 and sum(m > 0 for m in margins) / 12 == rows[0].result.accuracy
+    assert rows[0].result.outcomes == [m > 0 for m in margins]
     assert {len(m) for m in rows[1].result.margins.values()} == {6}
     assert "margins" not in rows[0].record() and rows[0].record()["ties"] == rows[0].result.ties
+    # The records' keys are stable: the sharded sweep and the CSV read them.
+    assert list(rows[0].record()) == [
+        "model", "revision", "step", "dataset", "method", "accuracy", "n", "ties", "ci95_low", "ci95_high", "interval"
+    ]  # fmt: skip
+    assert list(rows[1].record()) == [
+        "model", "revision", "step", "method", "accuracy", "n", "paradigms", "dataset", "ci95_low", "ci95_high",
+        "interval", "paradigm_ci95",
+    ]  # fmt: skip
+    from hub_tools.stats import accuracy_interval, macro_accuracy_interval
+
+    own = accuracy_interval(rows[0].result.outcomes)
+    assert (rows[0].result.ci95_low, rows[0].result.ci95_high) == (own.ci95_low, own.ci95_high)
+    by_paradigm = {name: [m > 0 for m in ms] for name, ms in rows[1].result.margins.items()}
+    macro = macro_accuracy_interval(by_paradigm)
+    assert (rows[1].result.ci95_low, rows[1].result.ci95_high) == (macro.ci95_low, macro.ci95_high)
     # The CSV takes the rows as they come.
     table = write_sweep_csv(rows, tmp_path / "sweep.csv")
     with table.open() as f:
@@ -214,3 +237,48 @@ def test_one_sweep_scores_each_revision_dataset_and_method(tiny_baby, tmp_path):
         select_revisions(model, every=True)
     with pytest.raises(BabyhubError, match="is a local folder, which has no card on the Hub"):
         push_results(rows)
+
+
+def test_compare_rows_pairs_outcomes_and_refuses_rows_of_other_pairs():
+    from hub_tools.branches import Revision
+    from hub_tools.evaluation import BlimpResult, EvalRow, compare_rows
+    from hub_tools.stats import compare_paired
+
+    def row(model, margins, dataset="eval", method="sequence_mean"):
+        accuracy = sum(m > 0 for m in margins) / len(margins)
+        return EvalRow(model, Revision("main"), MinpairsResult(dataset, method, accuracy, len(margins), 0,
+                                                                margins=margins))  # fmt: skip
+
+    a, b = row("a", [1.0, 1.0, -1.0, 2.0, 0.0]), row("b", [-1.0, 1.0, -1.0, -2.0, 1.0])
+    comparison = compare_rows(a, b)
+    assert comparison.paired == compare_paired([True, True, False, True, False], [False, True, False, False, True])
+    record = comparison.record()
+    assert (record["difference"], record["a_right_b_wrong"], record["a_wrong_b_right"]) == (0.2, 2, 1)
+    assert record["accuracy_a"] == 0.6 and record["ci95_low_a"] == a.result.ci95_low
+    with pytest.raises(
+        BabyhubError, match=r"cannot compare a on eval \(sequence_mean\) with b on other \(sequence_mean"
+    ):
+        compare_rows(a, row("b", [1.0] * 5, dataset="other"))
+    with pytest.raises(BabyhubError, match="same method"):
+        compare_rows(a, row("b", [1.0] * 5, method="answer_sum"))
+    with pytest.raises(BabyhubError, match="cannot compare a and b on eval: 5 and 4 per-pair outcomes"):
+        compare_rows(a, row("b", [1.0] * 4))
+    no_margins = EvalRow("c", Revision("main"), MinpairsResult("eval", "sequence_mean", 0.5, 4, 0))
+    with pytest.raises(BabyhubError, match="results read back from a CSV have none"):
+        compare_rows(no_margins, no_margins)
+    # BLiMP: pooled over paradigms; refused when the paradigms differ.
+    blimp_a = EvalRow("a", Revision("main"), BlimpResult("sequence_sum_bow", 0.5, 4, {"x": 0.5, "y": 0.5},
+                                                         {"x": [1.0, -1.0], "y": [1.0, -1.0]}))  # fmt: skip
+    blimp_b = EvalRow("b", Revision("main"), BlimpResult("sequence_sum_bow", 0.5, 4, {"x": 0.5, "z": 0.5},
+                                                         {"x": [1.0, -1.0], "z": [-1.0, 1.0]}))  # fmt: skip
+    with pytest.raises(BabyhubError, match="cannot compare BLiMP results of a and b: their paradigms differ"):
+        compare_rows(blimp_a, blimp_b)
+    assert compare_rows(blimp_a, blimp_a).record()["pooled_equals_macro"] is True
+
+
+def test_steps_per_epoch_come_from_the_trainer_state(tmp_path):
+    from hub_tools.evaluation import read_steps_per_epoch
+
+    assert read_steps_per_epoch(str(tmp_path), []) is None  # no trainer state: no epoch axis
+    (tmp_path / "trainer_state.json").write_text('{"global_step": 450, "epoch": 0.4}')
+    assert read_steps_per_epoch(str(tmp_path), []) == pytest.approx(1125.0)

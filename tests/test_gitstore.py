@@ -138,7 +138,7 @@ def test_compare_and_swap_conflicts_and_missing_entries(store, repo):
     commit(store, repo, add("a/b.txt", b"x"), parent_commit=head)
     cases = [
         (lambda: commit(store, repo, add("c.txt", b"y"), parent_commit=head), 412, "A commit has happened"),
-        (lambda: commit(store, repo, add("c.txt", b"y"), parent_commit=12), 400, "must be a commit id string"),
+        (lambda: commit(store, repo, add("c.txt", b"y"), parent_commit=12), 400, "must be a 40-character commit id"),
         (lambda: commit(store, repo, add("a", b"y")), 400, "a folder of that name exists"),
         (lambda: commit(store, repo, add("a/b.txt/c", b"y")), 400, "'a/b.txt' is a file"),
         (lambda: commit(store, repo, ("delete", "nope.txt", None)), 404, "File to delete not found: nope.txt"),
@@ -174,7 +174,7 @@ def test_refs_resolve_and_the_old_interface(store, repo):
     with pytest.raises(HubError, match="Cannot delete the main branch"):
         store.delete_ref(repo, "branches", "main")
     store.delete_ref(repo, "tags", "v1")
-    assert store.refs(repo) == {"branches": {"main": oid, "checkpoint-2000": oid}, "tags": {}}
+    assert store.refs(repo) == {"branches": {"main": oid, "checkpoint-2000": oid}, "tags": {}, "pulls": {}}
 
     # storage.Store's shapes: a commit dict whose `files` maps paths to {sha256, size, sha1, lfs}
     old = store.get_commit(repo, oid)

@@ -3,10 +3,13 @@
 import json
 import shutil
 import stat
+import tarfile
+from pathlib import Path
 
 import pytest
 
 TOKEN = "hf_migrate_token_0123456789"
+OLD_ROOT_ARCHIVE = Path(__file__).parent / "data" / "old_hub_root.tar.gz"
 
 
 def _old_blob(root, sha256: str) -> bytes:
@@ -15,60 +18,17 @@ def _old_blob(root, sha256: str) -> bytes:
 
 @pytest.fixture
 def old_root(tmp_path):
-    """A root written by the current server through huggingface_hub: models, a private dataset, a Space."""
-    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
+    """A root written by the JSON-store server (babyhub before issue 14: main at 32ff397) through huggingface_hub.
 
-    from hub_tools.local_hub.server import start_background
-
-    root = tmp_path / "old-root"
-    hub = start_background(root, tokens=[TOKEN])
-    try:
-        api = HfApi(endpoint=hub.url, token=TOKEN)
-        api.create_repo("babyhub/baby")
-        api.create_commit(
-            "babyhub/baby",
-            [
-                CommitOperationAdd("config.json", b'{"hidden_size": 32}'),
-                CommitOperationAdd("model.safetensors", bytes(range(256)) * 40),  # LFS (extension)
-                CommitOperationAdd("runs/x/events.out.tfevents.1", b"\0binary\0" * 10),  # LFS (binary sample)
-                CommitOperationAdd("README.md", b"---\nlicense: mit\n---\n# Baby\n"),
-            ],
-            commit_message="Upload the baby",
-            commit_description="first weights",
-        )
-        api.create_branch("babyhub/baby", branch="checkpoint-2000")
-        api.create_commit(
-            "babyhub/baby",
-            [CommitOperationAdd("model.safetensors", bytes(range(255, -1, -1)) * 40)],
-            commit_message="Checkpoint 2000",
-            revision="checkpoint-2000",
-        )
-        api.create_tag("babyhub/baby", tag="v1", revision="checkpoint-2000")
-        api.create_commit(
-            "babyhub/baby",
-            [CommitOperationAdd("config.json", b'{"hidden_size": 64}'), CommitOperationDelete("README.md")],
-            commit_message="Bigger, no card",
-        )
-        api.create_branch("babyhub/baby", branch="gone")
-        api.create_commit("babyhub/baby", [CommitOperationAdd("tmp.txt", b"x")], commit_message="x", revision="gone")
-        api.delete_branch("babyhub/baby", branch="gone")  # its commit is reachable from nothing: dropped
-        api.create_repo("babyhub/prefs", repo_type="dataset", private=True)
-        api.create_commit(
-            "babyhub/prefs",
-            [
-                CommitOperationAdd("data/train-00000-of-00001.parquet", b"PAR1" + b"\1" * 3000 + b"PAR1"),
-                CommitOperationAdd("README.md", b"# prefs\n"),
-            ],
-            commit_message="Upload dataset",
-            repo_type="dataset",
-        )
-        api.create_repo("babyhub/chat", repo_type="space", space_sdk="gradio")
-        api.upload_file(
-            path_or_fileobj=b"print('hi')\n", path_in_repo="app.py", repo_id="babyhub/chat", repo_type="space"
-        )
-    finally:
-        hub.stop()
-    return root
+    `tests/data/old_hub_root.tar.gz` was made by that server: a model `babyhub/baby` (create_repo; a commit of
+    config.json, model.safetensors (LFS by extension), runs/x/events.out.tfevents.1 (LFS by binary sample) and a
+    README with front matter; branch checkpoint-2000 with other weights, tagged v1; a commit on main changing
+    config.json and deleting the README; a branch `gone` with one commit, then deleted), a private dataset
+    `babyhub/prefs` (a parquet file and a README) and a gradio Space `babyhub/chat` (upload_file app.py).
+    """
+    with tarfile.open(OLD_ROOT_ARCHIVE) as tar:
+        tar.extractall(tmp_path, filter="data")
+    return tmp_path / "old-root"
 
 
 def _old_state(root):
@@ -98,10 +58,9 @@ def _content(store, repo, entry) -> bytes:
     return store.read_blob(repo, entry.oid)
 
 
-def test_every_branch_tag_commit_and_file_survives_migration(old_root, monkeypatch):
+def test_every_branch_tag_commit_and_file_survives_migration(old_root):
     from huggingface_hub import HfApi, hf_hub_download
 
-    from hub_tools.local_hub import app as local_app
     from hub_tools.local_hub import server
     from hub_tools.local_hub.gitstore import FileEntry, GitStore
     from hub_tools.local_hub.migrate import migrate_root
@@ -152,9 +111,8 @@ def test_every_branch_tag_commit_and_file_survives_migration(old_root, monkeypat
                 [c for c in _walk_first_parents(commits, refs["branches"]["main"])]
             )
 
-    # the server as it is, with the git store swapped in, serves the migrated root to the real client
+    # the server serves the migrated root to the real client
     assert migrate_root(old_root).repos == []  # a second run finds nothing left to do
-    monkeypatch.setattr(local_app, "Store", GitStore)
     hub = server.start_background(old_root, tokens=[TOKEN])
     try:
         (meta, refs, commits) = old[("model", "babyhub/baby")]

@@ -28,8 +28,6 @@ REV, CKPT = "ckpt/step-100", "ckpt%2Fstep-100"  # a revision, and how the client
         ("GET", "/api/models/me/b/tree/main", files.list_tree, _repo("model", "me/b", "main", "")),
         ("POST", "/api/datasets/d/s/commit/refs%2Fheads%2Fv", uploads.commit, _repo("dataset", "d/s", "refs/heads/v")),
         ("DELETE", "/api/models/me/b/branch/ckpt-2", repos.delete_branch, _repo("model", "me/b", "ckpt-2")),
-        ("PUT", "/api/lfs-upload/" + "a" * 64, uploads.lfs_put, {"oid": "a" * 64}),
-        ("POST", "/datasets/me/d.git/info/lfs/objects/batch", uploads.lfs_batch, _repo("dataset", "me/d")),
         ("HEAD", f"/me/b/resolve/{CKPT}/sub/w.bin", files.resolve_file, _repo("model", "me/b", REV, "sub/w.bin")),
         ("GET", "/spaces/me/c/resolve/main/app.py", files.resolve_file, _repo("space", "me/c", "main", "app.py")),
     ],

@@ -170,7 +170,9 @@ def test_parent_commit_mismatch_is_412(repos):
 
 
 def test_oversize_requests_are_413(repos):
-    repos.hub.max_api_body = 1000
+    limits = repos.hub.limits
+    before = limits.commit_body
+    limits.commit_body = 1000
     try:
         response = httpx.post(
             f"{repos.url}/api/models/team/open/commit/main",
@@ -179,7 +181,7 @@ def test_oversize_requests_are_413(repos):
         )
         _error(response, 413)
     finally:
-        repos.hub.max_api_body = 512 * 1024 * 1024
+        limits.commit_body = before
 
 
 def test_lfs_uploads_are_signed_and_verified(repos):
@@ -198,7 +200,7 @@ def test_lfs_uploads_are_signed_and_verified(repos):
     href = batch["objects"][0]["actions"]["upload"]["href"]
     _error(httpx.put(href.replace("sig=", "sig=0"), content=data), 403)
     _error(httpx.put(href, content=data[:-1] + b"X"), 400)  # content that does not hash to the oid
-    assert not list((repos.root / "blobs").glob(f"*/{oid}"))
+    assert not list((repos.root / "lfs" / "objects").glob(f"*/*/{oid}"))
     assert httpx.put(href, content=data).status_code == 200
     again = httpx.post(
         f"{repos.url}/team/open.git/info/lfs/objects/batch",
@@ -249,3 +251,124 @@ def test_names_outside_the_grammar_are_400_with_its_message(repos, path, body, m
     _error(response, 400)
     assert message in response.json()["error"]
     assert message in response.headers["x-error-message"]
+
+
+# ---- the smaller holes of issue 14 --------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "path,body",
+    [
+        ("/api/repos/create", {"name": "x", "organization": "api\n"}),  # a reserved namespace with a newline
+        ("/api/repos/create", {"name": "x\n", "organization": "team"}),
+        ("/api/models/team/open/branch/x.lock%0A", {}),  # a branch git would refuse, with a newline
+        ("/api/models/team/open/tag/main", {"tag": "v1\n"}),
+    ],
+)
+def test_a_trailing_newline_never_passes_a_name_check(repos, path, body):
+    _error(httpx.post(repos.url + path, json=body, headers=_auth()), 400)
+
+
+@pytest.mark.parametrize("token", ["hf_\u00e9t\u00e9".encode(), b"hf_\xff\xfe", "hf_\u2603".encode()])
+def test_a_non_ascii_token_is_a_401(repos, token):
+    for method, path in (
+        ("GET", "/api/whoami-v2"),
+        ("POST", "/api/models/team/open/commit/main"),
+        ("GET", "/api/models/team/secret"),
+        ("GET", "/team/open.git/info/refs?service=git-upload-pack"),
+        ("POST", "/team/open.git/info/lfs/objects/batch"),
+    ):
+        response = httpx.request(method, repos.url + path, headers={"authorization": b"Bearer " + token})
+        assert response.status_code == 401, (path, response.status_code, response.text)
+    basic = base64.b64encode(b"babyhub:" + token)
+    response = httpx.get(f"{repos.url}/team/secret.git/info/refs?service=git-upload-pack", headers={
+        "authorization": b"Basic " + basic})  # fmt: skip
+    assert response.status_code == 401
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"private": None},
+        {"private": 0},
+        {"private": ""},
+        {"private": "false"},
+        {"visibility": "hidden"},
+        {"visibility": 1},
+        {"private": True, "visibility": "public"},
+    ],
+)
+def test_visibility_is_strictly_typed(repos, settings):
+    name = "typed-" + hashlib.sha1(json.dumps(settings).encode()).hexdigest()[:8]
+    _error(httpx.post(f"{repos.url}/api/repos/create", json={"name": name, "organization": "team", **settings},
+                      headers=_auth()), 400)  # fmt: skip
+    assert httpx.get(f"{repos.url}/api/models/team/{name}", headers=_auth()).status_code == 404  # never created
+    _error(httpx.put(f"{repos.url}/api/models/team/secret/settings", json=settings, headers=_auth()), 400)
+    assert httpx.get(f"{repos.url}/api/models/team/secret", headers=_auth()).json()["private"] is True
+    assert httpx.get(f"{repos.url}/api/models/team/secret").status_code == 401  # still hidden from anonymous reads
+
+
+@pytest.mark.parametrize("parent", [12, ["0" * 40], {"oid": "x"}, True, "not-a-commit"])
+def test_a_parent_commit_that_is_not_a_commit_id_is_a_400_not_a_skipped_check(repos, parent):
+    before = httpx.get(f"{repos.url}/api/models/team/open").json()["sha"]
+    header = {"key": "header", "value": {"summary": "c", "parentCommit": parent}}
+    response = httpx.post(
+        f"{repos.url}/api/models/team/open/commit/main", headers=_auth(), content=_ndjson(header, _file("p.txt"))
+    )
+    _error(response, 400)
+    assert "parentCommit" in response.json()["error"]
+    assert httpx.get(f"{repos.url}/api/models/team/open").json()["sha"] == before
+
+
+@pytest.mark.parametrize("bad_path", ["a\x7fb.txt", "a\x85b.txt", "a\x9fb", "\x1b[31mred", "a\ud800b"])
+def test_del_and_c1_controls_are_refused_in_paths(repos, bad_path):
+    response = httpx.post(
+        f"{repos.url}/api/models/team/open/commit/main",
+        headers=_auth(),
+        content=json.dumps({"key": "header", "value": {"summary": "c"}}).encode()
+        + b"\n"
+        + json.dumps({"key": "file", "value": {"path": bad_path, "content": "eA=="}}).encode(),
+    )
+    _error(response, 400)
+
+
+def test_list_repos_never_follows_a_symlinked_namespace_out_of_the_root(repos, tmp_path):
+    from hub_tools.local_hub.gitstore import GitStore
+
+    outside = tmp_path / "elsewhere"
+    with GitStore(outside) as other:
+        other.create_repo("model", "stolen/weights", private=False, sdk=None, author="x")
+    link = repos.root / "repos" / "models" / "stolen"
+    link.symlink_to(outside / "repos" / "models" / "stolen", target_is_directory=True)
+    try:
+        listed = [m["id"] for m in httpx.get(f"{repos.url}/api/models", headers=_auth()).json()]
+        assert "stolen/weights" not in listed and "team/open" in listed
+        _error(httpx.get(f"{repos.url}/api/models/stolen/weights", headers=_auth()), 404)
+        assert httpx.get(f"{repos.url}/stolen/weights.git/info/refs?service=git-upload-pack").status_code == 401
+    finally:
+        link.unlink()
+
+
+def test_a_full_disk_is_a_507(repos, monkeypatch):
+    import errno
+    import os
+
+    store = repos.hub.store
+
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(store, "commit", no_space)
+    response = httpx.post(
+        f"{repos.url}/api/models/team/open/commit/main", headers=_auth(), content=_ndjson(_header(), _file("f.txt"))
+    )
+    _error(response, 507)
+    monkeypatch.setattr(store, "adopt_lfs_object", no_space)
+    data = b"no room for these weights"
+    oid = hashlib.sha256(data).hexdigest()
+    batch = httpx.post(
+        f"{repos.url}/team/open.git/info/lfs/objects/batch",
+        headers=_auth(),
+        json={"operation": "upload", "objects": [{"oid": oid, "size": len(data)}]},
+    ).json()
+    put = httpx.put(batch["objects"][0]["actions"]["upload"]["href"], content=data)
+    assert put.status_code == 507 and "disk is full" in put.json()["message"]
+    assert not list((repos.root / "tmp").iterdir())  # the upload's temp file is gone

@@ -51,13 +51,22 @@ def test_eval_score_becomes_model_index_and_main_card_shows_plots():
     score = EvalScore(dataset=DatasetRef("me/child-dpo-preferences-eval", "rev2"), accuracy=0.61234, pairs=7548)
     card = ModelCard(str(render_training_card(_info(revision="main", eval_score=score, plots=["plots/loss.png"]))))
     assert "model-index" in str(card).split("---")[1]
-    (result,) = card.data.eval_results
+    result, low, high = card.data.eval_results
     assert (result.metric_type, result.metric_value, result.dataset_type) == (
         "accuracy",
         0.6123,
         "me/child-dpo-preferences-eval",
     )
-    assert result.dataset_revision == "rev2"
+    assert result.dataset_revision == "rev2" == low.dataset_revision
+    # Wilson's interval of 4,622 of 7,548 pairs, beside the accuracy in the model-index and in the text.
+    from hub_tools.stats import wilson_interval
+
+    bounds = wilson_interval(4622, 7548)
+    assert [(r.metric_type, r.metric_value) for r in (low, high)] == [
+        ("accuracy_ci95_low", round(bounds[0], 4)),
+        ("accuracy_ci95_high", round(bounds[1], 4)),
+    ]
+    assert f"95 % interval {bounds[0]:.4f} – {bounds[1]:.4f}" in card.text
     assert "![plots/loss.png](plots/loss.png)" in card.text and "**0.6123**" in card.text
     assert "7548 pairs" in card.text and "The final model of a DPO run" in card.text
 

@@ -206,3 +206,65 @@ def test_giving_up_is_a_retries_exhausted_error(faults, tmp_path):
     faults.add("commit", "503", times=3)
     with pytest.raises(publish.RetriesExhaustedError, match="failed after 2 attempts"):
         push_files({"x.txt": b"x"}, "babyhub/publish-exhausted", max_retries=1)
+
+
+@pytest.fixture
+def quick_client_retries(monkeypatch):
+    """huggingface_hub retries an LFS PUT itself (5 times, 1 to 8 s apart): the same retries, milliseconds apart."""
+    import functools
+
+    import huggingface_hub.lfs
+    from huggingface_hub.utils import http_backoff
+
+    monkeypatch.setattr(
+        huggingface_hub.lfs, "http_backoff", functools.partial(http_backoff, base_wait_time=0.01, max_wait_time=0.02)
+    )
+
+
+@pytest.mark.parametrize(
+    "action,times",
+    [
+        ("403", 1),  # an expired transfer grant: the next attempt asks the batch API for a new one
+        ("503", 6),  # more 5xx than huggingface_hub's own retries of the PUT
+        ("drop", 6),  # the connection lost as often
+    ],
+)
+def test_a_failed_lfs_transfer_is_judged_by_its_innermost_cause_and_retried(
+    api, faults, quick_client_retries, tmp_path, action, times
+):
+    """huggingface_hub wraps the LFS PUT's failure in a RuntimeError; publish looks inside and retries (issue 14)."""
+    repo = f"babyhub/publish-transfer-{action}"
+    folder = _write_model_folder(tmp_path / "m", 12)
+    faults.add("lfs_upload", action, times=times)
+    result = push_folder(folder, repo)
+    assert faults.fired.count(("lfs_upload", action)) == times
+    files, n_commits = _remote_state(api, repo)
+    assert n_commits == 2 and result.commit_oid == api.model_info(repo).sha
+    assert files["model.safetensors"] == publish.read_folder_files(folder)["model.safetensors"].sha256
+
+
+def test_a_push_that_finally_fails_is_one_line_from_the_cli_never_a_traceback(
+    faults, quick_client_retries, tmp_path, capsys
+):
+    from hub_tools.cli import main
+
+    folder = _write_model_folder(tmp_path / "m", 13)
+    faults.add("lfs_upload", "503", times=1000)
+    code = main(["push", str(folder), "--repo-id", "babyhub/publish-cli-fails", "--repo-type", "model"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert err.startswith("babyhub push: error: push of ") and err.rstrip().endswith("run the same push again")
+    assert "RuntimeError" in err and "503" in err  # what huggingface_hub raised, and why
+    faults.clear()
+    assert main(["push", str(folder), "--repo-id", "babyhub/publish-cli-fails", "--repo-type", "model"]) == 0
+
+
+def test_an_unexpected_error_mid_push_is_a_push_error_too(faults, tmp_path, monkeypatch):
+    from huggingface_hub import HfApi
+
+    def broken(*args, **kwargs):
+        raise ValueError("something nobody expected")
+
+    monkeypatch.setattr(HfApi, "create_commit", broken)
+    with pytest.raises(publish.PushError, match="something nobody expected.*run the same push again$"):
+        push_files({"x.txt": b"x"}, "babyhub/publish-unexpected")

@@ -26,9 +26,12 @@ def test_metric_space_bundle_holds_real_copies_of_the_linked_modules(tmp_path):
     assert (metric_dir / "scoring.py").is_symlink()  # the checkout links, so evaluate.load(path) works there
     bundle = build_space_bundle(metric_dir, tmp_path / "bundle")
     names = sorted(p.name for p in bundle.iterdir())
-    assert names == ["README.md", "app.py", "dialogue.py", "dialogue_minpairs.py", "requirements.txt", "scoring.py"]
+    assert names == [
+        "README.md", "app.py", "dialogue.py", "dialogue_minpairs.py", "requirements.txt", "scoring.py", "stats.py"
+    ]  # fmt: skip
     assert not any(p.is_symlink() for p in bundle.iterdir())
     assert (bundle / "scoring.py").read_bytes() == SCORING.read_bytes()
+    assert (bundle / "stats.py").read_bytes() == (REPO_ROOT / "hub_tools" / "stats.py").read_bytes()
 
 
 def test_imported_modules_are_placed_beside_the_space(tmp_path):

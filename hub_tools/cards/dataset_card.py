@@ -1,5 +1,5 @@
 """Dataset cards for babyhub's datasets, rendered from the Jinja templates in `dataset_cards/`: what a card
-says is shaped here, in one place (metadata, the made-up-sample and stand-in-teacher marks, the prose of the
+says is shaped here, in one place (metadata, the made-up-sample mark, the prose of the
 preference splits), and the templates lay it out.
 
 The YAML header is never written by hand: it comes from a typed `DatasetCardData`, which
@@ -28,7 +28,6 @@ DEFAULT_LICENSE = "cc-by-nc-sa-3.0"
 MADE_UP_LICENSE = "apache-2.0"
 BASE_TAGS = ["dpo", "childes", "babylm"]
 MADE_UP_TAG = "made-up-sample"
-STAND_IN_TAG = "stand-in-teacher"
 PREFERENCES_TEMPLATE = "child_dpo_preferences.md"
 
 CITATION = """\
@@ -187,26 +186,3 @@ def render_preference_card(
         leakage=leakage,
         intended_use=use,
     )
-
-
-# ------------------------------------------------------------------------------------- stand-in teachers
-STAND_IN_NOTE = (
-    "> **Stand-in teacher.** This split was made by `babyhub demo`, offline, with the bootstrapped baby itself as "
-    "the teacher, because no teacher LLM can be reached there. Its chosen answers are *not* those of a capable "
-    "teacher LLM: use it to exercise the pipeline, not as research data. The study proper uses a real teacher "
-    "(`babyhub data synthesize --teacher <LLM>`)."
-)
-
-
-def mark_stand_in_teacher(folder: Path) -> None:
-    """Mark a synthetic split made with the baby as teacher: a tag and a note at the top of its card."""
-    path = Path(folder) / "README.md"
-    card = DatasetCard.load(path)
-    if STAND_IN_TAG in (card.data.tags or []):
-        return
-    card.data.tags = [*(card.data.tags or []), STAND_IN_TAG]
-    lines = card.text.lstrip("\n").split("\n")
-    # Put the note right under the title so nobody reads the card without seeing it.
-    at = 1 if lines and lines[0].startswith("# ") else 0
-    card.text = "\n".join([*lines[:at], "", STAND_IN_NOTE, "", *lines[at:]])
-    card.save(path)

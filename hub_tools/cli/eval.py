@@ -1,10 +1,15 @@
-"""`babyhub eval minpairs` and `babyhub eval blimp`: accuracy of a model, a revision, or every checkpoint.
+"""`babyhub eval minpairs|blimp|compare`: accuracy of a model, a revision or every checkpoint, each with its 95 %
+interval; and two models compared on the same pairs (paired difference, its interval, McNemar's p-value).
 
     babyhub eval minpairs --model me/baby-dpo --data me/child-dpo-preferences-eval
     babyhub eval minpairs --model me/baby-dpo --all-revisions --data me/child-dpo-preferences-eval \\
         --method sequence_mean answer_sum --output-dir results/
     babyhub eval blimp --model me/baby-dpo --revision checkpoint-2000 --suite ../shared/data/blimp --lower-case
     babyhub eval minpairs --model ./out/baby --data ../shared/data/minpairs/len_pairs_no_overlap_1.csv --json
+    # the original's BLiMP numbers: lower-cased, minicons 0.3.8's beginning-of-word correction
+    babyhub eval blimp --model me/baby-dpo --suite ../shared/data/blimp --lower-case --method sequence_sum_bow_legacy
+    # a DPO model against its baseline on the same pairs
+    babyhub eval compare --model me/baby-dpo --model me/baby --data me/child-dpo-preferences-eval
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ def _evaluation():
 
 
 def register(subparsers) -> None:
-    """Add `eval minpairs` and `eval blimp` to `babyhub`."""
+    """Add `eval minpairs`, `eval blimp` and `eval compare` to `babyhub`."""
     evaluate = subparsers.add_parser("eval", help="evaluate a model on dialogue minimal pairs or BLiMP")
     commands = evaluate.add_subparsers(dest="eval_command", metavar="TARGET", required=True)
 
@@ -50,8 +55,41 @@ def register(subparsers) -> None:
     _add_sweep_options(blimp)
     blimp.add_argument("--suite", required=True, metavar="DIR", help="folder of BLiMP <paradigm>.txt files")
     blimp.add_argument("--lower-case", action="store_true", help="lower-case the sentences (CHILDES text is)")
-    _add_methods(blimp, "BLIMP_METHODS", default="sequence_sum_bow")
+    _add_methods(blimp, "BLIMP_METHODS", default="sequence_sum_bow; the original's: sequence_sum_bow_legacy")
     blimp.set_defaults(func=handle_eval_blimp)
+
+    compare = commands.add_parser(
+        "compare",
+        help="two models on the same pairs: accuracies, paired difference with its 95 %% interval, McNemar p",
+        description="Score model A and model B on the same pairs and report each accuracy with its 95 %% interval "
+        "(Wilson), the difference A - B with its 95 %% interval (Newcombe's hybrid score interval for paired "
+        "data) and the exact McNemar p-value. Give the model being judged first and the reference second.",
+    )
+    compare.add_argument(
+        "--model",
+        action="append",
+        required=True,
+        metavar="ID[@REV]",
+        help="a model: Hub id (optionally @revision) or local folder; give --model twice, A then B",
+    )
+    compare.add_argument(
+        "--data",
+        nargs="+",
+        default=[],
+        metavar="D",
+        help="minimal pairs: dataset folder(s), Hub dataset id(s) or CSV(s) in the published format",
+    )
+    compare.add_argument("--split", default="train", help="dataset split to evaluate (default: train)")
+    compare.add_argument("--suite", default=None, metavar="DIR", help="also BLiMP: folder of <paradigm>.txt files")
+    compare.add_argument("--lower-case", action="store_true", help="lower-case the BLiMP sentences")
+    _add_methods(compare, "MINPAIR_METHODS", default="each dataset's: sequence_mean, BLiMP sequence_sum_bow")
+    _options.add_batch_size(
+        compare, help="texts per forward pass (default: the fastest measured on a CPU, see benchmarks/README.md)"
+    )
+    _options.add_device(compare)
+    _options.add_workers(compare)
+    compare.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    compare.set_defaults(func=handle_eval_compare)
 
 
 def _add_methods(parser, methods: str, *, default: str) -> None:
@@ -79,7 +117,15 @@ def _add_sweep_options(parser) -> None:
         "--output-dir",
         type=Path,
         default=Path("eval_results"),
-        help="where --all-revisions writes its CSV and PNG (default: eval_results/)",
+        help="where --all-revisions writes its CSV and plot (default: eval_results/)",
+    )
+    parser.add_argument(
+        "--plot-format",
+        nargs="+",
+        default=["png"],
+        choices=_options.LazyChoices(_plot_formats),
+        metavar="FORMAT",
+        help="--all-revisions: format(s) of the accuracy-vs-step plot, of %(choices)s (default: png)",
     )
     _options.add_batch_size(
         parser, help="texts per forward pass (default: the fastest measured on a CPU, see benchmarks/README.md)"
@@ -89,7 +135,13 @@ def _add_sweep_options(parser) -> None:
     parser.add_argument(
         "--push-results",
         action="store_true",
-        help="add the results to the model-index of the model card on each evaluated revision",
+        help="add the results (accuracy and 95 %% interval) to the model-index of the card on each evaluated "
+        "revision; where the token cannot write the model, a pull request is opened instead",
+    )
+    parser.add_argument(
+        "--create-pr",
+        action="store_true",
+        help="with --push-results: always propose the cards as pull requests (the owner merges them)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
 
@@ -110,8 +162,16 @@ def handle_eval_blimp(args: argparse.Namespace) -> int:
     return _sweep(args, "blimp", [suite])
 
 
+def _plot_formats() -> tuple[str, ...]:
+    from hub_tools.evaluation.plots import FORMATS
+
+    return FORMATS
+
+
 def _sweep(args: argparse.Namespace, target: str, datasets: list) -> int:
     evaluation = _evaluation()
+    if args.create_pr and not args.push_results:
+        raise errors.BabyhubError("--create-pr proposes the results of --push-results: add --push-results")
     # 1. The model, and the revisions to evaluate.
     model = evaluation.EvalModel(
         args.model,
@@ -134,36 +194,130 @@ def _sweep(args: argparse.Namespace, target: str, datasets: list) -> int:
         stem = evaluation.sweep_stem(args.output_dir, target, args.model)
         output["csv"] = str(evaluation.write_sweep_csv(rows, stem.with_suffix(".csv")))
         title = f"{args.model}: {'dialogue minimal pairs' if target == 'minpairs' else 'BLiMP'}"
-        output["plot"] = str(evaluation.plot_sweep(rows, stem.with_suffix(".png"), title=title))
+        spe = evaluation.read_steps_per_epoch(args.model, revisions)
+        plots = evaluation.plot_sweep(rows, stem, title=title, formats=args.plot_format, steps_per_epoch=spe)
+        output["plot"] = str(plots[0])
+        output["plots"] = [str(p) for p in plots]
     if args.push_results:
-        output["pushed"] = evaluation.push_results(rows)
+        pushed = evaluation.push_results(rows, create_pr=True if args.create_pr else "auto")
+        output["pushed"] = {revision: p.commit for revision, p in pushed.items()}
+        output["pull_requests"] = {revision: p.pr_url for revision, p in pushed.items() if p.pr_url}
     if args.json:
         json.dump(output, sys.stdout)
         print()
     else:
         _print_table(output["results"], target)
-        for key in ("csv", "plot"):
-            if key in output:
-                print(f"{key}: {output[key]}")
-        for revision, oid in output.get("pushed", {}).items():
-            print(
-                f"results added to the card of {args.model}@{revision}"
-                if oid
-                else f"card of {args.model}@{revision} already had these results"
-            )
+        if "csv" in output:
+            print(f"csv: {output['csv']}")
+        for path in output.get("plots", []):
+            print(f"plot: {path}")
+        for revision, commit in output.get("pushed", {}).items():
+            url = output["pull_requests"].get(revision)
+            if url:
+                print(f"opened pull request {url} (results for the card of {args.model}@{revision})")
+            elif commit:
+                print(f"results added to the card of {args.model}@{revision}")
+            else:
+                print(f"card of {args.model}@{revision} already had these results")
     return 0
 
 
+def handle_eval_compare(args: argparse.Namespace) -> int:
+    evaluation = _evaluation()
+    from hub_tools.branches import Revision
+
+    if len(args.model) != 2:
+        raise errors.BabyhubError(
+            f"--model given {len(args.model)} time(s): give it exactly twice, the model to judge (A) then the "
+            "reference (B)"
+        )
+    if not args.data and not args.suite:
+        raise errors.BabyhubError("nothing to compare on: give --data (minimal pairs) and/or --suite (BLiMP)")
+    # 1. The pairs, read and checked before any model is loaded.
+    with errors.from_flag("--data"):
+        datasets = [evaluation.read_minpairs_data(d, split=args.split) for d in args.data]
+    if args.suite:
+        with errors.from_flag("--suite"):
+            datasets.append(evaluation.read_blimp_suite(args.suite, lower_case=args.lower_case))
+    # 2. The two models, each at its revision.
+    models, revisions = [], []
+    for text in args.model:
+        with errors.from_flag("--model"):
+            source, revision = _model_and_revision(text)
+        models.append(
+            evaluation.EvalModel(
+                source,
+                device=args.device,
+                batch_size=args.batch_size or evaluation.EVAL_BATCH_SIZE,
+                workers=args.workers,
+            )
+        )
+        revisions.append(Revision.of_branch(revision or "main"))
+    # 3. Both on the same pairs, compared pair by pair.
+    comparisons = evaluation.compare_models(
+        *models, datasets, args.method, revision_a=revisions[0], revision_b=revisions[1], progress=not args.json
+    )
+    records = [c.record() for c in comparisons]
+    if args.json:
+        json.dump({"model_a": args.model[0], "model_b": args.model[1], "comparisons": records}, sys.stdout)
+        print()
+    else:
+        _print_comparisons(comparisons, args.model)
+    return 0
+
+
+def _model_and_revision(text: str) -> tuple[str, str | None]:
+    """`ID@REV` -> (ID, REV) for a Hub id; a local folder (which has no revisions) as it is."""
+    if Path(text).exists() or "@" not in text:
+        return text, None
+    source, revision = text.rsplit("@", 1)
+    try:
+        return _options.repo_id(source), _options.revision(revision)
+    except argparse.ArgumentTypeError as err:
+        raise errors.BabyhubError(f"{text!r}: {err}") from err
+
+
+def _interval(accuracy: float, low: float | None, high: float | None) -> str:
+    return f"{accuracy:.4f}" + ("" if low is None else f" [{low:.4f}, {high:.4f}]")
+
+
 def _print_table(records: list[dict], target: str) -> None:
-    header = f"{'revision':<20} {'step':>7} {'dataset':<36} {'method':<17} {'accuracy':>8} {'n':>6}"
+    header = f"{'revision':<20} {'step':>7} {'dataset':<36} {'method':<23} {'accuracy [95 % interval]':<25} {'n':>6}"
     print(header)
     print("-" * len(header))
     for r in records:
         step = "" if r["step"] is None else r["step"]
         print(
-            f"{r['revision']:<20} {step!s:>7} {r['dataset'][-36:]:<36} {r['method']:<17} "
-            f"{r['accuracy']:>8.4f} {r['n']:>6}"
+            f"{r['revision']:<20} {step!s:>7} {r['dataset'][-36:]:<36} {r['method']:<23} "
+            f"{_interval(r['accuracy'], r['ci95_low'], r['ci95_high']):<25} {r['n']:>6}"
         )
         if target == "blimp":
             for name, accuracy in sorted(r["paradigms"].items()):
-                print(f"    {name:<60} {accuracy:.4f}")
+                low, high = r["paradigm_ci95"].get(name, (None, None))
+                print(f"    {name:<60} {_interval(accuracy, low, high)}")
+    print(f"95 % intervals: {', '.join(sorted({r['interval'] for r in records}))} (see hub_tools/stats.py)")
+
+
+def _print_comparisons(comparisons: list, models: list[str]) -> None:
+    from hub_tools.stats import format_p_value
+
+    print(f"A = {models[0]}\nB = {models[1]}")
+    header = (
+        f"{'dataset':<36} {'method':<23} {'n':>6}  {'A [95 % interval]':<25} {'B [95 % interval]':<25} "
+        "A - B [95 % interval], McNemar p"
+    )
+    print(header)
+    print("-" * len(header))
+    for c in comparisons:
+        r = c.record()
+        a = _interval(r["accuracy_a"], r["ci95_low_a"], r["ci95_high_a"])
+        b = _interval(r["accuracy_b"], r["ci95_low_b"], r["ci95_high_b"])
+        difference = f"{r['difference']:+.4f} [{r['ci95_low']:+.4f}, {r['ci95_high']:+.4f}], "
+        print(
+            f"{r['dataset'][-36:]:<36} {r['method']:<23} {r['n']:>6}  {a:<25} {b:<25} "
+            f"{difference}{format_p_value(r['p_value'])}"
+        )
+        right = f"A right, B wrong {r['a_right_b_wrong']}; A wrong, B right {r['a_wrong_b_right']}"
+        print(f"    discordant pairs: {right}")
+        if not c.pooled_equals_macro:
+            print("    BLiMP paradigms of unequal size: the difference is over pooled pairs, not the macro-average")

@@ -6,6 +6,9 @@ import argparse
 
 from hub_tools.training.baby import SIZES
 
+# plots.FORMATS, without importing matplotlib for `babyhub --help` (tests/test_cli_wiring.py checks they agree).
+_PLOT_FORMATS = ("png", "svg", "pdf")
+
 
 def register(subparsers) -> None:
     """Add `baby bootstrap`, `train` and `plots` to `babyhub`."""
@@ -39,11 +42,29 @@ def register(subparsers) -> None:
     plots = subparsers.add_parser(
         "plots",
         help="draw loss and reward curves from logs/training_metrics.csv files",
-        description="Draw loss, rewards (chosen vs rejected), margins and accuracies of one or more runs as PNG.",
+        description="Draw loss, rewards (chosen vs rejected), margins and accuracies of one or more runs, ready "
+        "for a paper: labelled axes with units, epoch as a second axis when the runs agree on it, one colour per "
+        "run in every figure, 200 dpi PNG, SVG (text kept as text) and PDF.",
     )
     plots.add_argument("metrics", nargs="+", help="training_metrics.csv file(s); several runs share each figure")
-    plots.add_argument("--out", required=True, help="folder for the PNG files")
-    plots.add_argument("--label", action="append", default=None, help="run label (once per CSV, in order)")
+    plots.add_argument("--out", required=True, help="folder for the figures")
+    plots.add_argument(
+        "--label",
+        nargs="+",
+        action="extend",
+        default=None,
+        metavar="LABEL",
+        help="one label per CSV, in order: --label A B (or --label A --label B)",
+    )
+    plots.add_argument(
+        "--format",
+        nargs="+",
+        action="extend",
+        default=None,
+        choices=_PLOT_FORMATS,
+        metavar="FORMAT",
+        help=f"figure format(s), of {', '.join(_PLOT_FORMATS)} (default: png)",
+    )
     plots.set_defaults(func=handle_plots)
 
 
@@ -66,7 +87,7 @@ def handle_train(args: argparse.Namespace) -> int:
 def handle_plots(args: argparse.Namespace) -> int:
     from hub_tools.evaluation.plots import plot_metrics
 
-    written = plot_metrics(args.metrics, args.out, labels=args.label)
+    written = plot_metrics(args.metrics, args.out, labels=args.label, formats=args.format or ["png"])
     for path in written:
         print(path)
     return 0

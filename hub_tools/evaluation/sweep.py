@@ -12,11 +12,12 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from hub_tools import stats
 from hub_tools.branches import Revision
 from hub_tools.dialogue import TURN_SEPARATOR
 from hub_tools.errors import BabyhubError
 from hub_tools.evaluation.data import BlimpSuite, MinimalPairsData, first_empty
-from hub_tools.scoring import METHODS, compare_pairs, score_minimal_pairs
+from hub_tools.scoring import LEGACY_METHODS, METHODS, SEQUENCE_METHODS, compare_pairs, score_minimal_pairs
 
 if TYPE_CHECKING:
     from hub_tools.scoring import Scorer
@@ -25,10 +26,15 @@ if TYPE_CHECKING:
 EVAL_BATCH_SIZE = 256
 
 # Every scoring method scores a minimal pair; only the sequence methods score a single sentence, as BLiMP needs.
-MINPAIR_METHODS = tuple(METHODS)
-BLIMP_METHODS = tuple(m for m in METHODS if m.startswith("sequence_"))
+# The legacy method (minicons 0.3.8's beginning-of-word correction) is offered to reproduce the original's BLiMP.
+MINPAIR_METHODS = (*METHODS, *LEGACY_METHODS)
+BLIMP_METHODS = tuple(SEQUENCE_METHODS)
 DEFAULT_MINPAIR_METHOD = "sequence_mean"  # the DPO write-up's numbers
 DEFAULT_BLIMP_METHOD = "sequence_sum_bow"  # minicons' summed log-probabilities with the beginning-of-word correction
+# How each accuracy's 95 % interval is computed (hub_tools/stats.py): Wilson's score interval for a share of pairs;
+# a stratified bootstrap over pairs within paradigms for BLiMP's macro-average (seeded: the same numbers each run).
+MINPAIR_INTERVAL = "wilson"
+BLIMP_INTERVAL = "stratified bootstrap"
 
 
 @dataclass(frozen=True)
@@ -69,20 +75,40 @@ class EvalModel:
 
 @dataclass
 class MinpairsResult:
-    """Accuracy on dialogue minimal pairs; `margins[i]` is score(chosen) - score(rejected) of pair i."""
+    """Accuracy on dialogue minimal pairs with its 95 % interval; `margins[i]` is score(chosen) - score(rejected)
+    of pair i (a pair is right when its margin is positive: `outcomes`).
+
+    The interval is Wilson's (`stats.accuracy_interval`); a result built from counts alone (e.g. a card's) gets it
+    from `accuracy` and `n`.
+    """
 
     dataset: str
     method: str
     accuracy: float
     n: int
     ties: int
+    ci95_low: float | None = None
+    ci95_high: float | None = None
+    interval: str = MINPAIR_INTERVAL
     margins: list[float] = field(default_factory=list, repr=False, compare=False)
+
+    def __post_init__(self):
+        if self.ci95_low is None and self.ci95_high is None and self.n > 0:
+            iv = stats.interval_from_counts(round(self.accuracy * self.n), self.n, method=MINPAIR_INTERVAL)
+            self.ci95_low, self.ci95_high = iv.ci95_low, iv.ci95_high
+
+    @property
+    def outcomes(self) -> list[bool]:
+        """Per pair, whether the model got it right (ties are wrong), in the data's order."""
+        return [m > 0 for m in self.margins]
 
 
 @dataclass
 class BlimpResult:
     """BLiMP accuracy, macro-averaged over paradigms as the original work reports it, and each paradigm's.
 
+    The macro-average's 95 % interval is a stratified bootstrap over pairs within paradigms
+    (`stats.macro_accuracy_interval`); each paradigm's own interval (Wilson) is in `paradigm_ci95`.
     `margins[paradigm][i]` is score(grammatical) - score(ungrammatical) of that paradigm's pair i.
     """
 
@@ -92,6 +118,15 @@ class BlimpResult:
     paradigms: dict[str, float] = field(default_factory=dict)
     margins: dict[str, list[float]] = field(default_factory=dict, repr=False, compare=False)
     dataset: str = "blimp"
+    ci95_low: float | None = None
+    ci95_high: float | None = None
+    interval: str = BLIMP_INTERVAL
+    paradigm_ci95: dict[str, list[float]] = field(default_factory=dict)
+
+    @property
+    def outcomes(self) -> list[bool]:
+        """Per pair, whether the model got it right, paradigm after paradigm (in `paradigms`' order)."""
+        return [m > 0 for margins in self.margins.values() for m in margins]
 
 
 @dataclass(frozen=True)
@@ -103,7 +138,11 @@ class EvalRow:
     result: MinpairsResult | BlimpResult
 
     def record(self) -> dict:
-        """The flat record of the CSV and of `--json`: model, revision, step, then the result (no margins)."""
+        """The flat record of the CSV and of `--json`: model, revision, step, then the result (no margins).
+
+        Its keys are stable (other tools read them): model, revision, step, dataset, method, accuracy, n,
+        ci95_low, ci95_high, interval, and ties (min-pairs) or paradigms and paradigm_ci95 (BLiMP).
+        """
         result = {f.name: getattr(self.result, f.name) for f in fields(self.result) if f.name != "margins"}
         return {"model": self.model, "revision": self.revision.name, "step": self.revision.step, **result}
 
@@ -153,8 +192,18 @@ def evaluate_minpairs(
             )
         except ValueError as err:
             raise BabyhubError(f"dataset {data.name}: {err}") from err
-    result = compare_pairs(chosen, rejected, margins=True)
-    return MinpairsResult(data.name, method, result["accuracy"], result["n"], result["ties"], result["margins"])
+    result = compare_pairs(chosen, rejected, margins=True, outcomes=True)
+    iv = stats.accuracy_interval(result["correct"], method=MINPAIR_INTERVAL)
+    return MinpairsResult(
+        data.name,
+        method,
+        result["accuracy"],
+        result["n"],
+        result["ties"],
+        ci95_low=iv.ci95_low,
+        ci95_high=iv.ci95_high,
+        margins=result["margins"],
+    )
 
 
 def evaluate_blimp(
@@ -163,8 +212,7 @@ def evaluate_blimp(
     """Per-paradigm accuracy (grammatical sentence scores strictly higher) and their macro-average."""
     if method not in BLIMP_METHODS:
         raise BabyhubError(f"BLiMP is scored with a sequence method ({', '.join(BLIMP_METHODS)}), not {method!r}")
-    # The method's name says how: sequence_<reduction>[_bow] (see scoring.METHODS).
-    reduction, *correction = method.removeprefix("sequence_").split("_")
+    reduction, correction = SEQUENCE_METHODS[method]
     if not suite:
         raise BabyhubError("the BLiMP suite has no paradigms")
     # All paradigms in one call: the scorer fills whole batches and shares the beginnings that sentences of a
@@ -188,17 +236,28 @@ def evaluate_blimp(
     with _PairProgress(len(good_all), f"BLiMP {method}", progress) as tick:
         try:
             good_scores, bad_scores = scorer.pair_sequence_scores(
-                good_all, bad_all, reduction=reduction, bow_correction=correction == ["bow"], progress=tick
+                good_all, bad_all, reduction=reduction, bow_correction=correction, progress=tick
             )
         except ValueError as err:
             raise BabyhubError(f"BLiMP: {err}") from err
-    accuracies, margins, start = {}, {}, 0
+    accuracies, margins, outcomes, own, start = {}, {}, {}, {}, 0
     for name, end in ends.items():
-        result = compare_pairs(good_scores[start:end], bad_scores[start:end], margins=True)
-        accuracies[name], margins[name] = result["accuracy"], result["margins"]
+        result = compare_pairs(good_scores[start:end], bad_scores[start:end], margins=True, outcomes=True)
+        accuracies[name], margins[name], outcomes[name] = result["accuracy"], result["margins"], result["correct"]
+        iv = stats.accuracy_interval(result["correct"], method=MINPAIR_INTERVAL)
+        own[name] = [iv.ci95_low, iv.ci95_high]
         start = end
-    macro = sum(accuracies.values()) / len(accuracies)
-    return BlimpResult(method, macro, len(good_all), accuracies, margins)
+    macro = stats.macro_accuracy_interval(outcomes)
+    return BlimpResult(
+        method,
+        sum(accuracies.values()) / len(accuracies),
+        len(good_all),
+        accuracies,
+        margins,
+        ci95_low=macro.ci95_low,
+        ci95_high=macro.ci95_high,
+        paradigm_ci95=own,
+    )
 
 
 # -------------------------------------------------------------------------------------------------- sweep

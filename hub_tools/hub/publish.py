@@ -116,53 +116,103 @@ def read_folder_files(folder: Path, allow_patterns=None, ignore_patterns=None) -
     }
 
 
-def _is_transient(err: BaseException) -> bool:
-    """Connection errors, timeouts, 5xx/429, and a moved head (412/409): worth another attempt."""
-    import httpx2
-    from huggingface_hub.errors import HfHubHTTPError
+def _causes(err: BaseException) -> list[BaseException]:
+    """`err` and what caused it (`__cause__`, else the unsuppressed `__context__`), innermost first.
 
-    if isinstance(err, HfHubHTTPError):
-        status = err.response.status_code if err.response is not None else None
-        return status is None or status >= 500 or status in (408, 409, 412, 429)
-    return isinstance(err, httpx2.TransportError | ConnectionError | TimeoutError)
+    huggingface_hub wraps a failed LFS transfer in a `RuntimeError` (and its HTTP errors wrap httpx's): what went
+    wrong is the innermost cause, so that is where an error is judged.
+    """
+    chain, seen = [], set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        chain.append(err)
+        err = err.__cause__ or (None if err.__suppress_context__ else err.__context__)
+    return chain[::-1]
+
+
+def _response(err: BaseException):
+    """The HTTP response behind `err`: of its innermost cause that carries one; None for a connection error."""
+    for cause in _causes(err):
+        response = getattr(cause, "response", None)
+        if response is not None and isinstance(getattr(response, "status_code", None), int):
+            return response
+    return None
+
+
+def _is_transfer(response) -> bool:
+    """True for the answer to an LFS transfer (the PUT of a file's bytes to the URL the batch API granted)."""
+    request = getattr(response, "request", None)
+    url = str(getattr(request, "url", ""))
+    return getattr(request, "method", None) == "PUT" and "/api/" not in url
+
+
+def _is_transient(err: BaseException) -> bool:
+    """Worth another attempt, judged on the innermost cause: a connection error or timeout, a 5xx, 408, 429, a moved
+    head (409/412), or a 403 from an LFS transfer (its grant expired, or the server restarted: the next attempt asks
+    the batch API for a new one)."""
+    import httpx2
+
+    response = _response(err)
+    if response is not None:
+        status = response.status_code
+        return status >= 500 or status in (408, 409, 412, 429) or (status == 403 and _is_transfer(response))
+    return any(isinstance(c, httpx2.TransportError | ConnectionError | TimeoutError) for c in _causes(err))
 
 
 def _with_retries(action: Callable[[int], PushResult], max_retries: int, what: str) -> PushResult:
-    """Run `action(attempt)` until it returns, retrying transient errors with backoff; `what` names the push."""
-    from huggingface_hub.errors import HfHubHTTPError
+    """Run `action(attempt)` until it returns, retrying transient errors with backoff; `what` names the push.
 
+    Whatever finally stops a push is a `PushError` whose message ends with "run the same push again" (what was
+    uploaded stays on the hub, so the next run resumes): the CLI prints it, never a traceback.
+    """
     for attempt in range(max_retries + 1):
         try:
             return action(attempt)
         except BabyhubError:
             raise
         except Exception as err:
-            status = getattr(getattr(err, "response", None), "status_code", None)
-            if status in (401, 403):
-                raise TokenRefusedError(
-                    f"{what}: the hub refused the token (HTTP {status}); set HF_TOKEN (or pass token=) to a token "
-                    "with write access to this namespace"
-                ) from err
+            response = _response(err)
+            status = response.status_code if response is not None else None
             if not _is_transient(err):
-                if isinstance(err, HfHubHTTPError):  # the hub answered, and said no: name what it refused
-                    raise PushError(f"{what}: the hub refused it (HTTP {status}: {hub_message(err)})") from err
-                raise
+                if status in (401, 403):
+                    raise TokenRefusedError(
+                        f"{what}: the hub refused the token (HTTP {status}); set HF_TOKEN (or pass token=) to a "
+                        "token with write access to this namespace, then run the same push again"
+                    ) from err
+                if status is not None:  # the hub answered, and said no: name what it refused
+                    raise PushError(
+                        f"{what}: the hub refused it (HTTP {status}: {hub_message(err)}); fix that, then run the same "
+                        "push again"
+                    ) from err
+                logger.debug("%s: unexpected error", what, exc_info=True)
+                raise PushError(
+                    f"{what} stopped ({_describe(err)}); what was uploaded is kept: run the same push again"
+                ) from err
             if attempt == max_retries:
                 raise RetriesExhaustedError(
-                    f"{what} failed after {max_retries + 1} attempts ({type(err).__name__}: {err}); "
-                    "nothing was lost: run the same push again to resume"
+                    f"{what} failed after {max_retries + 1} attempts ({_describe(err)}); "
+                    "nothing was lost: run the same push again"
                 ) from err
             delay = min(BACKOFF_MAX, BACKOFF_BASE * 2**attempt) * (0.5 + random.random() / 2)
-            logger.warning("%s: attempt %d failed (%s); retrying in %.1fs", what, attempt + 1, err, delay)
+            logger.warning("%s: attempt %d failed (%s); retrying in %.1fs", what, attempt + 1, _describe(err), delay)
             time.sleep(delay)
     raise AssertionError("unreachable")
 
 
+def _describe(err: BaseException) -> str:
+    """`Type: message` of an error and, when huggingface_hub wrapped it, of its innermost cause."""
+    inner = _causes(err)[0]
+    text = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}".rstrip(": ")
+    if inner is not err:
+        text += f", caused by {type(inner).__name__}: {str(inner).splitlines()[0] if str(inner) else ''}".rstrip(": ")
+    return text
+
+
 def hub_message(err) -> str:
     """The hub's own words for an HTTP error (its X-Error-Message header), else the client's message."""
-    response = getattr(err, "response", None)
+    response = _response(err)
     message = response.headers.get("X-Error-Message") if response is not None else None
-    return message or str(err).splitlines()[0]
+    return message or (str(err).splitlines() or [type(err).__name__])[0]
 
 
 def hub_api(token: str | None = None, endpoint: str | None = None):

@@ -4,6 +4,7 @@
 `FaultInjector`, which answers chosen requests with a 503 or drops their connection:
 
     hub.faults.add("commit", "drop_after")   # the next commit lands, but its client never hears back
+    hub.faults.add("lfs_upload", "403")      # the next LFS transfer is refused as with an expired grant
     hub.faults.fired                         # [("commit", "drop_after")]: the fault really happened
     hub.faults.counts["lfs_upload"]          # requests seen per kind, faulty or not
 
@@ -19,13 +20,15 @@ from dataclasses import dataclass, field
 from hub_tools.local_hub.errors import HubError, error_response
 from hub_tools.local_hub.wire import drain, raw_path
 
-ACTIONS = ("503", "drop", "drop_after")
+ACTIONS = ("503", "403", "drop", "drop_after")
 
 
 @dataclass
 class Fault:
     target: str  # "lfs_upload", "commit", "preupload", "lfs_batch", "any"
-    action: str  # "503", "drop" (drop the connection before handling), "drop_after" (handle, then drop)
+    # "503"; "403" (as an expired LFS transfer grant is answered); "drop" (drop the connection before handling);
+    # "drop_after" (handle, then drop)
+    action: str
     times: int = 1
 
 
@@ -71,7 +74,7 @@ def _not_an_injected_drop(record: logging.LogRecord) -> bool:
 
 def classify(method: str, path: str) -> str:
     """The kind of a request, as faults target it: lfs_upload, commit, preupload, lfs_batch or other."""
-    if method == "PUT" and path.startswith("/api/lfs-upload/"):
+    if method == "PUT" and "/info/lfs/objects/" in path:
         return "lfs_upload"
     if method == "POST" and "/commit/" in path and path.startswith("/api/"):
         return "commit"
@@ -95,10 +98,13 @@ class FaultMiddleware:
         action = self.injector.take(classify(scope["method"], raw_path(scope)))
         if action is None:
             return await self.app(scope, receive, send)
-        if action == "503":
+        if action in ("503", "403"):
             await drain(receive)
-            response = error_response(HubError(503, "Service temporarily unavailable (injected fault)"))
-            return await response(scope, receive, send)
+            message = {
+                "503": "Service temporarily unavailable (injected fault)",
+                "403": "Invalid or expired LFS transfer URL: ask the batch endpoint for a new one (injected fault)",
+            }[action]
+            return await error_response(HubError(int(action), message))(scope, receive, send)
         if action == "drop":
             # Read part of the body (an upload in flight), then cut the connection.
             message = await receive()

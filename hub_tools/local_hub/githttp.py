@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import json
@@ -51,6 +52,7 @@ from dulwich.server import ReceivePackHandler, UploadPackHandler
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
+from hub_tools.local_hub.errors import from_os_error, header_value
 from hub_tools.local_hub.gitplumbing import fsync_dir
 from hub_tools.local_hub.gitstore import ZERO, GitStore, RefUpdate, Repo
 from hub_tools.repos import SHA256_PATTERN, URL_PREFIXES, git_blob_hasher
@@ -63,6 +65,7 @@ MAX_UPLOAD_PACK_REQUEST = 64 * 1024 * 1024  # wants and haves: a few MB even for
 MAX_RECEIVE_PACK = 2 * 1024**3  # plain files are at most 10 MB each (LFS carries the rest)
 MAX_LFS_BATCH = 8 * 1024 * 1024  # about 50,000 objects
 MAX_LFS_OBJECT = 64 * 1024**3
+WRITE_BATCH = 1024 * 1024  # an upload is hashed and written by the thread pool this many bytes at a time
 GRANT_SECONDS = 24 * 3600
 REALM = 'Basic realm="babyhub local hub", charset="UTF-8"'
 
@@ -144,21 +147,36 @@ class GitHttp:
 
     Args:
         store: the GitStore whose repos are served.
-        check_token: token -> user name, or None when the token is not valid.
+        check_token: token -> its user, or None when the token is not valid.
+        can_read: (user or None, repo) -> may clone it and download its LFS objects (default: public, or a user).
+        can_write: (user, repo) -> may push to it (default: any user).
+        can_upload: (user, repo) -> may upload LFS objects for it, e.g. for a pull request (default: any user).
+        find_repo: (repo type, repo id) -> the Repo or None (default: the store's exact lookup).
         max_receive_pack: largest pack a push may send (bytes).
+        run: `await run(fn, *args)` runs store work off the event loop (default: anyio's thread pool).
     """
 
     def __init__(
         self,
         store: GitStore,
         *,
-        check_token: Callable[[str], str | None],
+        check_token: Callable[[str], object | None],
+        can_read: Callable | None = None,
+        can_write: Callable | None = None,
+        can_upload: Callable | None = None,
+        find_repo: Callable | None = None,
         max_receive_pack: int = MAX_RECEIVE_PACK,
+        run: Callable | None = None,
     ):
         self.store = store
         self.check_token = check_token
+        self.can_read = can_read or (lambda user, repo: user is not None or not repo.private)
+        self.can_write = can_write or (lambda user, repo: user is not None)
+        self.can_upload = can_upload or self.can_write
+        self.find_repo = find_repo or store.get_repo
         self.max_receive_pack = max_receive_pack
         self._key = store.signing_key()
+        self.run = run or _to_thread
 
     # ---- mounting ----------------------------------------------------------------------------------------------
     def wrap(self, app):
@@ -185,6 +203,14 @@ class GitHttp:
             response = await self.handle(request, route)
         except GitHttpError as err:
             response = self._error(request, err)
+        except RecursionError:
+            response = self._error(request, GitHttpError(400, "The request is nested too deeply"))
+        except OSError as err:
+            known = from_os_error(err)
+            if known is None:
+                logger.exception("git http: unexpected error on %s %s", request.method, request.url.path)
+                known = GitHttpError(500, "Internal error in the local hub")
+            response = self._error(request, GitHttpError(known.status, known.message))
         except Exception as err:  # a bug or a damaged store must not leak a traceback
             status = getattr(err, "status", 500)
             message = getattr(err, "message", "Internal error in the local hub")
@@ -196,8 +222,10 @@ class GitHttp:
     @staticmethod
     def _error(request: Request, err: GitHttpError) -> Response:
         headers = {"WWW-Authenticate": REALM} if err.challenge or err.status == 401 else {}
+        headers["X-Error-Message"] = header_value(err.message)
         if "/info/lfs/" in request.url.path:
-            return JSONResponse({"message": err.message}, err.status, headers=headers, media_type=LFS_JSON)
+            body = {"message": err.message, "error": err.message}  # git-lfs reads `message`, huggingface_hub `error`
+            return JSONResponse(body, err.status, headers=headers, media_type=LFS_JSON)
         return Response(err.message + "\n", err.status, headers=headers, media_type="text/plain")
 
     # ---- auth --------------------------------------------------------------------------------------------------
@@ -210,18 +238,25 @@ class GitHttp:
             raise GitHttpError(401, "Invalid credentials", challenge=True)
         return user
 
-    def _repo(self, request: Request, route: GitRoute, *, write: bool) -> tuple[Repo, str | None]:
-        """The repo if this request may read it (write=False) or push to it (write=True); else 401/403/404."""
+    def _repo(self, request: Request, route: GitRoute, *, write: bool) -> tuple[Repo, object | None]:
+        """The repo if this request may read it (write=False) or push to it (write=True); else 401/403/404.
+
+        A repo the user may not read (private, or gated beyond the user's access) looks like a missing one.
+        """
         user = self._user(request)
         try:
-            repo = self.store.get_repo(route.repo_type, route.repo_id)
+            repo = self.find_repo(route.repo_type, route.repo_id)
         except Exception:  # an invalid name is a repo that does not exist
             repo = None
-        if user is None and (write or repo is None or repo.private):
+        if repo is not None and not self.can_read(user, repo):
+            repo = None
+        if user is None and (write or repo is None):
             what = "Pushing needs a token" if write else "Repository not found, or it needs a token"
             raise GitHttpError(401, f"{what}: {route.repo_type} {route.repo_id}", challenge=True)
         if repo is None:
             raise GitHttpError(404, f"Repository not found: {route.repo_type} {route.repo_id}")
+        if write and not self.can_write(user, repo):
+            raise GitHttpError(403, f"This token may not push to {route.repo_type} {repo.repo_id}")
         return repo, user
 
     # ---- routes ------------------------------------------------------------------------------------------------
@@ -369,7 +404,11 @@ class GitHttp:
         # Whether this is a read or a write is in the body: check what can be checked before reading it (the
         # token, the repo's existence and visibility), then read it with a small limit.
         repo, user = self._repo(request, route, write=False)
-        data = await _read_json(request, MAX_LFS_BATCH)
+        body = await _read_body(request, MAX_LFS_BATCH)
+        return await self.run(self._batch, request, route, repo, user, body)
+
+    def _batch(self, request: Request, route: GitRoute, repo: Repo, user: str | None, body: bytes) -> Response:
+        data = _parse_json(body)
         operation, objects = data.get("operation"), data.get("objects")
         if operation not in ("download", "upload") or not isinstance(objects, list):
             raise GitHttpError(422, "LFS batch needs 'operation' (download or upload) and a list of 'objects'")
@@ -377,7 +416,9 @@ class GitHttp:
             raise GitHttpError(409, "Only sha256 LFS objects are supported")
         if operation == "upload" and user is None:
             raise GitHttpError(401, f"Uploading needs a token: {route.repo_type} {route.repo_id}", challenge=True)
-        known = await anyio.to_thread.run_sync(self.store.lfs_objects, repo) if operation == "download" else None
+        if operation == "upload" and not self.can_upload(user, repo):
+            raise GitHttpError(403, f"This token may not upload to {route.repo_type} {repo.repo_id}")
+        known = self.store.lfs_objects(repo) if operation == "download" else None
         out = []
         for obj in objects:
             oid, size = (obj.get("oid"), obj.get("size")) if isinstance(obj, dict) else (None, None)
@@ -429,22 +470,29 @@ class GitHttp:
         sha256, sha1 = hashlib.sha256(), git_blob_hasher(size)
         total = 0
 
-        def absorb(f, chunk: bytes) -> None:
-            sha256.update(chunk)
-            sha1.update(chunk)
-            f.write(chunk)
+        def absorb(f, chunks: list[bytes]) -> None:
+            data = b"".join(chunks)
+            sha256.update(data)
+            sha1.update(data)
+            f.write(data)
 
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             with os.fdopen(fd, "wb") as f:
+                pending, pending_bytes = [], 0
                 async for chunk in request.stream():
                     total += len(chunk)
                     if total > size:
                         raise GitHttpError(400, f"Upload larger than the announced {size} bytes")
-                    await anyio.to_thread.run_sync(absorb, f, chunk)
+                    pending.append(chunk)
+                    pending_bytes += len(chunk)
+                    if pending_bytes >= WRITE_BATCH:  # one trip to the pool per MiB, not per socket read
+                        await self.run(absorb, f, pending)
+                        pending, pending_bytes = [], 0
+                await self.run(absorb, f, pending)
             if total != size or sha256.hexdigest() != oid:
                 raise GitHttpError(400, f"Upload does not match oid {oid} / size {size} (got {total} bytes)")
-            await anyio.to_thread.run_sync(self.store.adopt_lfs_object, tmp, oid, sha1.hexdigest())
+            await self.run(self.store.adopt_lfs_object, tmp, oid, sha1.hexdigest())
         finally:
             tmp.unlink(missing_ok=True)
         return Response(status_code=200)
@@ -520,8 +568,7 @@ def _inflated(inflate, chunk: bytes, step: int = 1 << 20) -> Iterator[bytes]:
         raise GitHttpError(400, "Malformed gzip body") from None
 
 
-async def _read_json(request: Request, limit: int) -> dict:
-    body = await _read_body(request, limit)
+def _parse_json(body: bytes) -> dict:
     try:
         data = json.loads(body)
     except (ValueError, RecursionError):
@@ -529,6 +576,10 @@ async def _read_json(request: Request, limit: int) -> dict:
     if not isinstance(data, dict):
         raise GitHttpError(422, "Expected a JSON object")
     return data
+
+
+async def _to_thread(fn: Callable, *args):
+    return await anyio.to_thread.run_sync(functools.partial(fn, *args))
 
 
 async def _drain(request: Request) -> None:

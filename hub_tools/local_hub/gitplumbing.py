@@ -156,11 +156,11 @@ def write_objects(git: DulwichRepo, objects: list, lock: threading.RLock | None 
     pack_dir = Path(git.object_store.pack_dir)
     tmp_pack, tmp_idx = pack_dir / f"tmp_pack_{uuid.uuid4().hex}", pack_dir / f"tmp_idx_{uuid.uuid4().hex}"
     try:
-        with open(tmp_pack, "wb") as f:
+        with _private(tmp_pack) as f:
             entries, checksum = write_pack_objects(f.write, objects, git.object_store.object_format)
             f.flush()
             os.fsync(f.fileno())
-        with open(tmp_idx, "wb") as f:
+        with _private(tmp_idx) as f:
             index = sorted((sha, offset, crc) for sha, (offset, crc) in entries.items())
             write_pack_index(f, index, checksum, version=2)
             f.flush()
@@ -172,6 +172,11 @@ def write_objects(git: DulwichRepo, objects: list, lock: threading.RLock | None 
         tmp_pack.unlink(missing_ok=True)
         tmp_idx.unlink(missing_ok=True)
     fsync_dir(pack_dir)
+
+
+def _private(path: Path):
+    """A new file open for writing, readable by its owner only (0600, whatever the umask)."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb")
 
 
 def merge_packs(
@@ -281,12 +286,34 @@ def needs_migration(root: Path) -> bool:
     return (root / "blobs").is_dir() or any((root / "repos").glob("*/*/*/repo.json"))
 
 
+def _finish_move(staging: Path) -> None:
+    """Put a repo a crash left in its `.NAME.git.<id>.moving` folder (a rename under way) at NAME.git."""
+    name = staging.name[1:].rsplit(".", 2)[0]
+    target = staging.with_name(name)
+    if target.exists() or not name.endswith(".git"):
+        logger.warning("local hub: %s is a repo left mid-rename; %s exists: move it by hand", staging, target)
+        return
+    meta_path = staging / "babyhub.json"
+    try:
+        meta = json.loads(meta_path.read_bytes())
+        meta["id"] = f"{staging.parent.name}/{name[:-4]}"
+        write_json_atomic(meta_path, meta)
+    except (OSError, ValueError) as err:
+        logger.warning("local hub: %s is a repo left mid-rename without readable metadata (%s)", staging, err)
+        return
+    os.replace(staging, target)
+    fsync_dir(staging.parent)
+    logger.info("local hub: finished renaming %s to %s", staging.name, target.name)
+
+
 def remove_leftovers(root: Path) -> list[str]:
     """Remove what a crash leaves behind; the names removed (relative to the root).
 
-    Temp files and uploads in `tmp/`, repo staging folders (`.NAME.git.*.creating`), dot-temp files of atomic
-    writes, git lock files (a stale `refs/heads/main.lock` would block every later push) and dulwich's
-    half-written `tmp*.pack` files. Only call it from the process that owns the root (see GitStore(own=)).
+    Temp files and uploads in `tmp/` (deleted repos on their way out included), repo staging folders
+    (`.NAME.git.*.creating`, `.migrating`), dot-temp files of atomic writes, git lock files (a stale
+    `refs/heads/main.lock` would block every later push) and dulwich's half-written `tmp*.pack` files; a repo left
+    mid-rename (`.moving`) is put at its new name. Only call it from the process that owns the root (see
+    GitStore(own=)).
     """
     removed = []
     root = Path(root)
@@ -308,6 +335,8 @@ def remove_leftovers(root: Path) -> list[str]:
         for entry in ns.iterdir():
             if entry.name.startswith(".") and entry.name.endswith((".creating", ".migrating")):
                 drop(entry)
+            elif entry.name.startswith(".") and entry.name.endswith(".moving"):
+                _finish_move(entry)  # a whole repo between two names: never dropped
         for repo in ns.glob("*.git"):
             for lock in repo.glob("refs/**/*.lock"):
                 drop(lock)

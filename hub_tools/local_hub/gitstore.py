@@ -1,9 +1,11 @@
 """The local hub's repos as bare git repositories, with LFS content in a content-addressed store.
 
-This is `storage.Store`'s replacement (issue 14): the same public interface (`GitStore` for `Store`, the same
-`Repo`, the same return shapes), so the server swaps one import; plus the faster calls the handlers should move to
-(`tree_view`, `commit_info`, `read_file`). Layout under the root, created 0700 so that a private repo is nobody
-else's to read, whatever the umask:
+The local hub's store since issue 14 (it replaced the JSON store of `storage.py`). Handlers read through the fast
+calls: `resolve`, `tree_view(repo, commit)` (listings, paths-info, file lookups), `walk`/`history`, `read_file`,
+`read_blob`, `commit_info`. The JSON store's interface is kept for code written against it (`get_commit(...)
+["files"]` as a lazy mapping, `blob_path`, `put_bytes`, `has_blob`): it works, but costs more per file (a plain
+file's sha256 is hashed on first use). Layout under the root, created 0700 so that a private repo is nobody else's
+to read, whatever the umask:
 
     FORMAT                              "babyhub-git 1" (a root without it is migrated on open: migrate.py)
     owner.lock                          flock held by the process that owns the root (it cleans leftovers at start)
@@ -43,6 +45,8 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import heapq
+import itertools
 import json
 import logging
 import os
@@ -62,7 +66,8 @@ from dulwich.objects import Blob, Commit, Tree, parse_tree
 from dulwich.repo import Repo as DulwichRepo
 
 from hub_tools.local_hub import lfs
-from hub_tools.local_hub import storage as _api  # HubError and the name checks the server already answers with
+from hub_tools.local_hub.cards import InvalidMetadata, read_front_matter
+from hub_tools.local_hub.errors import HubError, bad_request
 from hub_tools.local_hub.gitplumbing import (
     BLOBINFO,
     fsync_dir,
@@ -91,15 +96,23 @@ from hub_tools.local_hub.gittrees import (
     MODE_TREE,
     FileEntry,
     FileMap,
+    FileMapEntry,
     TreeEditor,
     TreeView,
 )
-from hub_tools.repos import COMMIT_PATTERN, REPO_TYPES, SHA256_PATTERN, git_blob_hasher, git_blob_sha1
+from hub_tools.local_hub.storage import check_path, is_control
+from hub_tools.repos import (
+    COMMIT_PATTERN,
+    PR_REF_PATTERN,
+    REPO_TYPES,
+    SHA256_PATTERN,
+    check_ref_name,
+    check_repo_id,
+    git_blob_hasher,
+    git_blob_sha1,
+)
 
 logger = logging.getLogger("babyhub.local_hub.gitstore")
-
-HubError = _api.HubError
-bad_request = _api.bad_request
 
 FORMAT = "babyhub-git 1"
 MAX_PACKS = 16  # more packs than this in a repo and the small ones are merged (each lookup probes every pack)
@@ -140,14 +153,6 @@ class _LRU:
         return value
 
 
-def check_path(path: str) -> str:
-    """The server's path check, plus git's: no folder or file may be called `.git` at any depth."""
-    _api.check_path(path)
-    if any(part.lower() == ".git" for part in path.split("/")):
-        raise bad_request(f"Invalid path {path!r}: '.git' is not allowed as a file or folder name")
-    return path
-
-
 # ---- what the store returns ----------------------------------------------------------------------------------------
 @dataclass
 class Repo:
@@ -160,7 +165,12 @@ class Repo:
 
     @property
     def private(self) -> bool:
-        return bool(self.meta.get("private"))
+        return self.meta.get("private") is True
+
+    @property
+    def gated(self) -> str | bool:
+        """False, "auto" or "manual" (as the Hub's `gated` setting)."""
+        return self.meta.get("gated") or False
 
 
 @dataclass(frozen=True)
@@ -174,6 +184,7 @@ class CommitInfo:
     message: str
     author: str
     date: str
+    commit_time: int = 0  # committer time (POSIX): what `git log` orders by
 
     def to_json(self) -> dict:
         """The item of the Hub's commits listing."""
@@ -364,7 +375,7 @@ class GitStore:
             self.adopt_lfs_object(tmp, sha256, git_blob_sha1(data))
         return lfs.Pointer(sha256, len(data))
 
-    # The old names, for the server as it is (storage.Store's interface).
+    # The JSON store's names, for code written against it (see the module docstring).
     def blob_path(self, sha256: str) -> Path:
         """storage.Store.blob_path: a readable file with content `sha256` (LFS object, or a plain blob written out).
 
@@ -416,7 +427,7 @@ class GitStore:
     def repo_dir(self, repo_type: str, repo_id: str) -> Path:
         if repo_type not in REPO_TYPES:
             raise bad_request(f"Invalid repo type {repo_type!r}: expected one of {', '.join(REPO_TYPES)}")
-        _api.check_repo_id(repo_id)
+        check_repo_id(repo_id)
         namespace, name = repo_id.split("/")
         path = self.root / "repos" / f"{repo_type}s" / namespace / f"{name}.git"
         if path.parent.is_symlink() or path.is_symlink():  # never follow a link out of the root
@@ -492,11 +503,43 @@ class GitStore:
             shutil.rmtree(trash, ignore_errors=True)
 
     def set_private(self, repo: Repo, private: bool) -> None:
+        """Make a repo private or public; only a bool is a visibility (`None`, 0 or "" would be read as public)."""
         if not isinstance(private, bool):
             raise bad_request(f"'private' must be true or false, not {private!r}")
+        self.update_meta(repo, {"private": private})
+
+    def update_meta(self, repo: Repo, changes: dict) -> None:
+        """Set settings kept beside a repo's content (`private`, `gated`, `sdk`): JSON values, None removes a key."""
         with self.lock:
-            repo.meta["private"] = private
-            write_json_atomic(repo.dir / "babyhub.json", repo.meta)
+            meta = json.loads((repo.dir / "babyhub.json").read_bytes())
+            for key, value in changes.items():
+                if value is None:
+                    meta.pop(key, None)
+                else:
+                    meta[key] = value
+            write_json_atomic(repo.dir / "babyhub.json", meta)
+            repo.meta.clear()
+            repo.meta.update(meta)
+
+    def move_repo(self, repo: Repo, new_repo_id: str) -> Repo:
+        """Rename or transfer a repo with all its history and refs; 409 when the new id is taken."""
+        with self.lock:
+            dest = self.repo_dir(repo.repo_type, new_repo_id)
+            if dest.exists() and dest != repo.dir:
+                raise HubError(409, f"A {repo.repo_type} repo {new_repo_id} already exists")
+            handle = self._handles.pop(repo.dir, None)
+            if handle is not None:
+                handle.close()
+            dest.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            staging = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.moving")
+            os.replace(repo.dir, staging)  # a case-only rename goes through a staging name
+            meta = {**repo.meta, "id": new_repo_id}
+            write_json_atomic(staging / "babyhub.json", meta)
+            os.replace(staging, dest)
+            fsync_dir(dest.parent)
+            if repo.dir.parent != dest.parent:
+                fsync_dir(repo.dir.parent)
+            return Repo(repo.repo_type, new_repo_id, dest, meta)
 
     # ---- open repositories ---------------------------------------------------------------------------------------
     def _handle(self, repo: Repo) -> _Handle:
@@ -560,6 +603,7 @@ class GitStore:
             message=message,
             author=identity_user(commit.author),
             date=iso_date(commit.author_time),
+            commit_time=commit.commit_time,
         )
         return self._commits.put(oid, info)
 
@@ -609,20 +653,23 @@ class GitStore:
 
     # ---- refs ----------------------------------------------------------------------------------------------------
     def refs(self, repo: Repo) -> dict:
-        """{"branches": {name: commit}, "tags": {name: commit}} (annotated tags peeled to their commit)."""
+        """{"branches": {name: commit}, "tags": {name: commit}, "pulls": {"N": commit}} (annotated tags peeled).
+
+        `pulls` are the pull request refs `refs/pr/N`, as on the Hub (git fetches them like any ref).
+        """
         handle = self._handle(repo)
         cached = handle.refs_cache
         if cached is None:
             cached = handle.refs_cache = self._read_refs(handle)
-        return {"branches": dict(cached["branches"]), "tags": dict(cached["tags"])}
+        return {kind: dict(names) for kind, names in cached.items()}
 
     def _read_refs(self, handle: _Handle) -> dict:
-        out = {"branches": {}, "tags": {}}
+        out = {"branches": {}, "tags": {}, "pulls": {}}
         with handle.lock:
             raw = handle.git.refs.as_dict()
         for ref, sha in raw.items():
             ref = ref.decode("utf-8", "replace")
-            for prefix, kind in (("refs/heads/", "branches"), ("refs/tags/", "tags")):
+            for prefix, kind in (("refs/heads/", "branches"), ("refs/tags/", "tags"), ("refs/pr/", "pulls")):
                 if ref.startswith(prefix):
                     out[kind][ref[len(prefix) :]] = self._peel(handle, sha.decode())
         return out
@@ -639,9 +686,11 @@ class GitStore:
         return oid
 
     def resolve(self, repo: Repo, revision: str) -> str:
-        """Branch, tag or full commit id (also a pre-migration one) -> commit id; RevisionNotFound otherwise."""
+        """Branch, tag, `refs/pr/N` or full commit id (or a pre-migration id) -> commit id, else RevisionNotFound."""
         refs = self.refs(repo)
         rev = revision
+        if isinstance(rev, str) and PR_REF_PATTERN.match(rev) and rev[len("refs/pr/") :] in refs["pulls"]:
+            return refs["pulls"][rev[len("refs/pr/") :]]
         for prefix in ("refs/heads/", "refs/tags/"):
             if isinstance(rev, str) and rev.startswith(prefix):
                 rev = rev[len(prefix) :]
@@ -668,7 +717,7 @@ class GitStore:
 
     def create_ref(self, repo: Repo, kind: str, name: str, target: str) -> None:
         """Create branch or tag `name` at commit `target`; 409 when a branch or tag of that name exists."""
-        _api.check_ref_name(name)
+        check_ref_name(name)
         prefix = {"branches": "refs/heads/", "tags": "refs/tags/"}[kind]
         handle = self._handle(repo)
         if self.commit_info(repo, target) is None:
@@ -705,6 +754,41 @@ class GitStore:
                 handle.refs_cache = None
             fsync_ref(repo.dir, f"{prefix}{name}")
 
+    def pr_refs(self, repo: Repo) -> dict[int, str]:
+        """{N: head commit} of the repo's pull request refs `refs/pr/N`."""
+        return {int(num): oid for num, oid in self.refs(repo)["pulls"].items() if num.isdigit()}
+
+    def create_pr_ref(self, repo: Repo, num: int, target: str) -> None:
+        """Create `refs/pr/{num}` at commit `target` (a pull request's branch); 409 when it exists."""
+        if not isinstance(num, int) or num <= 0:
+            raise bad_request(f"Invalid pull request number {num!r}")
+        handle = self._handle(repo)
+        if self.commit_info(repo, target) is None:
+            raise HubError(404, f"Invalid rev id: {target}", "RevisionNotFound")
+        with handle.writing():
+            try:
+                with handle.lock:
+                    ok = handle.git.refs.add_if_new(f"refs/pr/{num}".encode(), target.encode())
+            finally:
+                handle.refs_cache = None
+            if not ok:
+                raise HubError(409, f"Reference refs/pr/{num} already exists")
+            fsync_ref(repo.dir, f"refs/pr/{num}")
+
+    def squash(self, repo: Repo, branch: str, *, title: str, message: str, author: str) -> str:
+        """Replace a branch's history by one commit holding its current files (the Hub's super-squash); its id."""
+        handle = self._handle(repo)
+        with handle.writing():
+            handle.refs_cache = None
+            branches = self.refs(repo)["branches"]
+            if branch not in branches:
+                raise HubError(404, f"Invalid rev id: {branch} is not a branch", "RevisionNotFound")
+            head = branches[branch]
+            commit = new_commit(self._commit(handle, head).tree, [], title, message, author, time.time())
+            write_objects(handle.git, [commit], lock=handle.lock)
+            self._move_ref(handle, f"refs/heads/{branch}", head, commit.id.decode())
+            return commit.id.decode()
+
     # ---- reading commits and trees -------------------------------------------------------------------------------
     def get_commit(self, repo: Repo, oid: str) -> dict | None:
         """storage.Store.get_commit: {id, parents, title, message, author, date, files}; None when unknown.
@@ -726,28 +810,46 @@ class GitStore:
         }
 
     def history(self, repo: Repo, oid: str) -> list[dict]:
-        """Commits from `oid` back to the first one, following first parents (newest first), without `files`."""
+        """Every commit `oid` reaches, in `git log`'s order, without `files` (id, parents, title, message, ...).
+
+        `git log` walks a queue ordered by committer date, newest first, where commits of the same date keep the
+        order they were queued in (parents in their order, as each commit is shown); the same walk here, so a
+        clone's `git log` and the Hub's commit listing agree, merges and same-second commits included.
+        """
+        return [
+            {
+                "id": info.id,
+                "parents": list(info.parents),
+                "title": info.title,
+                "message": info.message,
+                "author": info.author,
+                "date": info.date,
+            }
+            for info in self.walk(repo, oid)
+        ]
+
+    def walk(self, repo: Repo, oid: str) -> Iterator[CommitInfo]:
+        """The commits `oid` reaches, parsed, in `git log`'s order (see `history`); a missing parent ends a line."""
         handle = self._handle(repo)
-        out = []
-        seen = set()
-        while oid and oid not in seen:
-            seen.add(oid)
+        order = itertools.count()
+        queue: list = []
+        seen = {oid}
+
+        def push(commit: str) -> None:
             try:
-                info = self._commit(handle, oid)
-            except KeyError:
-                break
-            out.append(
-                {
-                    "id": info.id,
-                    "parents": list(info.parents),
-                    "title": info.title,
-                    "message": info.message,
-                    "author": info.author,
-                    "date": info.date,
-                }
-            )
-            oid = info.parents[0] if info.parents else None
-        return out
+                info = self._commit(handle, commit)
+            except KeyError:  # a shallow or damaged history: nothing behind it
+                return
+            heapq.heappush(queue, (-info.commit_time, next(order), info))
+
+        push(oid)
+        while queue:
+            info = heapq.heappop(queue)[2]
+            yield info
+            for parent in info.parents:
+                if parent not in seen:
+                    seen.add(parent)
+                    push(parent)
 
     def tree_view(self, repo: Repo, commit: str) -> TreeView:
         """The file tree of commit `commit` (an id: resolve a revision first)."""
@@ -772,6 +874,16 @@ class GitStore:
             raise _corrupt(self._handle(repo), f"object {oid} is not a blob")
         return data
 
+    def read_bytes(self, repo: Repo, entry) -> bytes:
+        """The whole content of a file (a `FileEntry`, or an entry of `get_commit()["files"]`): small files only."""
+        if isinstance(entry, FileMapEntry):
+            entry = entry.entry
+        if isinstance(entry, FileEntry):
+            return b"".join(self.read_file(repo, entry))
+        if entry.get("lfs"):
+            return self.lfs_path(entry["sha256"]).read_bytes()
+        return self.blob_path(entry["sha256"]).read_bytes()
+
     def _sha256_of(self, handle: _Handle, oid: str) -> str:
         sha = self._sha256_of_blob.get(oid)
         if sha is None:
@@ -791,8 +903,9 @@ class GitStore:
         message: str,
         author: str,
         parent_commit: str | None = None,
+        extra_parents: list[str] | None = None,
     ) -> str:
-        """Apply operations to `branch` as one git commit; its id.
+        """Apply operations to `branch` (or a pull request's `refs/pr/N`) as one git commit; its id.
 
         Operations (storage.Store's shape): ("add", path, entry), ("delete", path, None), ("delete_folder", path,
         None). An add's entry is {"content": bytes} (new code: no staging), {"sha256", "size", "lfs": True} (an
@@ -800,20 +913,32 @@ class GitStore:
         is stored as a plain blob or an LFS pointer is `lfs.LfsRule`'s decision; an LFS file that the tree's
         `.gitattributes` does not track gets a line there, so a `git clone` smudges it.
 
+        `extra_parents` come after the head in the new commit's parents (a merge names the merged head there).
+
         Raises HubError: 404 RevisionNotFound (not a branch), 412 (`parent_commit` is not the head), 400 (a path
-        that is a file and a folder, a bad operation), 404 EntryNotFound (deleting what is not there).
+        that is a file and a folder, a bad operation, a `parentCommit` that is not a commit id), 404 EntryNotFound
+        (deleting what is not there).
         """
-        if parent_commit is not None and not isinstance(parent_commit, str):
-            raise bad_request(f"'parentCommit' must be a commit id string, not {parent_commit!r}")
+        if parent_commit is not None and (
+            not isinstance(parent_commit, str) or not COMMIT_PATTERN.match(parent_commit)
+        ):
+            raise bad_request(f"'parentCommit' must be a 40-character commit id, not {parent_commit!r}")
         if isinstance(branch, str) and branch.startswith("refs/heads/"):
             branch = branch[len("refs/heads/") :]
+        pull = isinstance(branch, str) and PR_REF_PATTERN.match(branch)
+        ref = branch if pull else f"refs/heads/{branch}"
         handle = self._handle(repo)
         with handle.writing():
             handle.refs_cache = None
-            branches = self.refs(repo)["branches"]
-            if branch not in branches:
+            refs = self.refs(repo)
+            heads = refs["pulls"] if pull else refs["branches"]
+            name = branch[len("refs/pr/") :] if pull else branch
+            if name not in heads:
                 raise HubError(404, f"Invalid rev id: {branch} is not a branch", "RevisionNotFound")
-            head = branches[branch]
+            head = heads[name]
+            for extra in extra_parents or []:
+                if self.commit_info(repo, extra) is None:
+                    raise HubError(404, f"Invalid rev id: {extra}", "RevisionNotFound")
             if parent_commit and parent_commit != head:
                 raise HubError(412, f"A commit has happened since {parent_commit}. Please refresh and try again.")
             editor = TreeEditor(lambda oid: self._tree(handle, oid), self._commit(handle, head).tree)
@@ -823,7 +948,7 @@ class GitStore:
                 kind, path, entry = op
                 check_path(path.rstrip("/") if kind == "delete_folder" else path)
                 if kind == "add":
-                    mode, blob, is_lfs = self._blob_for(path, entry)
+                    mode, blob, is_lfs = self._blob_for(path, entry, handle)
                     if editor.get(path) != (mode, blob.id.decode()):  # an unchanged file is not written again
                         new_objects.setdefault(blob.id, blob)
                     editor.put(path, mode, blob.id.decode())
@@ -836,19 +961,28 @@ class GitStore:
                 else:
                     raise bad_request(f"Unknown operation {kind!r} for {path!r}")
             self._apply_lfs_rule(handle, editor, new_objects, lfs_paths)
+            readme = editor.get("README.md")
+            if readme is not None and readme != self._tree(handle, self._commit(handle, head).tree).get("README.md"):
+                problem = readme_problem(self._blob_data(handle, new_objects, readme[1]))
+                if problem:
+                    raise bad_request(problem)
             trees, root = editor.build()
             for tree in trees:
                 new_objects.setdefault(tree.id, tree)
-            commit = new_commit(root, [head], title, message, author, time.time())
+            commit = new_commit(root, [head, *(extra_parents or [])], title, message, author, time.time())
             new_objects[commit.id] = commit
             write_objects(handle.git, list(new_objects.values()), lock=handle.lock)
             self._remember_blobs(handle, [o for o in new_objects.values() if isinstance(o, Blob)])
-            self._move_ref(handle, f"refs/heads/{branch}", head, commit.id.decode())
+            self._move_ref(handle, ref, head, commit.id.decode())
             self._maybe_merge_packs(handle)
             return commit.id.decode()
 
-    def _blob_for(self, path: str, entry: dict) -> tuple[int, Blob, bool]:
-        """(mode, git blob, is LFS) of an added file: a pointer blob for LFS content, the content otherwise."""
+    def _blob_for(self, path: str, entry: dict, handle: _Handle | None = None) -> tuple[int, Blob, bool]:
+        """(mode, git blob, is LFS) of an added file: a pointer blob for LFS content, the content otherwise.
+
+        A plain file given as an entry of `get_commit()["files"]` (a merge, a copy) is read from this repo by its
+        blob id (`sha1`).
+        """
         if not isinstance(entry, Mapping):
             raise bad_request(f"Cannot add {path!r}: no content")
         if "content" in entry:
@@ -863,11 +997,14 @@ class GitStore:
             self.freshen_lfs_object(sha256)
             return MODE_FILE, Blob.from_string(lfs.Pointer(sha256, size).encode()), True
         else:
-            sha256 = entry.get("sha256")
-            try:
-                data = self.lfs_path(sha256).read_bytes()
-            except FileNotFoundError:
-                raise bad_request(f"Content {sha256} for {path} was not staged") from None
+            sha256, sha1 = entry.get("sha256"), entry.get("sha1")
+            if handle is not None and isinstance(sha1, str) and COMMIT_PATTERN.match(sha1) and handle.has(sha1):
+                data = _read(handle, sha1)[1]
+            else:
+                try:
+                    data = self.lfs_path(sha256).read_bytes()
+                except FileNotFoundError:
+                    raise bad_request(f"Content {sha256} for {path} was not staged") from None
         if path != ".gitattributes" and lfs.LfsRule().wants_lfs(path, len(data)):
             pointer = self.put_lfs_bytes(data)
             return MODE_FILE, Blob.from_string(pointer.encode()), True
@@ -947,7 +1084,7 @@ class GitStore:
         if prefix is None:
             return "only branches (refs/heads/) and tags (refs/tags/) can be pushed"
         try:
-            _api.check_ref_name(update.ref[len(prefix) :])
+            check_ref_name(update.ref[len(prefix) :])
         except (HubError, ValueError) as err:  # HubError today; repos.InvalidName (a ValueError) on the hub branch
             return getattr(err, "message", None) or str(err)
         if update.new == ZERO:
@@ -1006,6 +1143,12 @@ class GitStore:
                 return f"{path!r}: file names must be UTF-8"
             if name.lower() == ".git":
                 return f"{path}: '.git' is not allowed as a file or folder name"
+            if any(is_control(c) for c in name) or "\\" in name:
+                return f"{path!r}: control characters and backslashes are not allowed in file names"
+            if path == "README.md" and mode != MODE_TREE:
+                problem = readme_problem(_read(handle, sha)[1])
+                if problem:
+                    return problem
             if mode == MODE_TREE:
                 old = base_entries.get(name)
                 problem = self._check_tree(
@@ -1061,12 +1204,12 @@ class GitStore:
         """
         handle = self._handle(repo)
         refs = self.refs(repo)
-        key = tuple(sorted(refs["branches"].items())) + tuple(sorted(refs["tags"].items()))
+        key = tuple((kind, tuple(sorted(names.items()))) for kind, names in sorted(refs.items()))
         cached = self._lfs_sets.get(repo.dir)
         if cached and cached[0] == key:
             return cached[1]
         found: set[str] = set()
-        for oid in self._ancestors(handle, [*refs["branches"].values(), *refs["tags"].values()]):
+        for oid in self._ancestors(handle, [oid for names in refs.values() for oid in names.values()]):
             found |= self._tree_lfs(handle, self._commit(handle, oid).tree)
         result = frozenset(found)
         self._lfs_sets[repo.dir] = (key, result)
@@ -1086,6 +1229,19 @@ class GitStore:
                 if pointer:
                     found.add(pointer.oid)
         return self._tree_lfs_cache.put(tree, frozenset(found), len(found) + 1)
+
+
+def readme_problem(data: bytes) -> str | None:
+    """Why a repo's README.md cannot be stored (its metadata does not load), or None; an LFS README has no card."""
+    if lfs.parse_pointer(data) is not None:
+        return None
+    try:
+        read_front_matter(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        return "Invalid metadata in README.md: the file is not UTF-8 text"
+    except InvalidMetadata as err:
+        return f"Invalid metadata in README.md: {err}"
+    return None
 
 
 def _read(handle: _Handle, oid: str) -> tuple[int, bytes]:

@@ -15,13 +15,11 @@ from typing import TYPE_CHECKING
 from dulwich.objects import Tree
 
 from hub_tools.local_hub import lfs
-from hub_tools.local_hub import storage as _api
+from hub_tools.local_hub.errors import HubError, bad_request
 
 if TYPE_CHECKING:
     from hub_tools.local_hub.gitstore import GitStore, Repo, _Handle
 
-HubError = _api.HubError
-bad_request = _api.bad_request
 MODE_FILE, MODE_EXEC, MODE_LINK, MODE_TREE, MODE_GITLINK = 0o100644, 0o100755, 0o120000, 0o040000, 0o160000
 
 
@@ -137,6 +135,10 @@ class TreeView:
         """(path, mode, blob id) of every file, sorted by path."""
         return sorted((p, m, o) for p, m, o in self._flat(self.root) if m != MODE_TREE)
 
+    def file_entries(self) -> list[FileEntry]:
+        """Every file of the tree as a FileEntry, sorted by path (sizes from the store's blob-info cache)."""
+        return [self._file(p, m, o) for p, m, o in self.files()]
+
     def dirs(self) -> frozenset[str]:
         """Every folder path of the tree (built once per tree id)."""
         return frozenset(p for p, m, _ in self._flat(self.root) if m == MODE_TREE)
@@ -168,7 +170,7 @@ class FileMap(Mapping):
         entry = self._view.file(path) if path and not path.endswith("/") else None
         if entry is None:
             raise KeyError(path)
-        return _LegacyEntry(self._view, entry)
+        return FileMapEntry(self._view, entry)
 
     def __contains__(self, path) -> bool:
         return isinstance(path, str) and bool(path) and self._view.file(path) is not None
@@ -182,11 +184,15 @@ class FileMap(Mapping):
         return sum(1 for _ in self)
 
     @property
+    def file_entries(self) -> list[FileEntry]:
+        """Every file of the tree as a FileEntry, sorted by path (sizes from the store's blob-info cache)."""
+        return [self._file(p, m, o) for p, m, o in self.files()]
+
     def dirs(self) -> frozenset[str]:
         return self._view.dirs()
 
 
-class _LegacyEntry(Mapping):
+class FileMapEntry(Mapping):
     """One file of a FileMap as storage.Store described it; `sha256` of a plain blob is hashed on first use."""
 
     _KEYS = ("sha256", "size", "sha1", "lfs")
@@ -194,6 +200,10 @@ class _LegacyEntry(Mapping):
     def __init__(self, view: TreeView, entry: FileEntry):
         self._view = view
         self._entry = entry
+
+    @property
+    def entry(self) -> FileEntry:
+        return self._entry
 
     def __getitem__(self, key: str):
         entry = self._entry

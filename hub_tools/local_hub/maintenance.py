@@ -230,7 +230,7 @@ def _fsck_repo(root: Path, label: str, path: Path, hash_lfs: bool, report: FsckR
         if "refs/heads/main" not in refs:
             problem("refs", "the repo has no main branch")
         for name, oid in sorted(refs.items(), key=lambda item: (item[0] != "refs/heads/main", item[0])):
-            if name.startswith(("refs/heads/", "refs/tags/")):
+            if name.startswith(("refs/heads/", "refs/tags/", "refs/pr/")):
                 walker.ref(name.split("/", 2)[2] if name.startswith("refs/heads/") else name, oid)
         for oid, (size, pointer) in read_blobinfo(path / "babyhub-blobinfo").items():
             known = walker.blobs.get(oid)
@@ -334,7 +334,7 @@ def _gc_repo(path: Path, label: str, cutoff: float, report: GcReport) -> set[str
 
             walker = _Walker(git, label, False, fail)
             for name, oid in git.refs.as_dict().items():
-                if name.startswith((b"refs/heads/", b"refs/tags/")):
+                if name.startswith((b"refs/heads/", b"refs/tags/", b"refs/pr/")):
                     walker.ref(name.decode("utf-8", "replace"), oid.decode())
             reachable = walker.seen
             store = git.object_store

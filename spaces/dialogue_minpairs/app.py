@@ -34,8 +34,9 @@ def load_metric():
 
 
 def metric_methods() -> list[str]:
-    """The scoring methods the metric accepts, read from its module (the scorer's METHODS): the menu never drifts."""
-    return list(sys.modules[type(load_metric()).__module__].METHODS)
+    """The scoring methods the metric accepts, read from its module (the scorer's METHODS and LEGACY_METHODS): the
+    menu never drifts."""
+    return list(sys.modules[type(load_metric()).__module__].ALL_METHODS)
 
 
 def read_rows(table) -> list[list[str]]:

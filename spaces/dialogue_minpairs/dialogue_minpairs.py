@@ -1,15 +1,19 @@
 """Dialogue minimal pairs: does a language model prefer the child's real answer to a caregiver's turn?
 
-An `evaluate` metric (and a Space). The scoring is babyhub's scorer (`scoring.py`, placed beside this
-file by babyhub's Space bundle and linked here in a checkout), so the accuracy equals
-`babyhub eval minpairs` for every method.
+An `evaluate` metric (and a Space). The scoring is babyhub's scorer (`scoring.py`) and the interval its
+statistics (`stats.py`), both placed beside this file by babyhub's Space bundle and linked here in a checkout,
+so the accuracy and its 95 % interval equal `babyhub eval minpairs`'s for every method.
 """
 
 import datasets
 import evaluate
 
 from .dialogue import TURN_SEPARATOR
-from .scoring import METHODS, Scorer, compare_pairs, default_workers, score_minimal_pairs
+from .scoring import LEGACY_METHODS, METHODS, Scorer, compare_pairs, default_workers, score_minimal_pairs
+from .stats import accuracy_interval
+
+# Every method the metric accepts: the scorer's, and the legacy one that reproduces published numbers.
+ALL_METHODS = (*METHODS, *LEGACY_METHODS)
 
 _CITATION = """\
 @inproceedings{padovani-etal-2025-dialogue,
@@ -43,12 +47,16 @@ Args:
         - `sequence_mean`: mean token log-probability of `prompt + " " + answer` (the DPO write-up's numbers);
         - `sequence_sum_bow`: summed log-probability of the same text with the beginning-of-word correction
           (the later evaluation script's numbers);
-        - `answer_sum` / `answer_mean`: log-probability of the answer given the prompt, summed / averaged.
+        - `answer_sum` / `answer_mean`: log-probability of the answer given the prompt, summed / averaged;
+        - `sequence_sum_bow_legacy`: as `sequence_sum_bow` with minicons 0.3.8's beginning-of-word correction
+          (to reproduce numbers computed with it).
     batch_size (`int`, default 256): texts per forward pass (on a CPU, whole batches run on one worker per core).
     device (`str`, default `"cpu"`): torch device.
     return_margins (`bool`, default `False`): also return each pair's score(chosen) - score(rejected).
 Returns:
     accuracy (`float`): share of pairs whose chosen answer scores strictly higher, in [0, 1].
+    ci95_low, ci95_high (`float`): the accuracy's 95 % interval (Wilson's score interval: closed form, inside
+        [0, 1], close to 95 % coverage even for few pairs); on 7,548 pairs it is about ± 1.1 points wide.
     n (`int`): number of pairs.
     ties (`int`): pairs whose two answers score exactly the same (counted as wrong).
     margins (`list` of `float`, only with `return_margins=True`): per-pair score differences.
@@ -59,11 +67,13 @@ Examples:
     >>> metric = evaluate.load("NS/dialogue_minpairs")  # doctest: +SKIP
     >>> baby = "bbunzeck/another-llama"  # doctest: +SKIP
 
-    Two identical answers always tie, whatever the model, and a tie is not a correct pair:
+    Two identical answers always tie, whatever the model, and a tie is not a correct pair; one pair says little,
+    so the 95 % interval of its accuracy is wide:
 
-    >>> metric.compute(prompt=["*MOT: what is that ?"], chosen=["*CHI: a dog ."], rejected=["*CHI: a dog ."],
-    ...                model_id=baby)
-    {'accuracy': 0.0, 'n': 1, 'ties': 1}
+    >>> result = metric.compute(prompt=["*MOT: what is that ?"], chosen=["*CHI: a dog ."],
+    ...                         rejected=["*CHI: a dog ."], model_id=baby)
+    >>> {key: round(value, 4) for key, value in result.items()}
+    {'accuracy': 0.0, 'ci95_low': 0.0, 'ci95_high': 0.7935, 'n': 1, 'ties': 1}
 
     Margins are score(chosen) - score(rejected): swapping the answers flips every margin and the accuracy:
 
@@ -77,6 +87,11 @@ Examples:
     [True, True]
     >>> forward["accuracy"] + swapped["accuracy"]
     1.0
+
+    The interval flips with the accuracy (Wilson's interval is symmetric in right and wrong):
+
+    >>> round(forward["ci95_low"] + swapped["ci95_high"], 12), round(forward["ci95_high"] + swapped["ci95_low"], 12)
+    (1.0, 1.0)
 """
 
 # One scorer per model, revision and device: `compute` is called many times by a Space or a sweep.
@@ -117,8 +132,8 @@ class DialogueMinpairs(evaluate.Metric):
     ):
         if not model_id:
             raise ValueError("dialogue_minpairs needs model_id=<a causal LM on the Hub or a local folder>")
-        if method not in METHODS:
-            raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+        if method not in ALL_METHODS:
+            raise ValueError(f"method must be one of {', '.join(ALL_METHODS)}, got {method!r}")
         key = (model_id, revision, device)
         if key not in _SCORERS:
             _SCORERS[key] = Scorer.from_pretrained(
@@ -129,4 +144,7 @@ class DialogueMinpairs(evaluate.Metric):
         chosen_scores, rejected_scores = score_minimal_pairs(
             scorer, prompt, chosen, rejected, method=method, separator=TURN_SEPARATOR
         )
-        return compare_pairs(chosen_scores, rejected_scores, margins=return_margins)
+        result = compare_pairs(chosen_scores, rejected_scores, margins=return_margins, outcomes=True)
+        interval = accuracy_interval(result.pop("correct"))
+        output = {"accuracy": result.pop("accuracy"), "ci95_low": interval.ci95_low, "ci95_high": interval.ci95_high}
+        return {**output, **result}

@@ -141,7 +141,7 @@ async def discussions(hub, request: Request, repo_type: str, repo_id: str) -> Re
 
 async def _create(hub, request: Request, repo_type: str, repo_id: str) -> Response:
     repo, user = hub.writable_repo(request, repo_type, repo_id, propose=True)
-    data = await read_json(request, hub.max_api_body)
+    data = await read_json(request, hub.limits.json_body)
     title = _text_field(data, "title", MAX_TITLE)
     description = _text_field(data, "description", MAX_COMMENT, required=False)
     pull_request = data.get("pullRequest", False)
@@ -208,7 +208,7 @@ async def change_discussion(hub, request: Request, repo_type: str, repo_id: str,
         raise HubError(404, f"Not found: discussions/{num}/{action}")
     number = parse_num(num)
     repo, user = hub.writable_repo(request, repo_type, repo_id, propose=action != "merge")
-    data = await read_json(request, hub.max_api_body, default={})
+    data = await read_json(request, hub.limits.json_body, default={})
     record = hub.discussions.get(repo, number)
     if action == "comment":
         event = comment_event(user.name, _text_field(data, "comment", MAX_COMMENT))
@@ -284,7 +284,7 @@ async def change_comment(
         raise HubError(404, f"Not found: comment/{comment_id}/{action}")
     number = parse_num(num)
     repo, user = hub.writable_repo(request, repo_type, repo_id, propose=True)
-    data = await read_json(request, hub.max_api_body, default={})
+    data = await read_json(request, hub.limits.json_body, default={})
     record = hub.discussions.get(repo, number)
     event = next((e for e in record["events"] if e["id"] == comment_id), None)
     if event is None or event["type"] != "comment":

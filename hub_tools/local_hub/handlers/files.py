@@ -1,95 +1,89 @@
 """Reading files: resolve (downloads, byte ranges), tree listings and paths-info.
 
 A file's `oid` in a listing is its git blob id, as on the Hub: for an LFS file, the blob id of its pointer
-(the sha256 is in `lfs.oid`); a folder's oid hashes its listing, so it changes when anything below it does.
+(the sha256 is in `lfs.oid`); a folder's `oid` is its git tree id, so it changes when anything below it does.
+Every store call runs in the hub's thread pool (`hub.run`), never on the event loop, and reads through the store's
+caches (trees parsed once per id, a tree's flat listing built once): a listing or a paths-info costs what it
+returns, whatever the repo's size.
 """
 
-import hashlib
 import json
 import re
-from pathlib import Path
 from urllib.parse import parse_qs, quote
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from hub_tools.local_hub.errors import HubError, bad_request, entry_not_found, error_response
-from hub_tools.local_hub.storage import check_path, lfs_pointer
-from hub_tools.local_hub.wire import paginated, read_body
-from hub_tools.repos import git_blob_sha1
+from hub_tools.local_hub.gitplumbing import read_range
+from hub_tools.local_hub.gittrees import DirEntry
+from hub_tools.local_hub.storage import check_path
+from hub_tools.local_hub.wire import paginated, parse_json, read_body
 
 TREE_PAGE = 1000
+MAX_PATHS_INFO = 50_000  # paths in one paths-info request (a request's work stays bounded)
 LAST_COMMIT_WALK = 1000  # commits looked back for each listed path's last commit (`expand=true`)
 
 
-def tree_oid(entry: dict) -> str:
-    """The git blob id a listing shows for a file entry: of its content, or of its LFS pointer."""
-    if entry["lfs"]:
-        return git_blob_sha1(lfs_pointer(entry["sha256"], entry["size"]))
-    return entry["sha1"]
+def _flag(request: Request, name: str) -> bool:
+    return request.query_params.get(name, "false").lower() in ("true", "1")
 
 
-def lfs_pointer_size(entry: dict) -> int:
-    return len(lfs_pointer(entry["sha256"], entry["size"]))
+def read_folder(hub, request: Request, repo_type: str, repo_id: str, revision: str, path: str):
+    """(repo, commit id, its TreeView, the folder path) of a folder to list; EntryNotFound when it is no folder.
+
+    Does store work: call it in the thread pool (`hub.run`).
+    """
+    repo = hub.readable_repo(request, repo_type, repo_id)
+    path = path.strip("/")
+    if path:
+        check_path(path)
+    oid = hub.store.resolve(repo, revision)
+    view = hub.store.tree_view(repo, oid)
+    if path and not isinstance(view.entry(path), DirEntry):
+        raise entry_not_found(path, revision)
+    return repo, oid, view, path
 
 
-def file_item(path: str, entry: dict) -> dict:
-    item = {"type": "file", "path": path, "size": entry["size"], "oid": tree_oid(entry)}
-    if entry["lfs"]:
-        item["lfs"] = {"oid": entry["sha256"], "size": entry["size"], "pointerSize": lfs_pointer_size(entry)}
-    return item
+def tree_entries(view, path: str, recursive: bool) -> list[dict]:
+    """The files and folders below `path` of a TreeView (all levels when `recursive`), as the tree API lists them."""
+    return [entry.to_json() for entry in view.list(path, recursive=recursive) or []]
 
 
-def dir_item(path: str, files: dict) -> dict:
-    listing = "\n".join(f"{p}:{files[p]['sha256']}" for p in sorted(files) if p.startswith(path + "/"))
-    return {"type": "directory", "path": path, "oid": hashlib.sha1(listing.encode()).hexdigest(), "size": 0}
-
-
-def tree_entries(files: dict, path: str, recursive: bool) -> list[dict]:
-    """The files and folders below `path` (all levels when `recursive`), sorted by path."""
-    prefix = f"{path}/" if path else ""
-    files_out, dirs = [], set()
-    for p in sorted(files):
-        if not p.startswith(prefix):
-            continue
-        rel = p[len(prefix) :]
-        parts = rel.split("/")
-        for depth in range(1, len(parts) if recursive else min(2, len(parts))):
-            dirs.add(prefix + "/".join(parts[:depth]))
-        if recursive or len(parts) == 1:
-            files_out.append(file_item(p, files[p]))
-    items = [dir_item(d, files) for d in sorted(dirs)] + files_out
-    return sorted(items, key=lambda item: item["path"])
-
-
-def _under(files, path: str) -> dict:
-    prefix = path + "/"
-    return {p: e["sha256"] for p, e in files.items() if p.startswith(prefix)}
-
-
-def _differs(new_files, old_files, path: str, is_dir: bool) -> bool:
-    if is_dir:
-        return _under(new_files, path) != _under(old_files, path)
-    new, old = new_files.get(path), old_files.get(path)
-    return (new or {}).get("sha256") != (old or {}).get("sha256")
+def commit_summary(info) -> dict:
+    """A commit as a listing's `lastCommit` (and the pages) read it."""
+    return {"id": info.id, "title": info.title, "date": info.date, "message": info.message, "author": info.author}
 
 
 def last_commits(store, repo, head: str, items: list[dict]) -> dict[str, dict]:
-    """{path: the newest commit (first parents from `head`) that changed it} for tree items (files and folders)."""
-    pending = {item["path"]: item["type"] == "directory" for item in items}
+    """{path: the newest commit (first parents from `head`) that changed it} for tree items (files and folders).
+
+    A path changed where its git id (blob or tree) differs from the parent's; a folder whose id did not change
+    is not looked into. At most LAST_COMMIT_WALK commits back (older: the oldest commit walked stands in).
+    """
+    pending = {item["path"] for item in items}
     out: dict[str, dict] = {}
-    commit = store.get_commit(repo, head)
+    info = store.commit_info(repo, head)
+    ids = _ids_at(store.tree_view(repo, head), pending)
     for _ in range(LAST_COMMIT_WALK):
-        parent = store.get_commit(repo, commit["parents"][0]) if commit["parents"] else None
-        for path, is_dir in list(pending.items()):
-            if parent is None or _differs(commit["files"], parent["files"], path, is_dir):
-                out[path] = commit
-                del pending[path]
+        parent = store.commit_info(repo, info.parents[0]) if info.parents else None
+        before = _ids_at(store.tree_view(repo, parent.id), pending) if parent and parent.tree != info.tree else ids
+        for path in [p for p in pending if parent is None or before[p] != ids[p]]:
+            out[path] = commit_summary(info)
+            pending.discard(path)
         if not pending or parent is None:
             break
-        commit = parent
-    out.update({path: commit for path in pending})  # older than the walk: its oldest commit stands in
+        info, ids = parent, before
+    out.update({path: commit_summary(info) for path in pending})
     return out
+
+
+def _ids_at(view, paths) -> dict[str, str | None]:
+    found = {}
+    for path in paths:
+        entry = view.entry(path)
+        found[path] = entry.oid if entry is not None else None
+    return found
 
 
 def expand_items(store, repo, head: str, items: list[dict]) -> list[dict]:
@@ -101,108 +95,126 @@ def expand_items(store, repo, head: str, items: list[dict]) -> list[dict]:
     return items
 
 
-def _flag(request: Request, name: str) -> bool:
-    return request.query_params.get(name, "false").lower() in ("true", "1")
-
-
-def read_folder(hub, request: Request, repo_type: str, repo_id: str, revision: str, path: str):
-    """(repo, commit, its files, the folder path) of a folder to list; EntryNotFound when no file is below it."""
-    repo = hub.readable_repo(request, repo_type, repo_id)
-    oid = hub.store.resolve(repo, revision)
-    files = hub.store.get_commit(repo, oid)["files"]
-    path = path.strip("/")
-    if path:
-        check_path(path)
-        if not any(p.startswith(path + "/") for p in files):
-            raise entry_not_found(path, revision)
-    return repo, oid, files, path
-
-
 async def list_tree(hub, request: Request, repo_type: str, repo_id: str, revision: str, path: str) -> Response:
-    repo, oid, files, path = read_folder(hub, request, repo_type, repo_id, revision, path)
-    items = tree_entries(files, path, _flag(request, "recursive"))
-    if _flag(request, "expand"):
-        items = expand_items(hub.store, repo, oid, items)
-    return paginated(request, items, page_size=TREE_PAGE)
+    recursive, expand = _flag(request, "recursive"), _flag(request, "expand")
+
+    def listing() -> Response:
+        repo, oid, view, folder = read_folder(hub, request, repo_type, repo_id, revision, path)
+        items = view.list(folder, recursive=recursive)
+        if not expand:
+            return paginated(request, items, page_size=TREE_PAGE, render=lambda item: item.to_json())
+        page = paginated(request, items, page_size=TREE_PAGE, render=lambda item: item.to_json())
+        rendered = expand_items(hub.store, repo, oid, json.loads(page.body))  # only the page's items are expanded
+        return JSONResponse(rendered, headers={k: v for k, v in page.headers.items() if k.lower() == "link"})
+
+    return await hub.run(listing)
 
 
-async def paths_info(hub, request: Request, repo_type: str, repo_id: str, revision: str) -> Response:
-    repo = hub.readable_repo(request, repo_type, repo_id)
-    body = await read_body(request, hub.max_api_body)
-    if request.headers.get("content-type", "").startswith("application/json"):
-        try:
-            paths = json.loads(body).get("paths", [])
-        except (ValueError, AttributeError):
-            raise bad_request("Malformed JSON body") from None
+def _expand_asked(body: bytes, content_type: str) -> bool:
+    if content_type.startswith("application/json"):
+        data = parse_json(body)
+        return isinstance(data, dict) and data.get("expand") in (True, "true", "1")
+    return parse_qs(body.decode("utf-8", "replace")).get("expand", ["false"])[0].lower() in ("true", "1")
+
+
+def read_paths(body: bytes, content_type: str) -> list[str]:
+    """The `paths` of a paths-info body (JSON or form-encoded), checked: at most MAX_PATHS_INFO valid paths."""
+    if content_type.startswith("application/json"):
+        data = parse_json(body)
+        paths = data.get("paths", []) if isinstance(data, dict) else None
     else:
         paths = parse_qs(body.decode("utf-8", "replace")).get("paths", [])
     if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
         raise bad_request("'paths' must be a list of strings")
-    head = hub.store.resolve(repo, revision)
-    files = hub.store.get_commit(repo, head)["files"]
+    if len(paths) > MAX_PATHS_INFO:
+        raise bad_request(f"Too many paths ({len(paths)}): at most {MAX_PATHS_INFO} per request, send them in batches")
     out = []
     for path in paths:
         path = path.strip("/")
-        if not path:
-            continue
-        check_path(path)
-        if path in files:
-            out.append(file_item(path, files[path]))
-        elif any(p.startswith(path + "/") for p in files):
-            out.append(dir_item(path, files))
-    form = parse_qs(body.decode("utf-8", "replace")) if b"expand" in body else {}
-    if form.get("expand", ["false"])[0].lower() in ("true", "1"):
-        out = expand_items(hub.store, repo, head, out)
-    return JSONResponse(out)
+        if path:
+            out.append(check_path(path))
+    return out
+
+
+async def paths_info(hub, request: Request, repo_type: str, repo_id: str, revision: str) -> Response:
+    repo = hub.readable_repo(request, repo_type, repo_id)
+    body = await read_body(request, hub.limits.paths_info_body)
+    content_type = request.headers.get("content-type", "")
+
+    def lookup() -> Response:
+        paths = read_paths(body, content_type)
+        head = hub.store.resolve(repo, revision)
+        items = [entry.to_json() for entry in hub.store.tree_view(repo, head).paths_info(paths)]
+        if _expand_asked(body, content_type):
+            items = expand_items(hub.store, repo, head, items)
+        return JSONResponse(items)
+
+    return await hub.run(lookup)
+
+
+def _byte_range(header: str | None, size: int) -> tuple[int, int] | Response | None:
+    """(start, end) of a `Range: bytes=` header; None without one; a 416 response when it cannot be served."""
+    if not header:
+        return None
+    match = re.fullmatch(r"\s*bytes=(\d*)-(\d*)\s*", header)
+    if not match or (not match.group(1) and not match.group(2)):
+        raise HubError(416, f"Invalid range {header!r}")
+    if match.group(1):
+        start = int(match.group(1))
+        end = min(int(match.group(2)), size - 1) if match.group(2) else size - 1
+    else:  # suffix range: the last N bytes
+        start, end = max(0, size - int(match.group(2))), size - 1
+    if start >= size or start > end:
+        err = error_response(HubError(416, f"Range {header} not satisfiable for {size} bytes"))
+        err.headers["Content-Range"] = f"bytes */{size}"
+        return err
+    return start, end
 
 
 async def resolve_file(hub, request: Request, repo_type: str, repo_id: str, revision: str, path: str) -> Response:
     """GET/HEAD /{prefix}{id}/resolve/{revision}/{path}: the file, whole or a byte range, with the Hub's headers."""
     repo = hub.readable_repo(request, repo_type, repo_id)
     check_gate(hub, request, repo)
-    oid = hub.store.resolve(repo, revision)
     check_path(path)
-    entry = hub.store.get_commit(repo, oid)["files"].get(path)
-    if entry is None:
-        # With X-Repo-Commit the client caches the miss (no second request for a file that is not there).
-        raise entry_not_found(path, revision, commit=oid)
-    etag = entry["sha256"] if entry["lfs"] else entry["sha1"]
-    size = entry["size"]
+
+    def lookup():
+        oid = hub.store.resolve(repo, revision)
+        entry = hub.store.tree_view(repo, oid).file(path)
+        if entry is None:
+            # With X-Repo-Commit the client caches the miss (no second request for a file that is not there).
+            raise entry_not_found(path, revision, commit=oid)
+        if entry.lfs and not hub.store.has_lfs_object(entry.lfs.oid, entry.size):
+            raise HubError(500, f"The local hub's storage is damaged: the LFS object of {path} is missing or "
+                           "truncated; run `babyhub hub fsck`")  # fmt: skip
+        return oid, entry
+
+    oid, entry = await hub.run(lookup)
+    size = entry.size
     headers = {
         "X-Repo-Commit": oid,
-        "ETag": f'"{etag}"',
-        "X-Linked-Etag": f'"{etag}"',
+        "ETag": f'"{entry.etag}"',
+        "X-Linked-Etag": f'"{entry.etag}"',
         "X-Linked-Size": str(size),
         "Accept-Ranges": "bytes",
         "Content-Disposition": f"inline; filename*=UTF-8''{quote(path.split('/')[-1])}",
     }
-    start, end = 0, size - 1
-    status = 200
-    range_header = request.headers.get("range")
-    if range_header:
-        match = re.fullmatch(r"\s*bytes=(\d*)-(\d*)\s*", range_header)
-        if not match or (not match.group(1) and not match.group(2)):
-            raise HubError(416, f"Invalid range {range_header!r}")
-        if match.group(1):
-            start = int(match.group(1))
-            end = min(int(match.group(2)), size - 1) if match.group(2) else size - 1
-        else:  # suffix range: the last N bytes
-            start, end = max(0, size - int(match.group(2))), size - 1
-        if start >= size or start > end:
-            err = error_response(HubError(416, f"Range {range_header} not satisfiable for {size} bytes"))
-            err.headers["Content-Range"] = f"bytes */{size}"
-            return err
-        status = 206
+    status, start, end = 200, 0, size - 1
+    byte_range = _byte_range(request.headers.get("range"), size)
+    if isinstance(byte_range, Response):
+        return byte_range
+    if byte_range is not None:
+        (start, end), status = byte_range, 206
         headers["Content-Range"] = f"bytes {start}-{end}/{size}"
     length = end - start + 1 if size else 0
     headers["Content-Length"] = str(length)
-    media_type = "text/plain; charset=utf-8" if not entry["lfs"] else "application/octet-stream"
+    media_type = "application/octet-stream" if entry.lfs else "text/plain; charset=utf-8"
     if request.method == "HEAD":
         return Response(status_code=status, headers=headers, media_type=media_type)
-    blob = hub.store.blob_path(entry["sha256"])
-    return StreamingResponse(
-        _read_range(blob, start, length), status_code=status, headers=headers, media_type=media_type
-    )
+    if entry.lfs:  # streamed from the pool by the thread pool, 1 MiB at a time: memory stays flat
+        chunks = read_range(hub.store.lfs_path(entry.lfs.oid), start, length)
+        return StreamingResponse(chunks, status_code=status, headers=headers, media_type=media_type)
+    data = await hub.run(lambda: b"".join(hub.store.read_file(repo, entry, start, length)))
+    return Response(data, status_code=status, headers=headers, media_type=media_type)
 
 
 def check_gate(hub, request: Request, repo) -> None:
@@ -224,15 +236,3 @@ def check_gate(hub, request: Request, repo) -> None:
             "owners for access",
             "GatedRepo",
         )
-
-
-def _read_range(path: Path, start: int, length: int):
-    with open(path, "rb") as f:
-        f.seek(start)
-        remaining = length
-        while remaining > 0:
-            chunk = f.read(min(1 << 20, remaining))
-            if not chunk:
-                break
-            remaining -= len(chunk)
-            yield chunk

@@ -15,7 +15,7 @@ from hub_tools.repos import check_repo_id, check_repo_type, repo_url
 async def move_repo(hub, request: Request) -> Response:
     """POST /api/repos/move {fromRepo, toRepo, type}: rename or transfer a repo, with its history and discussions."""
     user = hub.require_user(request)
-    data = await read_json(request, hub.max_api_body)
+    data = await read_json(request, hub.limits.json_body)
     source, dest = data.get("fromRepo"), data.get("toRepo")
     repo_type = check_repo_type(data.get("type") or "model")
     if not isinstance(source, str) or not isinstance(dest, str):
@@ -38,7 +38,7 @@ async def duplicate_repo(hub, request: Request, repo_type: str, repo_id: str) ->
     """POST .../duplicate {repository, visibility?}: a new repo holding the source's main files in one commit."""
     user = hub.require_user(request)
     source = hub.readable_repo(request, repo_type, repo_id)
-    data = await read_json(request, hub.max_api_body)
+    data = await read_json(request, hub.limits.json_body)
     dest = data.get("repository")
     if not isinstance(dest, str):
         raise bad_request("'repository' must be the new repo's id (NAMESPACE/NAME)")
@@ -52,7 +52,7 @@ async def duplicate_repo(hub, request: Request, repo_type: str, repo_id: str) ->
         (
             "add",
             path,
-            dict(entry) if entry["lfs"] else {**store.put_bytes(store.read_bytes(source, entry)), "lfs": False},
+            dict(entry) if entry["lfs"] else {"content": store.read_bytes(source, entry)},
         )
         for path, entry in sorted(files.items())
     ]
@@ -77,7 +77,7 @@ async def duplicate_repo(hub, request: Request, repo_type: str, repo_id: str) ->
 async def super_squash(hub, request: Request, repo_type: str, repo_id: str, revision: str) -> Response:
     """POST .../super-squash/{branch} {message}: the branch's history becomes one commit with its current files."""
     repo, user = hub.writable_repo(request, repo_type, repo_id)
-    data = await read_json(request, hub.max_api_body, default={})
+    data = await read_json(request, hub.limits.json_body, default={})
     message = data.get("message") or f"Super-squash branch '{revision}'"
     if not isinstance(message, str):
         raise bad_request("'message' must be a string")

@@ -1,267 +1,201 @@
-"""Writing: preupload, the LFS batch and upload, commits, and validate-yaml.
+"""Writing: preupload, commits, and validate-yaml (the LFS batch and transfers are git's: `githttp.py`).
 
 A client uploads a commit in up to three steps, as on the Hub: `preupload` says which files go through LFS
-(by extension, size, or binary content), the LFS batch hands out upload URLs for the blobs the store lacks
-(none for a blob already stored: that is how a retried push skips what it sent before), and the commit
-(NDJSON) carries small files inline and names LFS files by their sha256.
+(`lfs.LfsRule`: by extension, size or the tree's `.gitattributes`, or binary content), the LFS batch at
+`/{repo}.git/info/lfs/objects/batch` hands out signed upload URLs for the objects the store lacks (none for an
+object already stored: that is how a retried push skips what it sent before), and the commit (NDJSON) carries small
+files inline and names LFS files by their sha256.
+
+The commit body is checked before it is parsed: the token and the repo first (before a byte of the body is read),
+then the body streams in a line at a time, within `hub.limits.commit_body` in total and `commit_line` per line, and
+is parsed in the thread pool a batch of lines at a time. A README whose metadata the Hub would refuse (invalid YAML,
+aliases, nesting too deep, broken card rules) is refused with a 400 naming each rule.
 """
 
 import base64
-import hashlib
-import hmac
-import json
-import secrets
-import time
-from urllib.parse import urlencode
+import binascii
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from hub_tools.local_hub import lfs
 from hub_tools.local_hub.cards import InvalidMetadata, read_front_matter
 from hub_tools.local_hub.errors import HubError, bad_request
+from hub_tools.local_hub.gittrees import DirEntry, FileEntry
 from hub_tools.local_hub.handlers import discussions
 from hub_tools.local_hub.metadata import CARD_PATH, MAX_CARD_SIZE, check_readme
 from hub_tools.local_hub.storage import check_path
-from hub_tools.local_hub.wire import base_url, drain, read_body, read_json
-from hub_tools.repos import PR_REF_PATTERN, SHA256_PATTERN, git_blob_hasher, repo_url
+from hub_tools.local_hub.wire import base_url, iter_lines, parse_json, read_json
+from hub_tools.repos import COMMIT_PATTERN, PR_REF_PATTERN, SHA256_PATTERN, repo_url
 
-LFS_EXTENSIONS = (
-    ".parquet",
-    ".safetensors",
-    ".bin",
-    ".pt",
-    ".pth",
-    ".ckpt",
-    ".arrow",
-    ".h5",
-    ".onnx",
-    ".msgpack",
-    ".npy",
-    ".npz",
-    ".pkl",
-    ".zip",
-    ".gz",
-    ".tar",
-    ".model",
-)
-LFS_THRESHOLD = 10 * 1024 * 1024
-UPLOAD_GRANT_SECONDS = 24 * 3600
-
-
-class UploadGrants:
-    """Signed, expiring LFS upload URLs: the LFS PUT carries no auth header, so its URL carries the grant."""
-
-    def __init__(self):
-        self._secret = secrets.token_bytes(32)
-
-    def _sign(self, oid: str, size: int, expires: int) -> str:
-        return hmac.new(self._secret, f"{oid}:{size}:{expires}".encode(), hashlib.sha256).hexdigest()
-
-    def href(self, base: str, oid: str, size: int) -> str:
-        expires = int(time.time()) + UPLOAD_GRANT_SECONDS
-        query = urlencode({"size": size, "expires": expires, "sig": self._sign(oid, size, expires)})
-        return f"{base}/api/lfs-upload/{oid}?{query}"
-
-    def check(self, oid: str, params) -> int:
-        """The size `params` grant an upload of `oid` for; a 403 when the grant is forged or expired."""
-        try:
-            size, expires = int(params.get("size", "")), int(params.get("expires", ""))
-        except ValueError:
-            raise HubError(403, "Invalid upload URL") from None
-        if (
-            not SHA256_PATTERN.match(oid)
-            or expires < time.time()
-            or not hmac.compare_digest(params.get("sig", ""), self._sign(oid, size, expires))
-        ):
-            raise HubError(403, "Invalid or expired upload URL: ask the LFS batch endpoint for a new one")
-        return size
+PARSE_BATCH = 4 * 1024 * 1024  # bytes of NDJSON lines handed to the thread pool at once
 
 
 async def preupload(hub, request: Request, repo_type: str, repo_id: str, revision: str) -> Response:
     # Uploading changes nothing anyone sees: a user who may open a pull request may upload for it.
     repo, _ = hub.writable_repo(request, repo_type, repo_id, propose=True)
-    data = await read_json(request, hub.max_api_body)
+    data = await read_json(request, hub.limits.json_body)
     items = data.get("files")
     if not isinstance(items, list):
         raise bad_request("'files' must be a list")
-    try:
-        files = hub.store.get_commit(repo, hub.store.resolve(repo, revision))["files"]
-    except HubError:
-        files = {}  # a branch about to be created: every file is new
-    out = []
-    for item in items:
-        if not isinstance(item, dict) or not isinstance(item.get("path"), str):
-            raise bad_request("each entry of 'files' needs a 'path'")
-        path = check_path(item["path"])
-        size = item.get("size") if isinstance(item.get("size"), int) else 0
+
+    def modes() -> Response:
         try:
-            sample = base64.b64decode(item.get("sample") or "", validate=False)
-        except (ValueError, TypeError):
-            sample = b""
-        lfs = path.lower().endswith(LFS_EXTENSIONS) or size > LFS_THRESHOLD or b"\0" in sample
-        answer = {"path": path, "uploadMode": "lfs" if lfs else "regular", "shouldIgnore": False}
-        if path in files:
-            entry = files[path]
-            answer["oid"] = entry["sha256"] if lfs else entry["sha1"]
-        out.append(answer)
-    return JSONResponse({"files": out, "commitOid": None})
-
-
-async def lfs_batch(hub, request: Request, repo_type: str, repo_id: str) -> Response:
-    data = await read_json(request, hub.max_api_body)
-    operation = data.get("operation")
-    objects = data.get("objects")
-    if operation != "upload" or not isinstance(objects, list):
-        raise bad_request(
-            "LFS batch: only operation 'upload' with a list of 'objects' is supported "
-            "(download files through /resolve/)"
+            view = hub.store.tree_view(repo, hub.store.resolve(repo, revision))
+        except HubError:
+            view = None  # a branch about to be created: every file is new
+        attributes = view.file(".gitattributes") if view is not None else None
+        rule = lfs.LfsRule.from_gitattributes(
+            hub.store.read_blob(repo, attributes.oid) if attributes and not attributes.lfs else None
         )
-    hub.writable_repo(request, repo_type, repo_id, propose=True)
-    out = []
-    for obj in objects:
-        oid, size = (obj.get("oid"), obj.get("size")) if isinstance(obj, dict) else (None, None)
-        if not isinstance(oid, str) or not SHA256_PATTERN.match(oid) or not isinstance(size, int):
-            raise bad_request("each LFS object needs a sha256 'oid' and an integer 'size'")
-        item = {"oid": oid, "size": size, "authenticated": True}
-        if size < 0 or size > hub.max_upload:
-            item["error"] = {"code": 422, "message": f"Object size {size} outside 0..{hub.max_upload}"}
-        elif not hub.store.has_blob(oid, size):  # no `actions`: already stored, the client skips it
-            item["actions"] = {"upload": {"href": hub.upload_grants.href(base_url(request), oid, size)}}
-        out.append(item)
-    return JSONResponse(
-        {"transfer": "basic", "objects": out, "hash_algo": "sha256"}, media_type="application/vnd.git-lfs+json"
-    )
+        out = []
+        for item in items:
+            if not isinstance(item, dict) or not isinstance(item.get("path"), str):
+                raise bad_request("each entry of 'files' needs a 'path'")
+            path = check_path(item["path"])
+            size = item.get("size")
+            size = size if type(size) is int and size >= 0 else 0
+            try:
+                sample = base64.b64decode(item.get("sample") or "", validate=False)
+            except (ValueError, TypeError):
+                sample = b""
+            use_lfs = path != ".gitattributes" and (rule.wants_lfs(path, size) or b"\0" in sample)
+            answer = {"path": path, "uploadMode": "lfs" if use_lfs else "regular", "shouldIgnore": False}
+            existing = view.file(path) if view is not None else None
+            if existing is not None and use_lfs == bool(existing.lfs):
+                answer["oid"] = existing.etag  # the sha256 of an LFS file, the blob id of a plain one
+            out.append(answer)
+        return JSONResponse({"files": out, "commitOid": None})
+
+    return await hub.run(modes)
 
 
-async def lfs_put(hub, request: Request, oid: str) -> Response:
-    """PUT /api/lfs-upload/{oid}?size&expires&sig: stream the blob to a temp file, keep it only if it hashes right."""
-    size = hub.upload_grants.check(oid, request.query_params)
-    if hub.store.has_blob(oid, size):
-        await drain(request.receive)
-        return Response(status_code=200)
-    tmp = hub.store.new_tmp_file()
-    sha256, sha1 = hashlib.sha256(), git_blob_hasher(size)
-    total = 0
-    try:
-        with open(tmp, "wb") as f:
-            async for chunk in request.stream():
-                total += len(chunk)
-                if total > size:
-                    raise bad_request(f"Upload larger than the announced {size} bytes")
-                sha256.update(chunk)
-                sha1.update(chunk)
-                f.write(chunk)
-        if total != size or sha256.hexdigest() != oid:
-            raise bad_request(f"Upload does not match oid {oid} / size {size} (got {total} bytes)")
-        with hub.store.lock:
-            hub.store.adopt_blob(tmp, oid, sha1.hexdigest())
-    finally:
-        tmp.unlink(missing_ok=True)
-    return Response(status_code=200)
+class CommitReader:
+    """The header and store operations of an NDJSON commit body, fed a batch of lines at a time (in a thread).
 
-
-def _read_commit(store, body: bytes) -> tuple[dict, list]:
-    """The header and the store operations of an NDJSON commit body; a 400 naming the line that is wrong.
-
-    An `lfsFile` without `size` is a copy of an LFS file (`CommitOperationCopy`, `HfFileSystem.cp_file`): its
-    entry is completed by `_complete_copies`, which checks that the repo holds that object.
+    Every refusal is a 400 naming the line: malformed JSON, an unknown key, a bad path, invalid base64, an LFS
+    object that was not uploaded. An `lfsFile` without `size` is a copy of an LFS file (`CommitOperationCopy`,
+    `HfFileSystem.cp_file`), completed by `complete_copies`.
     """
-    header, operations = None, []
-    for number, line in enumerate(body.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-            key, value = item["key"], item["value"]
-            if not isinstance(value, dict):
-                raise TypeError
-        except (ValueError, KeyError, TypeError, RecursionError):
-            raise bad_request(
-                f"Malformed NDJSON on line {number}: expected {{'key': ..., 'value': {{...}}}}"
-            ) from None
+
+    def __init__(self, store):
+        self.store = store
+        self.header: dict | None = None
+        self.operations: list = []
+        self.number = 0
+
+    def feed(self, lines: list[bytes]) -> None:
+        for line in lines:
+            self.number += 1
+            if line.strip():
+                self._line(self.number, line)
+
+    def _line(self, number: int, line: bytes) -> None:
+        item = parse_json(line, f"on line {number}")
+        if not isinstance(item, dict) or not isinstance(item.get("value"), dict) or "key" not in item:
+            raise bad_request(f"Malformed NDJSON on line {number}: expected {{'key': ..., 'value': {{...}}}}")
+        key, value = item["key"], item["value"]
         if key == "header":
-            header = value
+            self.header = value
         elif key == "file":
             path = check_path(value.get("path"))
             if value.get("encoding", "base64") != "base64" or not isinstance(value.get("content"), str):
                 raise bad_request(f"Line {number}: inline files must be base64 'content'")
             try:
                 content = base64.b64decode(value["content"], validate=True)
-            except ValueError:
+            except (ValueError, binascii.Error):
                 raise bad_request(f"Line {number}: invalid base64 content for {path}") from None
-            operations.append(("add", path, {**store.put_bytes(content), "lfs": False}))
+            self.operations.append(("add", path, {"content": content}))
         elif key == "lfsFile":
             path = check_path(value.get("path"))
             oid, size = value.get("oid"), value.get("size")
             if (
                 not isinstance(oid, str)
                 or not SHA256_PATTERN.match(oid)
-                or not isinstance(size, int | None)
-                or isinstance(size, bool)
+                or not (size is None or type(size) is int)
                 or value.get("algo", "sha256") != "sha256"
             ):
                 raise bad_request(
                     f"Line {number}: lfsFile needs a sha256 'oid' (and an integer 'size', except for a copy)"
                 )
             if size is None:
-                operations.append(("copy", path, {"sha256": oid}))
-                continue
-            if not store.has_blob(oid, size):
+                self.operations.append(("copy", path, {"sha256": oid}))
+                return
+            if not self.store.has_lfs_object(oid, size):
                 raise bad_request(f"LFS object {oid} for {path} was not uploaded (or its size differs)")
-            operations.append(("add", path, {"sha256": oid, "size": size, "sha1": store.blob_sha1(oid), "lfs": True}))
+            self.operations.append(("add", path, {"sha256": oid, "size": size, "lfs": True}))
         elif key in ("deletedFile", "deletedFolder"):
             path = check_path(str(value.get("path", "")).rstrip("/"))
-            operations.append(("delete" if key == "deletedFile" else "delete_folder", path, None))
+            self.operations.append(("delete" if key == "deletedFile" else "delete_folder", path, None))
         else:
             raise bad_request(f"Line {number}: unknown key {key!r}")
-    if header is None or not isinstance(header.get("summary", ""), str):
-        raise bad_request("The commit needs a header line with a 'summary'")
-    return header, operations
+
+    def finish(self) -> dict:
+        """The header, once every line is read; a 400 without one, or with a `parentCommit` that is no commit id."""
+        header = self.header
+        if header is None or not isinstance(header.get("summary", ""), str):
+            raise bad_request("The commit needs a header line with a 'summary'")
+        if not isinstance(header.get("description") or "", str):
+            raise bad_request("'description' must be a string")
+        parent = header.get("parentCommit")
+        if parent is not None and not (isinstance(parent, str) and COMMIT_PATTERN.match(parent)):
+            raise bad_request(f"'parentCommit' must be a 40-character commit id, not {parent!r}")
+        return header
 
 
-def _complete_copies(store, repo, operations: list) -> list:
-    """Turn each copy (an LFS oid without size) into an add of the file entry of this repo holding that object.
+def complete_copies(store, repo, operations: list) -> list:
+    """Turn each copy (an LFS oid without size) into an add of that LFS object, which this repo must hold.
 
-    The object must be one the repo already holds on some branch, tag or pull request: a content-addressed store
-    must not hand out another repo's (maybe private) object to whoever knows its hash.
+    The object must be one the repo already points to from some branch, tag or pull request: a content-addressed
+    store must not hand out another repo's (maybe private) object to whoever knows its hash.
     """
-    wanted = {entry["sha256"] for kind, _, entry in operations if kind == "copy"}
-    if not wanted:
+    if not any(kind == "copy" for kind, _, _ in operations):
         return operations
-    found: dict[str, dict] = {}
-    refs = store.refs(repo)
-    heads = [*refs["branches"].values(), *refs["tags"].values(), *store.pr_refs(repo).values()]
-    for head in dict.fromkeys(heads):
-        for entry in store.get_commit(repo, head)["files"].values():
-            if entry["sha256"] in wanted and entry["lfs"]:
-                found.setdefault(entry["sha256"], dict(entry))
-        if len(found) == len(wanted):
-            break
+    held = store.lfs_objects(repo)
     out = []
     for kind, path, entry in operations:
         if kind == "copy":
-            if entry["sha256"] not in found:
+            oid = entry["sha256"]
+            if oid not in held or not store.has_lfs_object(oid):
                 raise bad_request(
-                    f"Cannot copy LFS object {entry['sha256']} to {path}: {repo.repo_id} holds no file with it on "
-                    "any branch, tag or pull request; upload the file instead"
+                    f"Cannot copy LFS object {oid} to {path}: {repo.repo_id} holds no file with it on any branch, "
+                    "tag or pull request; upload the file instead"
                 )
-            kind, entry = "add", found[entry["sha256"]]
+            kind, entry = "add", {"sha256": oid, "size": store.lfs_path(oid).stat().st_size, "lfs": True}
         out.append((kind, path, entry))
     return out
 
 
-def _check_card(store, repo, operations: list) -> None:
+def check_card(store, repo, operations: list) -> None:
     """Refuse a README.md whose metadata the Hub would refuse (a 400 naming each broken rule)."""
     for kind, path, entry in operations:
         if kind != "add" or path != CARD_PATH:
             continue
-        if entry["size"] > MAX_CARD_SIZE:
-            raise bad_request(f"README.md is {entry['size']} bytes: a model card may be at most {MAX_CARD_SIZE}")
-        text = store.read_bytes(repo, entry).decode("utf-8", "replace")
+        if "content" in entry:
+            data = entry["content"]
+        elif entry["size"] > MAX_CARD_SIZE:
+            data = None
+        else:
+            data = store.lfs_path(entry["sha256"]).read_bytes()
+        size = len(data) if data is not None else entry["size"]
+        if size > MAX_CARD_SIZE:
+            raise bad_request(f"README.md is {size} bytes: a model card may be at most {MAX_CARD_SIZE}")
         try:
-            check_readme(text, repo.repo_type)
+            check_readme(data.decode("utf-8", "replace"), repo.repo_type)
         except InvalidMetadata as err:
-            raise bad_request(str(err)) from None
+            message = str(err)
+            prefix = "Invalid metadata in README.md"
+            raise bad_request(message if message.startswith(prefix) else f"{prefix}: {message}") from None
+
+
+def check_deletions(store, repo, head: str, operations: list) -> None:
+    """Refuse a pull request whose deletions name files its target lacks, before the pull request is opened."""
+    view = store.tree_view(repo, head)
+    for kind, path, _ in operations:
+        if kind == "delete" and not isinstance(view.entry(path), FileEntry):
+            raise HubError(404, f"File to delete not found: {path}", "EntryNotFound")
+        if kind == "delete_folder" and not isinstance(view.entry(path.rstrip("/")), DirEntry):
+            raise HubError(404, f"Folder to delete not found: {path}", "EntryNotFound")
 
 
 def _flag(request: Request, name: str) -> bool:
@@ -272,7 +206,7 @@ async def commit(hub, request: Request, repo_type: str, repo_id: str, revision: 
     """POST .../commit/{revision}: a commit on a branch or on `refs/pr/N`; with `?create_pr=1`, a new pull request.
 
     A pull request is opened by anyone with a write token who can read the repo; its commit lands on `refs/pr/N`,
-    never on the branch it targets.
+    never on the branch it targets. The token and the repo are checked before the body is read.
     """
     create_pr = _flag(request, "create_pr")
     pr_num = int(revision[len("refs/pr/") :]) if PR_REF_PATTERN.match(revision) else None
@@ -283,37 +217,47 @@ async def commit(hub, request: Request, repo_type: str, repo_id: str, revision: 
         repo, user = hub.writable_repo(request, repo_type, repo_id, propose=create_pr)
     if revision.startswith("refs/heads/"):
         revision = revision[len("refs/heads/") :]
-    header, operations = _read_commit(hub.store, await read_body(request, hub.max_api_body))
-    operations = _complete_copies(hub.store, repo, operations)
-    _check_card(hub.store, repo, operations)
-    parent = header.get("parentCommit")
-    if parent is not None and not isinstance(parent, str):
-        raise bad_request("'parentCommit' must be a commit id (a string)")
+    if create_pr and pr_num is not None:
+        raise bad_request(f"Cannot open a pull request on {revision}: target a branch")
+    reader = CommitReader(hub.store)
+    batch, batch_bytes = [], 0
+    async for line in iter_lines(request, hub.limits.commit_body, hub.limits.commit_line):
+        batch.append(line)
+        batch_bytes += len(line)
+        if batch_bytes >= PARSE_BATCH:
+            await hub.run(reader.feed, batch)
+            batch, batch_bytes = [], 0
+    await hub.run(reader.feed, batch)
+    header = reader.finish()
     title = header.get("summary") or "Upload files"
-    message = str(header.get("description") or "")
-    if create_pr:
-        if pr_num is not None:
-            raise bad_request(f"Cannot open a pull request on {revision}: target a branch")
-        head = hub.store.resolve(repo, revision)
-        if parent and parent != head:
-            raise HubError(412, f"A commit has happened since {parent}. Please refresh and try again.")
-        _check_deletions(hub.store, repo, head, operations)
-        record = discussions.open_pull_request(hub, repo, user, revision, title, message)
-        pr_num, revision = record["num"], f"refs/pr/{record['num']}"
-        parent = None
-    try:
-        oid = hub.store.commit(
-            repo, revision, operations, title=title, message=message, author=user.name, parent_commit=parent
-        )
-    except HubError:
-        if create_pr:  # the pull request never had a commit: forget it (its number is not reused)
-            hub.discussions.delete(repo, pr_num)
-        raise
+    message = header.get("description") or ""
+
+    def write() -> tuple[str, int | None]:
+        operations = complete_copies(hub.store, repo, reader.operations)
+        check_card(hub.store, repo, operations)
+        parent, target, number = header.get("parentCommit"), revision, pr_num
+        if create_pr:
+            head = hub.store.resolve(repo, revision)
+            if parent and parent != head:
+                raise HubError(412, f"A commit has happened since {parent}. Please refresh and try again.")
+            check_deletions(hub.store, repo, head, operations)
+            opened = discussions.open_pull_request(hub, repo, user, revision, title, message)
+            number, target, parent = opened["num"], f"refs/pr/{opened['num']}", None
+        try:
+            oid = hub.store.commit(
+                repo, target, operations, title=title, message=message, author=user.name, parent_commit=parent
+            )
+        except HubError:
+            if create_pr:  # the pull request never had a commit: forget it (its number is not reused)
+                hub.discussions.delete(repo, number)
+            raise
+        if number is not None:
+            discussions.record_commit(hub, repo, number, user, title, oid)
+        return oid, number
+
+    oid, pr_num = await hub.run(write)
     url = repo_url(base_url(request), repo.repo_id, repo.repo_type)
-    pr_url = None
-    if pr_num is not None:
-        discussions.record_commit(hub, repo, pr_num, user, title, oid)
-        pr_url = f"{url}/discussions/{pr_num}"
+    pr_url = f"{url}/discussions/{pr_num}" if pr_num is not None else None
     if hub.spaces is not None and repo.repo_type == "space" and pr_num is None:
         hub.spaces.changed(repo)
     return JSONResponse(
@@ -321,30 +265,24 @@ async def commit(hub, request: Request, repo_type: str, repo_id: str, revision: 
     )
 
 
-def _check_deletions(store, repo, head: str, operations: list) -> None:
-    """Refuse a pull request whose deletions name files its target lacks, before the pull request is opened."""
-    files = store.get_commit(repo, head)["files"]
-    for kind, path, _ in operations:
-        if kind == "delete" and path not in files:
-            raise HubError(404, f"File to delete not found: {path}", "EntryNotFound")
-        if kind == "delete_folder" and not any(p.startswith(path.rstrip("/") + "/") for p in files):
-            raise HubError(404, f"Folder to delete not found: {path}", "EntryNotFound")
-
-
 async def validate_yaml(hub, request: Request) -> Response:
-    data = await read_json(request, hub.max_api_body)
+    data = await read_json(request, hub.limits.json_body)
     content = data.get("content")
     if not isinstance(content, str):
         raise bad_request("'content' must be a string")
     repo_type = data.get("repoType") or "model"
     if repo_type not in ("model", "dataset", "space"):
         raise bad_request("'repoType' must be model, dataset or space")
-    # `content` is the whole README: only its front matter (between the first two '---') is metadata.
-    try:
-        found, _ = read_front_matter(content)
-        check_readme(content, repo_type)
-    except InvalidMetadata as err:
-        return JSONResponse({"errors": [{"message": str(err)}], "warnings": []}, status_code=400)
-    if not found:
-        return JSONResponse({"errors": [], "warnings": [{"message": "Empty or missing yaml metadata"}]})
-    return JSONResponse({"errors": [], "warnings": []})
+
+    def validate() -> Response:
+        # `content` is the whole README: only its front matter (between the first two '---') is metadata.
+        try:
+            found, _ = read_front_matter(content)
+            check_readme(content, repo_type)
+        except InvalidMetadata as err:
+            return JSONResponse({"errors": [{"message": str(err)}], "warnings": []}, status_code=400)
+        if not found:
+            return JSONResponse({"errors": [], "warnings": [{"message": "Empty or missing yaml metadata"}]})
+        return JSONResponse({"errors": [], "warnings": []})
+
+    return await hub.run(validate)
