@@ -6,9 +6,10 @@
         --train DIR --teacher DIR --out DIR --limit 24 --batch-size 4 --seed 2 --json-out report.json
 
 The CLI handlers call the same library functions (`evaluate_revisions_distributed`, `synthesize_preferences`);
-this script stands in for them in the tests of tests/test_distributed_*.py and the benchmark, and keeps their
-contract: the main process alone writes (`--json-out`), the others exit 0 without a word, a `BabyhubError` on any
-process prints `error: <message>` on every process and exits 2.
+the tests launch the CLI itself (`launch(..., cli=True)`: `torchrun -m hub_tools ...`) and this script where they
+need what the CLI does not print (every pair's margin, both sweeps in one launch). It keeps the CLI's contract:
+the main process alone writes (`--json-out`), the others exit 0 without a word, a `BabyhubError` on any process
+prints `error: <message>` on every process and exits 2.
 """
 
 from __future__ import annotations
@@ -25,8 +26,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def torchrun_command(nproc: int, log_dir: Path, *args: str) -> list[str]:
-    """torchrun on free ports (`--standalone`), each process's output in log_dir/<run>/attempt_0/<rank>/."""
+def torchrun_command(nproc: int, log_dir: Path, *args: str, cli: bool = False) -> list[str]:
+    """torchrun on free ports (`--standalone`), each process's output in log_dir/<run>/attempt_0/<rank>/.
+
+    `cli`: run `-m hub_tools ARGS` (the `babyhub` command itself) instead of this script.
+    """
+    target = ["-m", "hub_tools"] if cli else [__file__]
     return [
         sys.executable,
         "-m",
@@ -38,7 +43,7 @@ def torchrun_command(nproc: int, log_dir: Path, *args: str) -> list[str]:
         str(log_dir),
         "--redirects",
         "3",
-        __file__,
+        *target,
         *args,
     ]
 
@@ -49,10 +54,16 @@ def worker_env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
 
 
-def launch(nproc: int, log_dir: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    """Run the worker on `nproc` processes and wait for it."""
+def launch(
+    nproc: int, log_dir: Path, *args: str, cli: bool = False, timeout: float = 300
+) -> subprocess.CompletedProcess:
+    """Run the worker (or with `cli`, `python -m hub_tools ARGS`) on `nproc` processes and wait for it."""
     return subprocess.run(
-        torchrun_command(nproc, log_dir, *args), env=worker_env(), capture_output=True, text=True, timeout=timeout
+        torchrun_command(nproc, log_dir, *args, cli=cli),
+        env=worker_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 

@@ -8,6 +8,7 @@ evaluation rows scored with two methods (12 units) and a small real BLiMP suite 
 import json
 import re
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -94,6 +95,75 @@ def test_two_processes_give_the_rows_of_one(sweep_repo, sweep_inputs, tmp_path):
     assert loads(logs[0]["stderr"]) == ["checkpoint-10", "checkpoint-20", "checkpoint-10"]
     assert loads(logs[1]["stderr"]) == ["checkpoint-20", "main", "checkpoint-20", "main"]
     assert logs[0]["stdout"] == logs[1]["stdout"] == ""
+
+
+def cli_json(capsys, *argv) -> dict:
+    from hub_tools.cli import main
+
+    assert main(list(argv)) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_the_eval_minpairs_command_on_two_processes(capsys, sweep_repo, sweep_inputs, tmp_path):
+    """`torchrun --nproc_per_node 2 -m hub_tools eval minpairs --all-revisions --push-results`: the main process alone
+    prints, writes the CSV and the plot and pushes each card once; the results are a one-process run's."""
+    from huggingface_hub import HfApi
+
+    csvs, _ = sweep_inputs
+    api = HfApi()
+    revisions = ("main", "checkpoint-10", "checkpoint-20")
+    before = {r: len(api.list_repo_commits(sweep_repo, revision=r)) for r in revisions}
+    args = ["eval", "minpairs", "--model", sweep_repo, "--all-revisions", "--data", *map(str, csvs),
+            "--method", *METHODS, "--push-results", "--json"]  # fmt: skip
+    two, one = tmp_path / "two", tmp_path / "one"
+    result = launch(2, tmp_path / "logs", *args, "--output-dir", str(two), cli=True)
+    assert result.returncode == 0, result.stderr
+    logs = rank_output(tmp_path / "logs")
+    assert logs[1]["stdout"] == ""
+    got = json.loads(logs[0]["stdout"])
+    assert sorted(p.name for p in two.iterdir()) == [Path(got["csv"]).name, Path(got["plot"]).name]
+    # every card pushed once, by the main process
+    assert {r: len(api.list_repo_commits(sweep_repo, revision=r)) for r in revisions} == {
+        r: n + 1 for r, n in before.items()
+    }
+    # One process, here: the same records (accuracy, interval, ties, n), the same CSV, and cards that already hold
+    # these results (the bounds included), so nothing is pushed.
+    reference = cli_json(capsys, *args, "--output-dir", str(one))
+    assert got["results"] == reference["results"] and len(got["results"]) == 12
+    assert all(r["ci95_low"] < r["accuracy"] < r["ci95_high"] for r in got["results"])
+    assert Path(got["csv"]).read_bytes() == Path(reference["csv"]).read_bytes()
+    assert reference["pushed"] == dict.fromkeys(revisions, None)  # no change to any card
+    assert all(
+        n == before[r] + 1 for r, n in ((r, len(api.list_repo_commits(sweep_repo, revision=r))) for r in revisions)
+    )
+
+
+def test_the_eval_blimp_command_on_two_processes(capsys, sweep_repo, sweep_inputs, tmp_path):
+    _, suite = sweep_inputs
+    args = ["eval", "blimp", "--model", sweep_repo, "--all-revisions", "--suite", str(suite), "--lower-case", "--json"]
+    result = launch(2, tmp_path / "logs", *args, "--output-dir", str(tmp_path / "two"), cli=True)
+    assert result.returncode == 0, result.stderr
+    logs = rank_output(tmp_path / "logs")
+    assert logs[1]["stdout"] == ""
+    got = json.loads(logs[0]["stdout"])
+    reference = cli_json(capsys, *args, "--output-dir", str(tmp_path / "one"))
+    # the macro-average's bootstrap interval and every paradigm's are the one-process run's
+    assert got["results"] == reference["results"] and len(got["results"]) == 3
+    assert Path(got["csv"]).read_bytes() == Path(reference["csv"]).read_bytes()
+    assert len(list((tmp_path / "two").iterdir())) == 2
+
+
+def test_eval_compare_is_refused_under_a_launcher(capsys, monkeypatch, tiny_baby, sweep_inputs):
+    from hub_tools.cli import main
+
+    csvs, _ = sweep_inputs
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    argv = ["eval", "compare", "--model", str(tiny_baby), "--model", str(tiny_baby), "--data", str(csvs[1])]
+    assert main(argv) == 2
+    assert "eval compare runs in one process, not in each of 2 launched processes" in capsys.readouterr().err
+    monkeypatch.setenv("WORLD_SIZE", "two")
+    with pytest.raises(BabyhubError, match="WORLD_SIZE='two' is not a number: start babyhub with torchrun"):
+        distributed.current_processes()
 
 
 def test_an_error_on_one_process_ends_every_process_with_its_message(sweep_repo, sweep_inputs, tmp_path):

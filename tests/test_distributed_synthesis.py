@@ -5,6 +5,7 @@ as the CLI handler does (tests/distributed_worker.py).
 """
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -56,18 +57,49 @@ def one_process(tiny_baby, small_train_dir, tmp_path_factory):
     return out, report
 
 
-def test_two_processes_write_the_rows_of_one(one_process, tiny_baby, small_train_dir, tmp_path):
+def test_the_synthesize_command_on_two_processes_writes_the_rows_of_one(
+    one_process, tiny_baby, small_train_dir, tmp_path
+):
+    """`torchrun --nproc_per_node 2 -m hub_tools data synthesize ...`: the split and card of one process."""
     reference, reference_report = one_process
-    out, report_file = tmp_path / "synthetic", tmp_path / "report.json"
-    result = launch(2, tmp_path / "logs", *worker_args(small_train_dir, tiny_baby, out, report_file))
+    out = tmp_path / "synthetic"
+    args = worker_args(small_train_dir, tiny_baby, out, tmp_path / "unused.json")[:-2]  # the CLI prints its report
+    result = launch(2, tmp_path / "logs", "data", *args, cli=True)
     assert result.returncode == 0, result.stderr
     assert load_rows(out) == load_rows(reference)
     assert (out / "README.md").read_text() == (reference / "README.md").read_text()  # the card does not say how
-    report = json.loads(report_file.read_text())
-    assert report["filtered"] == reference_report.filtered and report["rows"] == reference_report.rows
-    assert report["processes"] == 2 and "on 2 processes" in report["summary"]
+    logs = rank_output(tmp_path / "logs")
+    assert logs[1]["stdout"] == ""  # the main process alone reports
+    kept = re.compile(r"[\d,]+ of [\d,]+ rows kept \([^)]*\)")  # the same rows kept and filtered
+    assert kept.search(logs[0]["stdout"]).group() == kept.search(reference_report.summary()).group()
+    assert "on 2 processes" in logs[0]["stdout"]
     assert not (tmp_path / ".synthetic.partial").exists()
-    assert rank_output(tmp_path / "logs")[1]["stdout"] == ""
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--tensor-parallel-size", "0"], "--tensor-parallel-size must be at least 1 (got 0)"),
+        (["--tensor-parallel-size", "2"], "a tensor parallel size of 2 needs the vllm backend, not transformers"),
+    ],
+)
+def test_the_tensor_parallel_size_flag_refusals(capsys, small_train_dir, tiny_baby, tmp_path, extra, message):
+    from hub_tools.cli import main
+
+    argv = ["data", "synthesize", "--train", str(small_train_dir), "--teacher", str(tiny_baby)]
+    assert main([*argv, "--out", str(tmp_path / "out"), *extra]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_vllm_backend_is_refused_under_a_launcher_by_the_command(capsys, monkeypatch, small_train_dir, tmp_path):
+    from hub_tools.cli import main
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    argv = ["data", "synthesize", "--train", str(small_train_dir), "--teacher", "org/teacher", "--backend", "vllm",
+            "--tensor-parallel-size", "2", "--out", str(tmp_path / "out")]  # fmt: skip
+    assert main(argv) == 2
+    assert "the vllm backend runs in one process, not in each of 2 launched processes" in capsys.readouterr().err
 
 
 def test_killed_ranks_resume_on_their_own(one_process, tiny_baby, small_train_dir, tmp_path):
