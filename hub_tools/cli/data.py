@@ -11,6 +11,11 @@
     # the original's synthesis: a base model, its plain prompt, every row kept, no speaker tags
     babyhub data synthesize --train build/data/child-dpo-preferences --teacher meta-llama/Llama-3.2-3B \\
         --prompt-style completion --no-filter --format plain --out build/data/child-dpo-preferences-synthetic
+    # on N processes (batches dealt out by index; the same rows as one process; GPUs: accelerate launch --device cuda)
+    OMP_NUM_THREADS=1 torchrun --nproc_per_node 2 -m hub_tools data synthesize \\
+        --train build/data/child-dpo-preferences --teacher build/teacher --out build/data/synthetic
+    # a large teacher split over 4 GPUs by vLLM (one process: vLLM starts its own workers)
+    babyhub data synthesize --backend vllm --tensor-parallel-size 4 --teacher meta-llama/Llama-3.2-3B ...
     # publish a built folder (one commit; identical content makes no commit)
     babyhub push build/data/child-dpo-preferences --repo-id me/child-dpo-preferences --repo-type dataset
 """
@@ -170,6 +175,13 @@ def register(subparsers) -> None:
     )
     _options.add_device(synth, help="torch device for the transformers backend")
     synth.add_argument("--api-base", default=None, help="openai backend: base URL (default: $OPENAI_BASE_URL)")
+    synth.add_argument(
+        "--tensor-parallel-size",
+        type=_options.positive_int,
+        default=1,
+        metavar="N",
+        help="vllm backend: split one teacher over N GPUs (vLLM starts its own workers; run it without torchrun)",
+    )
     synth.add_argument("--restart", action="store_true", help="discard an interrupted run's state and start over")
     synth.set_defaults(func=handle_data_synthesize)
 
@@ -246,8 +258,11 @@ def handle_data_synthesize(args: argparse.Namespace) -> int:
         text_format=args.text_format,
         device=args.device,
         api_base=args.api_base,
+        tensor_parallel_size=args.tensor_parallel_size,
         restart=args.restart,
     )
+    if report is None:
+        return 0  # not the main process of a launch: the main process writes the split and prints
     print(report.summary())
     return 0
 

@@ -10,6 +10,13 @@ interval; and two models compared on the same pairs (paired difference, its inte
     babyhub eval blimp --model me/baby-dpo --suite ../shared/data/blimp --lower-case --method sequence_sum_bow_legacy
     # a DPO model against its baseline on the same pairs
     babyhub eval compare --model me/baby-dpo --model me/baby --data me/child-dpo-preferences-eval
+    # every checkpoint on N processes (CPUs: torchrun and gloo; GPUs: accelerate launch ... --device cuda)
+    OMP_NUM_THREADS=1 torchrun --nproc_per_node 2 -m hub_tools eval minpairs --model me/baby-dpo --all-revisions \\
+        --data me/child-dpo-preferences-eval
+
+Under a launcher, `eval minpairs|blimp` split the revision × dataset × method units over the processes
+(`hub_tools.evaluation.distributed`); the main process alone prints, writes the CSV and plots and pushes the cards,
+with the rows of a one-process run.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ import json
 import sys
 from pathlib import Path
 
-from hub_tools import errors
+from hub_tools import distributed, errors
 from hub_tools.cli import _options
 
 
@@ -149,17 +156,30 @@ def _add_sweep_options(parser) -> None:
 # ------------------------------------------------------------------------------------------------ handlers
 def handle_eval_minpairs(args: argparse.Namespace) -> int:
     evaluation = _evaluation()
-    # Every dataset is read first, so bad data fails before any model is loaded.
+    processes = _processes(args)
+    # Every dataset is read first, so bad data fails before any model is loaded (on every process, with one outcome).
     with errors.from_flag("--data"):
-        datasets = [evaluation.read_minpairs_data(d, split=args.split) for d in args.data]
-    return _sweep(args, "minpairs", datasets)
+        datasets = distributed.run_on_each(
+            lambda: [evaluation.read_minpairs_data(d, split=args.split) for d in args.data], processes
+        )
+    return _sweep(args, "minpairs", datasets, processes)
 
 
 def handle_eval_blimp(args: argparse.Namespace) -> int:
     evaluation = _evaluation()
+    processes = _processes(args)
     with errors.from_flag("--suite"):
-        suite = evaluation.read_blimp_suite(args.suite, lower_case=args.lower_case)
-    return _sweep(args, "blimp", [suite])
+        suite = distributed.run_on_each(
+            lambda: evaluation.read_blimp_suite(args.suite, lower_case=args.lower_case), processes
+        )
+    return _sweep(args, "blimp", [suite], processes)
+
+
+def _processes(args: argparse.Namespace) -> distributed.Processes:
+    """The launcher's processes (one without torchrun/accelerate launch), after the checks that need no model."""
+    if args.create_pr and not args.push_results:
+        raise errors.BabyhubError("--create-pr proposes the results of --push-results: add --push-results")
+    return distributed.current_processes(args.device)
 
 
 def _plot_formats() -> tuple[str, ...]:
@@ -168,10 +188,10 @@ def _plot_formats() -> tuple[str, ...]:
     return FORMATS
 
 
-def _sweep(args: argparse.Namespace, target: str, datasets: list) -> int:
+def _sweep(args: argparse.Namespace, target: str, datasets: list, processes: distributed.Processes) -> int:
+    from hub_tools.evaluation.distributed import evaluate_revisions_distributed
+
     evaluation = _evaluation()
-    if args.create_pr and not args.push_results:
-        raise errors.BabyhubError("--create-pr proposes the results of --push-results: add --push-results")
     # 1. The model, and the revisions to evaluate.
     model = evaluation.EvalModel(
         args.model,
@@ -185,9 +205,15 @@ def _sweep(args: argparse.Namespace, target: str, datasets: list) -> int:
             "with `babyhub train ... --push_to_hub`)"
         )
     with errors.from_flag("--model"):
-        revisions = evaluation.select_revisions(model, args.revision, every=args.all_revisions)
-    # 2. Every revision on every dataset with every method.
-    rows = evaluation.evaluate_revisions(model, revisions, datasets, args.method, progress=not args.json)
+        revisions = distributed.run_on_each(
+            lambda: evaluation.select_revisions(model, args.revision, every=args.all_revisions), processes
+        )
+    # 2. Every revision on every dataset with every method (split over the processes of a launch).
+    rows = evaluate_revisions_distributed(
+        model, revisions, datasets, args.method, progress=not args.json, processes=processes
+    )
+    if rows is None:
+        return 0  # not the main process: it alone writes, pushes and prints
     # 3. Tables, plots and cards.
     output = {"model": args.model, "target": target, "results": [row.record() for row in rows]}
     if args.all_revisions:
@@ -226,6 +252,12 @@ def handle_eval_compare(args: argparse.Namespace) -> int:
     evaluation = _evaluation()
     from hub_tools.branches import Revision
 
+    if distributed.launched_world_size() > 1:
+        raise errors.BabyhubError(
+            f"eval compare runs in one process, not in each of {distributed.launched_world_size()} launched "
+            "processes: start it without torchrun/accelerate launch (a sweep of many revisions is what `eval "
+            "minpairs|blimp` split over processes)"
+        )
     if len(args.model) != 2:
         raise errors.BabyhubError(
             f"--model given {len(args.model)} time(s): give it exactly twice, the model to judge (A) then the "

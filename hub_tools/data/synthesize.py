@@ -25,11 +25,22 @@ original's synthetic split is published without speaker tags).
 The transformers backend generates with `hub_tools.data.generation.PrefixCachedGenerator`: the system prompt, the
 same for every row, runs once per run and its KV cache serves every row.
 
-Resumable and shardable: the raw answers of each finished batch are appended to `.<out>.partial/answers.jsonl`
-beside the output. Batch i always holds rows [i*batch_size, (i+1)*batch_size), and row r samples with its own seed
-`row_seed(seed, r)`, so a run that is killed and started again continues after the last finished batch and ends
-with the same rows as an uninterrupted run (and a run split across processes by whole batches would too). The
-dataset folder itself appears only when every batch is done.
+Resumable and sharded: batch i always holds rows [i*batch_size, (i+1)*batch_size), and row r samples with its own
+seed `row_seed(seed, r)`, so no row depends on which batches ran before it, in which run or on which process. The
+raw answers of each finished batch are appended, as a line `{"batch": i, "answers": [...]}`, to a file of the
+`.<out>.partial/` folder beside the output, so a run that is killed and started again generates only the batches
+that are not done and ends with the rows of an uninterrupted run. The dataset folder itself appears only when every
+batch is done.
+
+On N processes (`torchrun --nproc_per_node N -m hub_tools data synthesize ...` on CPUs, `accelerate launch -m
+hub_tools data synthesize ... --device cuda` on GPUs) the unfinished batches are dealt out by index, round robin;
+each process loads the teacher and appends to its own file (`answers.jsonl` on the main process,
+`answers.rank<r>.jsonl` on rank r), so each resumes on its own, and a run may be resumed with another number of
+processes (every file is read). The main process puts the batches back in row order and writes the split, which
+has the rows of a one-process run with the same seed; the other processes return None. An error on any process
+ends every process with its message (see `hub_tools.distributed`). The vLLM backend spreads one teacher over GPUs
+with `tensor_parallel_size` inside one process (vLLM starts its own workers) and is not sharded across launched
+processes.
 """
 
 import hashlib
@@ -42,6 +53,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from hub_tools import distributed
 from hub_tools.data.sampling import Sampling, row_seed
 from hub_tools.dialogue import CHILD_TAG, speaker_of, strip_tag
 from hub_tools.errors import BabyhubError
@@ -95,11 +107,13 @@ class SynthesisReport:
     filter_rows: bool = True  # False: rows with a filter reason are counted but kept
     lowercase: bool = True
     text_format: str = "tags"
+    processes: int = 1  # processes the batches were sharded over
 
     def summary(self) -> str:
         counts = ", ".join(f"{k}: {v}" for k, v in self.filtered.items())
         kept = f"filtered {counts}" if self.filter_rows else f"no filter; would have filtered {counts}"
         resumed = f", resumed after {self.resumed_batches} finished batches" if self.resumed_batches else ""
+        resumed += f", on {self.processes} processes" if self.processes > 1 else ""
         return (
             f"wrote {self.out_dir}: {self.rows:,} of {self.total:,} rows kept ({kept}); teacher "
             f"{self.teacher}@{self.teacher_revision} via {self.backend}, {self.prompt_style} prompt, "
@@ -274,7 +288,15 @@ class VllmTeacher:
 
     name = "vllm"
 
-    def __init__(self, teacher: str, *, revision: str | None, sampling: Sampling, prompt_style: str):
+    def __init__(
+        self,
+        teacher: str,
+        *,
+        revision: str | None,
+        sampling: Sampling,
+        prompt_style: str,
+        tensor_parallel_size: int = 1,
+    ):
         try:
             from vllm import LLM
         except ImportError as err:
@@ -282,7 +304,8 @@ class VllmTeacher:
                 "the vllm backend needs vLLM: install it with `pip install 'babyhub[vllm]'` (Linux + GPU), or use "
                 "the transformers backend."
             ) from err
-        self.llm = LLM(model=teacher, revision=revision)
+        # tensor_parallel_size > 1: vLLM splits the teacher's weights over that many GPUs, with workers of its own.
+        self.llm = LLM(model=teacher, revision=revision, tensor_parallel_size=tensor_parallel_size)
         has_template = bool(getattr(self.llm.get_tokenizer(), "chat_template", None))
         self.prompt_style = resolve_prompt_style(prompt_style, has_template, teacher)
         self.sampling = sampling
@@ -362,16 +385,33 @@ def load_teacher(
     sampling: Sampling = DEFAULT_SAMPLING,
     api_base=None,
     prompt_style: str = "auto",
+    tensor_parallel_size: int = 1,
 ):
-    """The generation backend; vllm and openai are optional extras and fail with install instructions."""
+    """The generation backend; vllm and openai are optional extras and fail with install instructions.
+
+    `tensor_parallel_size` (vllm only): the number of GPUs one vLLM teacher is split over.
+    """
     if prompt_style not in PROMPT_STYLES:
         raise BabyhubError(f"unknown prompt style {prompt_style!r}: use one of {', '.join(PROMPT_STYLES)}.")
+    if not isinstance(tensor_parallel_size, int) or tensor_parallel_size < 1:
+        raise BabyhubError(f"tensor parallel size {tensor_parallel_size!r}: give a whole number of GPUs, at least 1.")
+    if tensor_parallel_size > 1 and backend != "vllm":
+        raise BabyhubError(
+            f"a tensor parallel size of {tensor_parallel_size} needs the vllm backend, not {backend}: the "
+            "transformers backend runs one teacher per process (launch N processes to use N devices)."
+        )
     if backend == "transformers":
         return TransformersTeacher(
             teacher, revision=revision, device=device, sampling=sampling, prompt_style=prompt_style
         )
     if backend == "vllm":
-        return VllmTeacher(teacher, revision=revision, sampling=sampling, prompt_style=prompt_style)
+        return VllmTeacher(
+            teacher,
+            revision=revision,
+            sampling=sampling,
+            prompt_style=prompt_style,
+            tensor_parallel_size=tensor_parallel_size,
+        )
     if backend == "openai":
         return OpenAITeacher(
             teacher, revision=revision, sampling=sampling, api_base=api_base, prompt_style=prompt_style
@@ -384,60 +424,106 @@ def load_teacher(
 
 @dataclass
 class RunState:
-    """The `.partial` folder beside the output: settings of the run + one JSON line of raw answers per batch."""
+    """The `.partial` folder beside the output: the run's settings + the raw answers of every finished batch.
+
+    Each process appends to its own file (`answers.jsonl` on the main process, `answers.rank<r>.jsonl` on rank r),
+    one line `{"batch": i, "answers": [...]}` per finished batch, flushed to disk before the next batch starts;
+    reading collects every file, so a run resumes with any number of processes. A line torn by a kill (and anything
+    after it in its file) does not count: that batch is generated again.
+    """
 
     folder: Path
     settings: dict
-    batches: list[list[str]] = field(default_factory=list)
+    batch_sizes: list[int]  # rows of each batch of the run, by batch index
+    rank: int = 0
+    done: set[int] = field(default_factory=set)  # batches finished when the run started
 
     @property
     def answers_file(self) -> Path:
-        return self.folder / "answers.jsonl"
+        """This process's file."""
+        return self.folder / ("answers.jsonl" if self.rank == 0 else f"answers.rank{self.rank}.jsonl")
 
     @classmethod
-    def open(cls, folder: Path, settings: dict, *, restart: bool) -> "RunState":
-        if restart and folder.exists():
-            shutil.rmtree(folder)
-        state = cls(folder, settings)
-        settings_file = folder / "settings.json"
-        if not settings_file.exists():
-            folder.mkdir(parents=True, exist_ok=True)
-            settings_file.write_text(json.dumps(settings, indent=2, sort_keys=True), encoding="utf-8")
-            state.answers_file.touch()
-            return state
-        saved = json.loads(settings_file.read_text(encoding="utf-8"))
-        changed = sorted(k for k in set(saved) | set(settings) if saved.get(k) != settings.get(k))
-        if changed:
-            raise BabyhubError(
-                f"{folder} holds an interrupted run with other settings ({', '.join(changed)} differ): rerun with "
-                "the same settings to resume it, or pass --restart to discard it."
-            )
-        state.batches = state._read_batches()
+    def open(
+        cls,
+        folder: Path,
+        settings: dict,
+        batch_sizes: list[int],
+        *,
+        restart: bool,
+        processes: distributed.Processes = distributed.SINGLE,
+    ) -> "RunState":
+        """The state of the run on every process: the main process creates or checks it, and says what is done."""
+        state = cls(folder, settings, batch_sizes, processes.rank)
+
+        def prepare() -> set[int]:
+            if restart and folder.exists():
+                shutil.rmtree(folder)
+            settings_file = folder / "settings.json"
+            if not settings_file.exists():
+                folder.mkdir(parents=True, exist_ok=True)
+                staged = folder / ".settings.json.tmp"
+                staged.write_text(json.dumps(settings, indent=2, sort_keys=True), encoding="utf-8")
+                staged.replace(settings_file)
+                return set()
+            saved = json.loads(settings_file.read_text(encoding="utf-8"))
+            changed = sorted(k for k in set(saved) | set(settings) if saved.get(k) != settings.get(k))
+            if changed:
+                raise BabyhubError(
+                    f"{folder} holds an interrupted run with other settings ({', '.join(changed)} differ): rerun "
+                    "with the same settings to resume it, or pass --restart to discard it."
+                )
+            return set(state.read_batches())
+
+        # The others wait: nothing appends before the main process has read what is done.
+        state.done = distributed.broadcast_from_main(distributed.run_on_main(prepare, processes), processes)
+        state._repair()
         return state
 
-    def _read_batches(self) -> list[list[str]]:
-        batches, good_bytes = [], 0
-        with open(self.answers_file, "rb") as handle:
-            for line in handle:
-                try:
-                    record = json.loads(line)
-                except ValueError:
-                    break  # a line torn by a kill: that batch is generated again
-                if not line.endswith(b"\n") or record.get("batch") != len(batches):
-                    break
-                batches.append(record["answers"])
-                good_bytes += len(line)
-        with open(self.answers_file, "r+b") as handle:
-            handle.truncate(good_bytes)
+    def _parse(self, handle) -> tuple[dict[int, list[str]], int]:
+        """The batches of one file up to its first bad line, and the bytes they take."""
+        batches, good_bytes = {}, 0
+        for line in handle:
+            try:
+                record = json.loads(line)
+                index, answers = record["batch"], record["answers"]
+            except (ValueError, KeyError, TypeError):
+                break  # a line torn by a kill: that batch is generated again
+            if (
+                not line.endswith(b"\n")
+                or not isinstance(index, int)
+                or not 0 <= index < len(self.batch_sizes)
+                or not isinstance(answers, list)
+                or len(answers) != self.batch_sizes[index]
+            ):
+                break
+            batches.setdefault(index, answers)
+            good_bytes += len(line)
+        return batches, good_bytes
+
+    def read_batches(self) -> dict[int, list[str]]:
+        """Every finished batch in every process's file (the first copy of a batch written twice)."""
+        batches: dict[int, list[str]] = {}
+        for path in sorted(self.folder.glob("answers*.jsonl")):
+            with open(path, "rb") as handle:
+                for index, answers in self._parse(handle)[0].items():
+                    batches.setdefault(index, answers)
         return batches
 
-    def append(self, answers: list[str]) -> None:
-        line = json.dumps({"batch": len(self.batches), "answers": answers}, ensure_ascii=False) + "\n"
+    def _repair(self) -> None:
+        """Cut this process's own file after its last whole line, so that appending starts on a line of its own."""
+        if not self.answers_file.exists():
+            self.answers_file.touch()
+            return
+        with open(self.answers_file, "r+b") as handle:
+            handle.truncate(self._parse(handle)[1])
+
+    def append(self, index: int, answers: list[str]) -> None:
+        line = json.dumps({"batch": index, "answers": answers}, ensure_ascii=False) + "\n"
         with open(self.answers_file, "a", encoding="utf-8") as handle:
             handle.write(line)
             handle.flush()
             os.fsync(handle.fileno())  # a finished batch survives a kill
-        self.batches.append(answers)
 
 
 # ---------------------------------------------------------------------------------------------- the split
@@ -478,9 +564,11 @@ def synthesize_preferences(
     text_format: str | None = None,
     device: str = "cpu",
     api_base: str | None = None,
+    tensor_parallel_size: int = 1,
     restart: bool = False,
     progress: bool = True,
-) -> SynthesisReport:
+    processes: distributed.Processes | None = None,
+) -> SynthesisReport | None:
     """Write a child-dpo-preferences-synthetic folder at out_dir; see the module docstring.
 
     Args:
@@ -500,17 +588,18 @@ def synthesize_preferences(
             the training split, as the original).
         text_format: `tags` (`*MOT:`/`*CHI:`), `plain` (no speaker tags, as the original's synthetic split), or
             None for the training split's own convention.
-        device: torch device of the transformers backend.
+        device: torch device of the transformers backend (`cuda`: each launched process its own GPU).
         api_base: the openai backend's base URL.
+        tensor_parallel_size: GPUs one vllm teacher is split over (vllm only).
         restart: discard an interrupted run's state instead of resuming it.
-        progress: show a progress bar.
+        progress: show a progress bar (on the main process, for its own batches).
+        processes: the processes to shard the batches over; default: the launcher's (one without a launcher).
 
     Returns:
-        A SynthesisReport: rows asked and kept, filter counts, the teacher's revision and the resolved prompt style.
+        On the main process, a SynthesisReport: rows asked and kept, filter counts, the teacher's revision and the
+        resolved prompt style; None on the other processes of a launch.
     """
     from tqdm.auto import tqdm
-
-    from hub_tools.data.preferences import data_file_for, install_folders, write_dataset_folder
 
     start = time.perf_counter()
     if batch_size < 1 or max_words < 1 or (limit is not None and limit < 1):
@@ -519,6 +608,14 @@ def synthesize_preferences(
         )  # named as tests/test_data_commands.py expects
     if text_format is not None and text_format not in TEXT_FORMATS:
         raise BabyhubError(f"unknown text format {text_format!r}: use one of {', '.join(TEXT_FORMATS)}.")
+    world_size = processes.world_size if processes else distributed.launched_world_size()
+    if backend == "vllm" and world_size > 1:
+        raise BabyhubError(
+            f"the vllm backend runs in one process, not in each of {world_size} launched "
+            "processes: start it without torchrun/accelerate launch and give it several GPUs with a tensor "
+            "parallel size (vLLM starts its own workers)."
+        )
+    processes = processes or distributed.current_processes(device)
     out_dir = Path(out_dir)
     # 1. the training rows and the caregiver utterances the teacher answers
     rows = read_train_rows(train_dir)[:limit]
@@ -532,15 +629,19 @@ def synthesize_preferences(
             "with tags, or write the synthetic split plain."
         )
     text_format = text_format or ("tags" if tagged else "plain")
-    # 2. the teacher (fails early with install instructions for a missing optional backend)
-    model = load_teacher(
-        backend,
-        teacher,
-        revision=revision,
-        device=device,
-        sampling=sampling,
-        api_base=api_base,
-        prompt_style=prompt_style,
+    # 2. the teacher, on every process (fails early with install instructions for a missing optional backend)
+    model = distributed.run_on_each(
+        lambda: load_teacher(
+            backend,
+            teacher,
+            revision=revision,
+            device=distributed.device_of(device, processes),
+            sampling=sampling,
+            api_base=api_base,
+            prompt_style=prompt_style,
+            tensor_parallel_size=tensor_parallel_size,
+        ),
+        processes,
     )
     # 3. resume the batches an earlier run finished, if its settings are the same
     settings = {
@@ -559,25 +660,84 @@ def synthesize_preferences(
         "completion_template": COMPLETION_TEMPLATE,
         "stops": list(stops_for(model.prompt_style)),
     }
-    state = RunState.open(out_dir.parent / f".{out_dir.name}.partial", settings, restart=restart)
-    resumed = len(state.batches)
-    # 4. generate the remaining batches, saving each as soon as it is done
     starts = range(0, len(rows), batch_size)
-    if resumed < len(starts) and hasattr(model, "prepare"):
-        model.prepare(utterances)  # the prefix every prompt of the run shares, cached once
-    with tqdm(
-        total=len(rows),
-        initial=min(resumed * batch_size, len(rows)),
-        desc="synthesize",
-        unit="prompt",
-        disable=not progress,
-    ) as bar:
-        for index in range(resumed, len(starts)):
-            batch = list(range(starts[index], min(starts[index] + batch_size, len(rows))))
-            state.append(model.generate([utterances[i] for i in batch], batch, seed))
+    batch_rows = [list(range(i, min(i + batch_size, len(rows)))) for i in starts]
+    folder = out_dir.parent / f".{out_dir.name}.partial"
+    state = RunState.open(folder, settings, [len(b) for b in batch_rows], restart=restart, processes=processes)
+    # 4. this process's share of the remaining batches (dealt out by index), each saved as soon as it is done
+    todo = [i for i in range(len(batch_rows)) if i not in state.done]
+    mine = todo[processes.rank :: processes.world_size]
+    if mine and hasattr(model, "prepare"):
+        model.prepare(utterances)  # the prefix every prompt of the run shares, cached once (alike on every process)
+    # The bar of one process counts the whole run (resumed batches as done); under a launcher the main process's
+    # counts its own share.
+    own = sum(len(batch_rows[i]) for i in mine)
+    total = own if processes.is_distributed else len(rows)
+    label = f"synthesize ({processes})" if processes.is_distributed else "synthesize"
+    show = progress and processes.is_main
+    with tqdm(total=total, initial=total - own, desc=label, unit="prompt", disable=not show) as bar:
+
+        def run(index: int) -> None:
+            batch = batch_rows[index]
+            state.append(index, model.generate([utterances[i] for i in batch], batch, seed))
             bar.update(len(batch))
+
+        steps = len(todo[0 :: processes.world_size])  # the longest share: the main process's
+        distributed.run_in_lockstep([lambda i=i: run(i) for i in mine], processes, steps)
+    # 5.-6. on the main process: every batch in row order, filtered, written with its card
+
+    def write() -> SynthesisReport:
+        return _write_split(
+            state,
+            rows,
+            utterances,
+            train_dir,
+            out_dir,
+            model,
+            settings,
+            backend=backend,
+            teacher=teacher,
+            max_words=max_words,
+            lowercase=lowercase,
+            filter_rows=filter_rows,
+            text_format=text_format,
+        )
+
+    report = distributed.run_on_main(write, processes)
+    if report is not None:
+        report.processes = processes.world_size
+        report.seconds = time.perf_counter() - start
+    return report
+
+
+def _write_split(
+    state: RunState,
+    rows: list[dict],
+    utterances: list[str],
+    train_dir,
+    out_dir: Path,
+    model,
+    settings: dict,
+    *,
+    backend: str,
+    teacher: str,
+    max_words: int,
+    lowercase: bool,
+    filter_rows: bool,
+    text_format: str,
+) -> SynthesisReport:
+    """Steps 5 and 6 of `synthesize_preferences`, on the main process once every batch is done."""
+    from hub_tools.data.preferences import data_file_for, install_folders, write_dataset_folder
+
     # 5. first utterance of each answer, lower-cased, filtered and counted
-    raw = [answer for batch in state.batches for answer in batch]
+    batches = state.read_batches()
+    missing = [i for i in range(len(state.batch_sizes)) if i not in batches]
+    if missing:
+        raise BabyhubError(
+            f"{state.folder}: batches {missing[:5]} have no answers although every process finished: rerun the "
+            "same command to generate them."
+        )
+    raw = [answer for i in range(len(state.batch_sizes)) for answer in batches[i]]
     filtered = dict.fromkeys(FILTERS, 0)
     synthetic = []
     for row, utterance, generated in zip(rows, utterances, raw, strict=True):
@@ -608,8 +768,8 @@ def synthesize_preferences(
         teacher,
         model.revision,
         backend,
-        len(starts),
-        resumed,
+        len(state.batch_sizes),
+        len(state.done),
         0.0,
         prompt_style=model.prompt_style,
         filter_rows=filter_rows,
@@ -634,7 +794,6 @@ def synthesize_preferences(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     shutil.rmtree(state.folder)
-    report.seconds = time.perf_counter() - start
     return report
 
 
