@@ -15,34 +15,22 @@ from huggingface_hub import HfApi, ModelCard, hf_hub_download
 from safetensors.torch import load_file
 
 import train_dpo
-from hub_tools.paths import RECIPES, REPO_ROOT
+from hub_tools.paths import REPO_ROOT
 from hub_tools.training import launch
 from hub_tools.training.config import optimizer_steps_per_epoch
 from hub_tools.training.processes import Processes
 from tests.fixtures.data import SMALL_TRAIN_ROWS
+from tests.test_train_dpo import BRANCHES, STEPS
+from tests.test_train_dpo import _args as train_dpo_args
 
-STEPS, SAVE = 6, 2
-BRANCHES = {"checkpoint-2", "checkpoint-4", "checkpoint-6"}
 # Large enough that 6 steps move the weights far more than float rounding does.
 LEARNING_RATE = "2e-4"
 TIMEOUT = 300  # seconds a launch may take on a loaded 2-core machine
 
 
 def _args(baby, data, out, repo=None, *extra):
-    args = [
-        "--config", str(RECIPES / "tiny-cpu.yaml"),
-        "--model_name_or_path", str(baby),
-        "--dataset_name", str(data),
-        "--output_dir", str(out),
-        "--max_steps", str(STEPS),
-        "--save_steps", str(SAVE),
-        "--logging_steps", "1",
-        "--learning_rate", LEARNING_RATE,
-        "--disable_tqdm", "true",
-    ]  # fmt: skip
-    if repo:
-        args += ["--push_to_hub", "--hub_model_id", repo]
-    return args + list(extra)
+    """test_train_dpo's arguments (same steps and checkpoints) with a learning rate that moves the weights."""
+    return train_dpo_args(baby, data, out, repo, "--learning_rate", LEARNING_RATE, *extra)
 
 
 def _torchrun(script, argv, **kwargs):
