@@ -64,3 +64,14 @@ def test_the_maintenance_commands_refuse_a_missing_root_and_a_negative_grace(tmp
         assert f"{tmp_path / 'nowhere'} is not a folder: give the local hub's storage folder." in err
     assert main(["hub", "gc", "--root", str(tmp_path), "--grace-hours", "-1"]) == 2
     assert "--grace-hours must be 0 or more, not -1" in capsys.readouterr().err
+
+
+def test_migrate_refuses_a_folder_that_is_no_hub_root_and_writes_nothing(tmp_path, capsys):
+    folder = tmp_path / "documents"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine")
+    assert main(["hub", "migrate", "--root", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert f"babyhub hub: error: {folder} is not a local hub root" in err
+    assert "give the folder `babyhub hub serve --root` was given" in err
+    assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"]

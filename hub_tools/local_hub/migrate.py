@@ -41,6 +41,7 @@ from hub_tools.local_hub.gitplumbing import (
     fsync_tree,
     init_bare,
     make_root,
+    needs_migration,
     new_commit,
     write_atomic,
     write_json_atomic,
@@ -82,9 +83,15 @@ def migrate_root(root: Path | str) -> MigrationReport:
 
     Raises:
         MigrationError: naming the repo, commit and file that cannot be migrated; repos migrated before it are
-            kept, the failing one and those after it stay in the old format.
+            kept, the failing one and those after it stay in the old format. Also for a folder that is no hub root
+            at all (nothing is written into it).
     """
     root = Path(root).resolve()
+    if not needs_migration(root) and not (root / "FORMAT").is_file():
+        raise MigrationError(
+            f"{root} is not a local hub root (no repos/*/*/*/repo.json or blobs/ of the old store, no FORMAT file of "
+            "the git store): give the folder `babyhub hub serve --root` was given"
+        )
     make_root(root)
     for sub in ("lfs/objects", "tmp"):
         (root / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
