@@ -75,3 +75,16 @@ def test_migrate_refuses_a_folder_that_is_no_hub_root_and_writes_nothing(tmp_pat
     assert f"babyhub hub: error: {folder} is not a local hub root" in err
     assert "give the folder `babyhub hub serve --root` was given" in err
     assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"]
+
+
+def test_gc_refuses_a_folder_that_is_no_git_hub_root_and_removes_nothing(tmp_path, old_root, capsys):  # noqa: F811
+    home = tmp_path / "home"
+    (home / "tmp").mkdir(parents=True)
+    old_file = home / "tmp" / "draft.txt"
+    old_file.write_text("keep me")
+    os.utime(old_file, (0, 0))  # older than any grace period
+    for root in (home, old_root):
+        assert main(["hub", "gc", "--root", str(root), "--grace-hours", "0"]) == 2
+        err = capsys.readouterr().err
+        assert f"{root} is not a git-backed local hub root" in err and "babyhub hub serve --root" in err
+    assert old_file.read_text() == "keep me"

@@ -28,6 +28,7 @@ from pathlib import Path
 from dulwich.objects import parse_tree
 from dulwich.repo import Repo as DulwichRepo
 
+from hub_tools.errors import BabyhubError
 from hub_tools.local_hub import lfs
 from hub_tools.local_hub.gitplumbing import BLOBINFO, merge_packs, read_blobinfo, write_blobinfo
 from hub_tools.local_hub.gitstore import FORMAT
@@ -68,6 +69,14 @@ class FsckReport:
     @property
     def ok(self) -> bool:
         return not self.problems
+
+
+def _is_git_root(root: Path) -> bool:
+    """True for a folder the git store wrote (its FORMAT file names this format)."""
+    try:
+        return (root / "FORMAT").read_text().strip() == FORMAT
+    except OSError:
+        return False
 
 
 class _Stop(Exception):
@@ -198,7 +207,7 @@ def fsck(root: Path | str, *, hash_lfs: bool = True, stop_at_first: bool = True)
             raise _Stop
 
     try:
-        if not (root / "FORMAT").is_file() or (root / "FORMAT").read_text().strip() != FORMAT:
+        if not _is_git_root(root):
             problem("", str(root), f"not a git-backed hub root (no FORMAT {FORMAT!r}): run `babyhub hub migrate`")
         for label, path in repo_dirs(root):
             report.repos += 1
@@ -298,6 +307,11 @@ def gc(root: Path | str, grace_seconds: float = DEFAULT_GRACE, *, now: float | N
         might reference objects nobody else knows of, so they are kept and `skipped_lfs_reason` says why.
     """
     root = Path(root).resolve()
+    if not _is_git_root(root):  # gc deletes under ROOT/tmp and ROOT/cache: never in a folder that is not a hub's
+        raise BabyhubError(
+            f"{root} is not a git-backed local hub root (no FORMAT {FORMAT!r}): give the folder `babyhub hub serve "
+            "--root` was given (an older hub: `babyhub hub migrate` first)"
+        )
     now = time.time() if now is None else now
     cutoff = now - grace_seconds
     report = GcReport()
