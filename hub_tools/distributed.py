@@ -29,6 +29,7 @@ Standard library at import; torch and accelerate only when more than one process
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -107,8 +108,23 @@ def current_processes(device: str = "cpu") -> Processes:
             )
         group = dist.new_group(backend="gloo", timeout=COLLECTIVE_TIMEOUT)
         _CURRENT = Processes(state.process_index, state.num_processes, state.local_process_index, group)
+        atexit.register(_leave_process_groups)
         logger.info("joined the process group as %s (backend %s)", _CURRENT, state.backend)
     return _CURRENT
+
+
+def _leave_process_groups() -> None:
+    """Destroy the process groups before the interpreter exits (registered on joining).
+
+    A process that exits with its gloo groups alive can abort in C++ ("terminate called without an active
+    exception", SIGABRT) while torch's threads are torn down: seen on a loaded machine on the process that finished
+    first, which turned a run whose work was done into a failed launch. No barrier here: a process only gets here
+    after the last step every process takes together, and waiting for a peer that died would hang.
+    """
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 _CURRENT: Processes | None = None
