@@ -108,9 +108,23 @@ def current_processes(device: str = "cpu") -> Processes:
             )
         group = dist.new_group(backend="gloo", timeout=COLLECTIVE_TIMEOUT)
         _CURRENT = Processes(state.process_index, state.num_processes, state.local_process_index, group)
-        atexit.register(_leave_process_groups)
+        leave_process_groups_at_exit()
         logger.info("joined the process group as %s (backend %s)", _CURRENT, state.backend)
     return _CURRENT
+
+
+def leave_process_groups_at_exit() -> None:
+    """Have this process destroy its process groups before the interpreter exits (registered once).
+
+    Called on joining a launch: here, and by training's `Processes.of` (whose group accelerate starts).
+    """
+    global _LEAVING
+    if not _LEAVING:
+        atexit.register(_leave_process_groups)
+        _LEAVING = True
+
+
+_LEAVING = False
 
 
 def _leave_process_groups() -> None:

@@ -65,6 +65,10 @@ class Processes:
             This process's place in the run.
         """
         count = training_args.world_size
+        if count > 1:
+            from hub_tools.distributed import leave_process_groups_at_exit
+
+            leave_process_groups_at_exit()
         return cls(training_args.process_index, count, training_args.local_process_index)
 
     @property
