@@ -1,5 +1,4 @@
-import sys
-
 from hub_tools.cli import main
+from hub_tools.distributed import exit_process
 
-sys.exit(main())
+exit_process(main())

@@ -32,6 +32,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -125,6 +126,30 @@ def leave_process_groups_at_exit() -> None:
 
 
 _LEAVING = False
+
+
+def exit_process(code: int) -> None:
+    """End this process with `code`; a process of a launch skips the interpreter's C++ teardown.
+
+    A launched process that returned from its work sometimes aborted at interpreter exit ("terminate called without
+    an active exception", SIGABRT, the launch failed though every row was written), with or without its process
+    groups destroyed: a native thread torn down by a static destructor. A process of a launch therefore runs the
+    Python exit handlers (the groups left, logs and files flushed) and then `os._exit`; a single process exits as
+    usual.
+    """
+    try:
+        launched = launched_world_size() > 1
+    except BabyhubError:  # a WORLD_SIZE that is not a number: the command has already said so
+        launched = False
+    if not launched:
+        sys.exit(code)
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
 
 
 def _leave_process_groups() -> None:

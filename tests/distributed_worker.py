@@ -155,4 +155,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from hub_tools.distributed import exit_process
+
+    exit_process(main())
