@@ -232,12 +232,14 @@ def run(argv: list[str] | None = None, prog: str = "train_dpo.py") -> int:
 
 
 if __name__ == "__main__":
+    from hub_tools.distributed import exit_process
     from hub_tools.training.processes import PeerFailed
 
     try:
-        sys.exit(run())
+        code = run()
     except PeerFailed as err:  # another process failed first and printed why: stop with its exit code
-        sys.exit(err.exit_code)
+        code = err.exit_code
     except BabyhubError as err:
         print(f"train_dpo.py: error: {err}", file=sys.stderr)
-        sys.exit(err.exit_code)
+        code = err.exit_code
+    exit_process(code)  # under a launcher: past the C++ teardown that can abort a finished process
