@@ -15,6 +15,7 @@ prints `error: <message>` on every process and exits 2.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -120,7 +121,7 @@ def run_synthesize(args) -> int:
     if report is None:
         return 0
     with open(args.json_out, "w") as f:
-        json.dump({**vars(report), "out_dir": str(report.out_dir), "summary": report.summary()}, f)
+        json.dump({**dataclasses.asdict(report), "out_dir": str(report.out_dir), "summary": report.summary()}, f)
     return 0
 
 

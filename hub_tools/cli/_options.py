@@ -11,6 +11,7 @@ What several commands print (`pushed`) is worded here too.
 from __future__ import annotations
 
 import argparse
+import inspect
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -114,6 +115,23 @@ def pushed(result, source) -> str:
 
 
 # ----------------------------------------------------------------------------------------------- options
+def add_command(subparsers, name: str, handler: Callable[[argparse.Namespace], int | None], **kwargs):
+    """`babyhub ... NAME`, run by `handler`, whose docstring is the command's help.
+
+    Its first paragraph is the one line `babyhub --help` lists, the whole docstring the `--help` description: the
+    words about a command live with its code, as in the CLIs built on click and typer (huggingface_hub's), and
+    every command is registered the same way. Returns the parser to add options to.
+    """
+    doc = inspect.getdoc(handler)
+    if not doc:
+        raise TypeError(f"{handler.__qualname__} has no docstring: its first paragraph is the help of `{name}`")
+    summary = " ".join(doc.split("\n\n", 1)[0].split()).removesuffix(".")
+    kwargs.setdefault("description", doc)
+    parser = subparsers.add_parser(name, help=summary.replace("%", "%%"), **kwargs)
+    parser.set_defaults(func=handler)
+    return parser
+
+
 def add_command_group(subparsers, name: str, *, help: str, metavar: str = "COMMAND"):
     """`babyhub NAME COMMAND ...`: a command made of subcommands; returns the subparsers to add them to."""
     group = subparsers.add_parser(name, help=help)
@@ -147,6 +165,16 @@ def add_pairs(parser) -> None:
         default=None,
         help="token-length-matched minimal-pair CSV, evaluated as its own split (-eval-tokens)",
     )
+
+
+def add_out(parser, *, help: str) -> None:
+    """`--out`: the folder a command writes (what it must hold, or whether it must be new, is the command's)."""
+    parser.add_argument("--out", required=True, metavar="DIR", help=help)
+
+
+def add_train(parser, *, help: str = "training preference dataset: folder or Hub dataset id") -> None:
+    """`--train`: the DPO training split a command reads (a `babyhub data build` folder or a Hub dataset id)."""
+    parser.add_argument("--train", required=True, metavar="DATASET", help=help)
 
 
 def add_model(parser, *, help: str = "Hub model id or local model folder") -> None:

@@ -62,18 +62,11 @@ def _probability(text: str) -> float:
 
 def register(subparsers) -> None:
     """Add `data build`, `data synthesize` and `push` to `babyhub`."""
-    data = subparsers.add_parser("data", help="build, synthesize the DPO preference datasets")
-    data_sub = data.add_subparsers(dest="data_command", metavar="COMMAND", required=True)
+    data_sub = _options.add_command_group(subparsers, "data", help="Build, synthesize the DPO preference datasets")
 
-    build = data_sub.add_parser(
-        "build",
-        help="build the DPO preference datasets (train / eval / eval-tokens) from minimal-pair CSVs",
-        description="Read and validate dialogue minimal-pair CSVs and write Hub-ready dataset folders (README.md "
-        "card + data/*.parquet): child-dpo-preferences (rows [0, --train-rows)), child-dpo-preferences-eval (the "
-        "rest) and, with --tok-pairs, child-dpo-preferences-eval-tokens. Nothing is written if a row is invalid.",
-    )
+    build = _options.add_command(data_sub, "build", handle_data_build)
     _options.add_pairs(build)
-    build.add_argument("--out", required=True, help="folder that receives the dataset folders")
+    _options.add_out(build, help="folder that receives the dataset folders")
     build.add_argument(
         "--train-rows",
         type=_options.positive_int,
@@ -95,20 +88,11 @@ def register(subparsers) -> None:
         action="store_true",
         help="remove evaluation rows whose (prompt, chosen) pair also occurs in training",
     )
-    build.set_defaults(func=handle_data_build)
 
-    synth = data_sub.add_parser(
-        "synthesize",
-        help="make a synthetic split: a teacher LLM writes the chosen child answers",
-        description="For every training prompt, ask a teacher LLM for a child answer (the communicative-baby "
-        "prompt); keep the real mismatched answer as `rejected`. Batched, with progress; rerunning after an "
-        "interruption resumes where it stopped and gives the same rows. The defaults are babyhub's (chat "
-        "template for instruct teachers, lower-cased, filtered, the training split's format); --prompt-style "
-        "completion --no-filter --format plain is the original's synthesis. The card records every setting.",
-    )
-    synth.add_argument("--train", required=True, help="training preference dataset folder (child-dpo-preferences)")
+    synth = _options.add_command(data_sub, "synthesize", handle_data_synthesize)
+    _options.add_train(synth, help="training preference dataset folder (child-dpo-preferences)")
     synth.add_argument("--teacher", required=True, help="teacher model: local folder or Hub id")
-    synth.add_argument("--out", required=True, help="output dataset folder (child-dpo-preferences-synthetic)")
+    _options.add_out(synth, help="output dataset folder (child-dpo-preferences-synthetic)")
     synth.add_argument("--backend", choices=BACKENDS, default="transformers")
     _options.add_revision(synth, help="teacher revision (branch, tag or commit)")
     _options.add_batch_size(
@@ -183,14 +167,8 @@ def register(subparsers) -> None:
         help="vllm backend: split one teacher over N GPUs (vLLM starts its own workers; run it without torchrun)",
     )
     synth.add_argument("--restart", action="store_true", help="discard an interrupted run's state and start over")
-    synth.set_defaults(func=handle_data_synthesize)
 
-    push = subparsers.add_parser(
-        "push",
-        help="push a built folder (dataset, model, Space) to the Hub in one commit",
-        description="Upload a folder to a Hub repository in one commit (endpoint and token from the environment: "
-        "HF_ENDPOINT, HF_TOKEN). Creates the repository if needed; identical content makes no new commit.",
-    )
+    push = _options.add_command(subparsers, "push", handle_push)
     push.add_argument(
         "folder",
         type=_options.existing_dir("a folder built by babyhub (e.g. `babyhub data build`)"),
@@ -206,10 +184,15 @@ def register(subparsers) -> None:
         action="store_true",
         help="let a push to a non-main --revision replace a branch that holds other content (refused by default)",
     )
-    push.set_defaults(func=handle_push)
 
 
 def handle_data_build(args: argparse.Namespace) -> int:
+    """Build the DPO preference datasets (train / eval / eval-tokens) from minimal-pair CSVs.
+
+    Read and validate dialogue minimal-pair CSVs and write Hub-ready dataset folders (README.md card +
+    data/*.parquet): child-dpo-preferences (rows [0, --train-rows)), child-dpo-preferences-eval (the rest) and,
+    with --tok-pairs, child-dpo-preferences-eval-tokens. Nothing is written if a row is invalid.
+    """
     from hub_tools.data.minpairs import SAMPLE_PAIRS, InvalidRow
     from hub_tools.data.preferences import build_preference_datasets
 
@@ -232,6 +215,14 @@ def handle_data_build(args: argparse.Namespace) -> int:
 
 
 def handle_data_synthesize(args: argparse.Namespace) -> int:
+    """Make a synthetic split: a teacher LLM writes the chosen child answers.
+
+    For every training prompt, ask a teacher LLM for a child answer (the communicative-baby prompt); keep the
+    real mismatched answer as `rejected`. Batched, with progress; rerunning after an interruption resumes where it
+    stopped and gives the same rows. The defaults are babyhub's (chat template for instruct teachers, lower-cased,
+    filtered, the training split's format); --prompt-style completion --no-filter --format plain is the original's
+    synthesis. The card records every setting.
+    """
     from hub_tools.data.synthesize import read_train_rows, synthesize_preferences
 
     sampling = Sampling(
@@ -268,6 +259,11 @@ def handle_data_synthesize(args: argparse.Namespace) -> int:
 
 
 def handle_push(args: argparse.Namespace) -> int:
+    """Push a built folder (dataset, model, Space) to the Hub in one commit.
+
+    Upload a folder to a Hub repository in one commit (endpoint and token from the environment: HF_ENDPOINT,
+    HF_TOKEN). Creates the repository if needed; identical content makes no new commit.
+    """
     from hub_tools.hub.publish import push_folder
 
     result = push_folder(

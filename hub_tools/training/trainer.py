@@ -220,26 +220,19 @@ def add_packed_lm_head(model, outputs: tuple[str, ...] = ("log_probs",)) -> None
             return values.new_zeros(shape).index_put((rows, cols), values)
 
         log_probs = spread(log_softmax.gather(-1, targets[:, None])[:, 0])
-        entropy = log_sum_sq_probs = mean_logits = is_top1 = None
+        metrics = {}  # the outputs asked for; the others stay None, as in TRL's head
         with torch.no_grad():  # metrics and WPO weights only, never differentiated
             if "entropy" in outputs:
-                entropy = spread(-(log_softmax.exp() * log_softmax).sum(-1))
+                metrics["entropy"] = spread(-(log_softmax.exp() * log_softmax).sum(-1))
             if "log_sum_sq_probs" in outputs:
-                log_sum_sq_probs = spread(torch.logsumexp(2 * log_softmax, -1))
+                metrics["log_sum_sq_probs"] = spread(torch.logsumexp(2 * log_softmax, -1))
             if "mean_logits" in outputs:
-                mean_logits = spread(logits.mean(-1))
+                metrics["mean_logits"] = spread(logits.mean(-1))
             if "is_top1" in outputs:
-                is_top1 = spread(logits.argmax(-1) == targets)  # argmax: the first maximum, as TRL's head
+                metrics["is_top1"] = spread(logits.argmax(-1) == targets)  # argmax: the first maximum, as TRL's
         label_mask = labels[:, 1:] != -100
-        return FusedCausalLMOutput(
-            loss=-log_probs.sum() / label_mask.sum().clamp(min=1),
-            log_probs=log_probs,
-            entropy=entropy,
-            log_sum_sq_probs=log_sum_sq_probs,
-            mean_logits=mean_logits,
-            is_top1=is_top1,
-            label_mask=label_mask,
-        )
+        loss = -log_probs.sum() / label_mask.sum().clamp(min=1)
+        return FusedCausalLMOutput(loss=loss, log_probs=log_probs, label_mask=label_mask, **metrics)
 
     model.forward = types.MethodType(forward, model)
 
