@@ -47,6 +47,9 @@ import tempfile
 import time
 from pathlib import Path
 
+# The keys every benchmark's results open with, shared with the scaling plot (this folder is on sys.path when run).
+from scaling import result_header
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 DATA = REPO.parent / "shared" / "data" / "minpairs" / "len_pairs_no_overlap_1.csv"
@@ -441,11 +444,7 @@ def main(argv=None) -> dict | None:
         csvs = write_datasets(work, args.pairs, args.datasets)
         # 3. The sweep, then the synthesis, each contender in turn.
         out = {
-            "benchmark": "distributed",
-            "unit": "pairs/s (evaluation), rows/s (synthesis)",
-            "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            "conditions": args.conditions,
-            "machine": machine(),
+            **result_header("distributed", "pairs/s (evaluation), rows/s (synthesis)", args.conditions, machine()),
             "rounds": args.rounds,
             "evaluation": bench_eval(args, csvs, work),
         }

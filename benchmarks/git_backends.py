@@ -62,6 +62,19 @@ def timed(fn, *args):
     return result, time.perf_counter() - t0
 
 
+def figures(listing: list, commit_s, tree_cold_s, tree_warm_s, resolve_s, pack_s, pack_mb) -> dict:
+    """One backend's figures under the keys the table prints (None: the backend does not measure it)."""
+    return {
+        "files": len(listing),
+        "commit_s": commit_s,
+        "tree_cold_s": tree_cold_s,
+        "tree_warm_s": tree_warm_s,
+        "resolve_s": resolve_s,
+        "pack_s": pack_s,
+        "pack_mb": pack_mb,
+    }
+
+
 def _dulwich_commit(repo, parent: bytes | None, files: dict[str, bytes], message: bytes) -> bytes:
     """Blobs, touched trees and the commit written as ONE pack (fsynced), then the ref moved."""
     import stat
@@ -183,13 +196,7 @@ def run_dulwich(work: Path, base: dict, add: dict, lookups: list[str]) -> dict:
     store.close()
     return {
         "resolve_cached_s": resolve_cached_s,
-        "files": len(listing),
-        "commit_s": commit_s,
-        "tree_cold_s": tree_cold_s,
-        "tree_warm_s": tree_warm_s,
-        "resolve_s": resolve_s,
-        "pack_s": pack_s,
-        "pack_mb": sink.tell() / 1e6,
+        **figures(listing, commit_s, tree_cold_s, tree_warm_s, resolve_s, pack_s, sink.tell() / 1e6),
     }
 
 
@@ -251,15 +258,7 @@ def run_pygit2(work: Path, base: dict, add: dict, lookups: list[str]) -> dict:
     builder.write(str(out_dir))
     pack_s = time.perf_counter() - t0
     pack_mb = sum(f.stat().st_size for f in out_dir.glob("*.pack")) / 1e6
-    return {
-        "files": len(listing),
-        "commit_s": commit_s,
-        "tree_cold_s": tree_cold_s,
-        "tree_warm_s": tree_warm_s,
-        "resolve_s": resolve_s,
-        "pack_s": pack_s,
-        "pack_mb": pack_mb,
-    }
+    return figures(listing, commit_s, tree_cold_s, tree_warm_s, resolve_s, pack_s, pack_mb)
 
 
 # ---- the store itself: gitstore.GitStore through the server's calls ----------------------------------------------
@@ -282,12 +281,8 @@ def run_store(kind: str, work: Path, base: dict, add: dict, lookups: list[str]) 
         entries = store.tree_view(repo, store.resolve(repo, "main")).list(recursive=True)
         return [(e.path, e.size) for e in entries if isinstance(e, FileEntry)]
 
-    t0 = time.perf_counter()
-    listed = listing()
-    tree_cold_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    listing()
-    tree_warm_s = time.perf_counter() - t0
+    listed, tree_cold_s = timed(listing)
+    _, tree_warm_s = timed(listing)
     t0 = time.perf_counter()
     for p in lookups:
         assert store.tree_view(repo, store.resolve(repo, "main")).file(p).size >= 0  # what /resolve/ does
@@ -298,13 +293,7 @@ def run_store(kind: str, work: Path, base: dict, add: dict, lookups: list[str]) 
     per_commit_kb = (_disk(work / "root" / "repos") - meta0) / 50 / 1e3
     store.close()
     return {
-        "files": len(listed),
-        "commit_s": commit_s,
-        "tree_cold_s": tree_cold_s,
-        "tree_warm_s": tree_warm_s,
-        "resolve_s": resolve_s,
-        "pack_s": None,
-        "pack_mb": None,
+        **figures(listed, commit_s, tree_cold_s, tree_warm_s, resolve_s, None, None),
         "one_file_commit_kb": per_commit_kb,
         "head": head,
     }
@@ -354,15 +343,7 @@ def run_git_cli(work: Path, base: dict, add: dict, lookups: list[str]) -> dict:
     t0 = time.perf_counter()
     pack = git("pack-objects", "--revs", "--stdout", input=b"HEAD\n").stdout
     pack_s = time.perf_counter() - t0
-    return {
-        "files": len(listing),
-        "commit_s": commit_s,
-        "tree_cold_s": tree_s,
-        "tree_warm_s": tree_s,
-        "resolve_s": None,
-        "pack_s": pack_s,
-        "pack_mb": len(pack) / 1e6,
-    }
+    return figures(listing, commit_s, tree_s, tree_s, None, pack_s, len(pack) / 1e6)
 
 
 def run_one(backend: str, base_n: int, add_n: int) -> dict:

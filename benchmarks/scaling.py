@@ -20,6 +20,9 @@ details (other top-level keys are ignored), this shape:
       ]
     }
 
+scoring_throughput.py and distributed_throughput.py open theirs with `result_header`, which adds when it was
+measured and on what machine, for the reader.
+
 A tool's line joins its throughput at every size that has it (`null` or a missing tool: not measured at that size);
 a tool whose name starts with "roofline" is drawn dashed: the ceiling at the matmul rate measured in that run. A
 file without "sizes" (a benchmark along another axis, e.g. one process against two) is skipped with a note. A file
@@ -34,12 +37,25 @@ import json
 import math
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 ROOFLINE = "roofline"  # tools named so are ceilings, drawn dashed
 KINDS = {str: "a string", list: "a list", dict: "an object"}
+
+
+def result_header(benchmark: str, unit: str, conditions: str, machine: dict) -> dict:
+    """The keys a benchmark's results open with: the panel's title and unit (read here), when it was measured, under
+    what load and on what machine."""
+    return {
+        "benchmark": benchmark,
+        "unit": unit,
+        "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "conditions": conditions,
+        "machine": machine,
+    }
 
 
 class ResultsError(ValueError):

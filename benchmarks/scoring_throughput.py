@@ -79,6 +79,9 @@ from pathlib import Path
 
 import torch
 
+# The keys every benchmark's results open with, shared with the scaling plot (this folder is on sys.path when run).
+from scaling import result_header
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 DATA = REPO.parent / "shared" / "data" / "minpairs" / "len_pairs_no_overlap_1.csv"
@@ -279,11 +282,7 @@ def main(argv=None) -> dict:
         results.append(run_size(size, args))
         print(report(results[-1]), flush=True)
     out = {
-        "benchmark": "scoring",
-        "unit": "pairs/s",
-        "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "conditions": args.conditions,
-        "machine": machine(),
+        **result_header("scoring", "pairs/s", args.conditions, machine()),
         # The shape benchmarks/scaling.py plots: per size, its parameters and each tool's throughput.
         "sizes": [
             {"size": r["size"], "parameters": r["parameters"], "throughput": plotted(r["pairs_per_second"])}

@@ -8,6 +8,9 @@ from hub_tools.cli import main
 from hub_tools.data.preferences import EVAL_NAME, TRAIN_NAME
 from tests.test_minpairs import BAD_ROWS, VALID, _write_csv
 
+# `data synthesize` with a training folder and a teacher that are never reached: the flags are checked first.
+SYNTHESIZE = ["data", "synthesize", "--train", "{tmp}", "--teacher", "x/y", "--out", "{tmp}/out"]
+
 
 def load_rows(path: str) -> list[dict]:
     return datasets.load_dataset(path)["train"].to_list()
@@ -92,22 +95,22 @@ def test_push_rejects_bad_arguments(argv, message, tmp_path, capsys):
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
+        # Zero is refused, not taken for the default.
         (["data", "build", "--train-rows", "0", "--out", "{tmp}/out"], "--train-rows must be at least 1 (got 0)"),
-        (
-            ["data", "synthesize", "--train", "{tmp}", "--teacher", "x/y", "--max-words", "0", "--out", "{tmp}/out"],
-            "--max-words must be at least 1 (got 0)",
-        ),
-        (
-            ["data", "synthesize", "--train", "{tmp}", "--teacher", "x/y", "--limit", "0", "--out", "{tmp}/out"],
-            "--limit must be at least 1 (got 0)",
-        ),
-        (
-            ["data", "synthesize", "--train", "{tmp}", "--teacher", "x/y", "--top-k", "0", "--out", "{tmp}/out"],
-            "--top-k must be at least 1 (got 0)",
-        ),
+        ([*SYNTHESIZE, "--max-words", "0"], "--max-words must be at least 1 (got 0)"),
+        ([*SYNTHESIZE, "--limit", "0"], "--limit must be at least 1 (got 0)"),
+        ([*SYNTHESIZE, "--top-k", "0"], "--top-k must be at least 1 (got 0)"),
+        # The sampling and format flags are checked too.
+        ([*SYNTHESIZE, "--top-p", "1.5"], "--top-p must be in (0, 1] (1 keeps every token), got 1.5"),
+        ([*SYNTHESIZE, "--top-p", "0"], "--top-p must be in (0, 1]"),
+        ([*SYNTHESIZE, "--temperature", "-0.1"], "--temperature must be at least 0 (0 is greedy), got -0.1"),
+        ([*SYNTHESIZE, "--temperature", "warm"], "--temperature must be a number, got 'warm'"),
+        ([*SYNTHESIZE, "--max-new-tokens", "0"], "--max-new-tokens must be at least 1 (got 0)"),
+        ([*SYNTHESIZE, "--prompt-style", "poem"], "--prompt-style invalid choice: 'poem'"),
+        ([*SYNTHESIZE, "--format", "xml"], "--format invalid choice: 'xml'"),
     ],
 )
-def test_zero_is_refused_not_taken_for_the_default(argv, message, tmp_path, capsys):
+def test_bad_flag_values_are_refused_and_nothing_is_written(argv, message, tmp_path, capsys):
     assert main([a.replace("{tmp}", str(tmp_path)) for a in argv]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
@@ -130,25 +133,6 @@ def test_push_refuses_to_overwrite_a_branch_unless_asked(local_hub, tmp_path, ca
     commits = HfApi().list_repo_commits(repo_id, revision="experiment")
     path = hf_hub_download(repo_id, "notes.txt", revision="experiment")
     assert open(path).read() == "second\n" and len(commits) == 3  # initial, first push, overwrite
-
-
-@pytest.mark.parametrize(
-    ("extra", "message"),
-    [
-        (["--top-p", "1.5"], "--top-p must be in (0, 1] (1 keeps every token), got 1.5"),
-        (["--top-p", "0"], "--top-p must be in (0, 1]"),
-        (["--temperature", "-0.1"], "--temperature must be at least 0 (0 is greedy), got -0.1"),
-        (["--temperature", "warm"], "--temperature must be a number, got 'warm'"),
-        (["--max-new-tokens", "0"], "--max-new-tokens must be at least 1 (got 0)"),
-        (["--prompt-style", "poem"], "--prompt-style invalid choice: 'poem'"),
-        (["--format", "xml"], "--format invalid choice: 'xml'"),
-    ],
-)
-def test_synthesize_sampling_flags_are_checked(extra, message, tmp_path, capsys):
-    argv = ["data", "synthesize", "--train", str(tmp_path), "--teacher", "x/y", "--out", str(tmp_path / "out")]
-    assert main([*argv, *extra]) == 2
-    assert message in capsys.readouterr().err
-    assert not (tmp_path / "out").exists()
 
 
 def test_synthesize_names_the_train_flag_for_a_missing_split(tmp_path, capsys):

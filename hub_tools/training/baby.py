@@ -48,31 +48,13 @@ class BabySize:
     epochs: float
 
 
+# One row a size; the values in the order of BabySize's fields: vocab_size, hidden_size, num_hidden_layers,
+# num_attention_heads, intermediate_size, block_size, batch_size, learning_rate, epochs.
 SIZES = {
     # ≈1 M parameters with a full vocabulary: a few minutes on 2 CPU cores for the whole training split.
-    "tiny": BabySize(
-        vocab_size=2048,
-        hidden_size=128,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        intermediate_size=384,
-        block_size=128,
-        batch_size=32,
-        learning_rate=3e-3,
-        epochs=3,
-    ),
+    "tiny": BabySize(2048, 128, 4, 4, 384, 128, 32, 3e-3, 3),
     # ≈25 M parameters: for a GPU.
-    "small": BabySize(
-        vocab_size=8192,
-        hidden_size=512,
-        num_hidden_layers=8,
-        num_attention_heads=8,
-        intermediate_size=1408,
-        block_size=256,
-        batch_size=64,
-        learning_rate=1e-3,
-        epochs=10,
-    ),
+    "small": BabySize(8192, 512, 8, 8, 1408, 256, 64, 1e-3, 10),
 }
 
 
