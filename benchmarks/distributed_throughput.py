@@ -6,10 +6,10 @@
     python benchmarks/distributed_throughput.py --model path/to/baby --no-synthesis
 
 A correctness-and-overhead figure, not a scaling one (this machine has 2 cores). Every contender runs under
-torchrun (gloo, `--standalone`) and calls what the CLI calls: the sweep is `evaluate_revisions_distributed` (one
-process: `evaluate_revisions` itself) on a model repo of a local hub started here, with `--revisions` branches of
-the same weights (every revision is in the cache first, so each run loads from disk); the synthesis is
-`synthesize_preferences` with the model as its own teacher, on the real training prompts.
+torchrun (gloo, `--standalone`) and calls what the CLI calls: the sweep is `evaluate_revisions` (under the
+launcher it splits its units; one process: the plain sweep) on a model repo of a local hub started here, with
+`--revisions` branches of the same weights (every revision is in the cache first, so each run loads from disk);
+the synthesis is `synthesize_preferences` with the model as its own teacher, on the real training prompts.
 
 - **1 x 1**: one process, one thread (OMP_NUM_THREADS=1, one scoring worker): the reference rows;
 - **2 x 1**: two processes, one thread each: each scores a contiguous, pair-weighted share of the
@@ -122,13 +122,13 @@ def eval_worker(args) -> None:
 
     processes, rendezvous = join()
     own, gather = Stopwatch(), Stopwatch()
-    sweep.evaluate_revisions = own.wrap(sweep.evaluate_revisions)  # one call per unit (the whole sweep on one)
+    sweep.evaluate_here = own.wrap(sweep.evaluate_here)  # one call per unit (the whole sweep on one)
     distributed.gather_to_main = gather.wrap(distributed.gather_to_main)
     model = evaluation.EvalModel(MODEL_REPO, workers=args.threads)
     revisions = distributed.run_on_each(lambda: evaluation.select_revisions(model, every=True), processes)
     datasets = [evaluation.read_minpairs_data(path) for path in args.data]
     start = time.perf_counter()
-    rows = sweep.evaluate_revisions_distributed(model, revisions, datasets, METHODS, progress=False)
+    rows = evaluation.evaluate_revisions(model, revisions, datasets, METHODS, progress=False)
     seconds = time.perf_counter() - start
     # the model loads are inside the units (each process loads the revisions of its share)
     timings = {"rendezvous": rendezvous, "work": seconds, "setup": 0.0, "own_units": own.seconds}

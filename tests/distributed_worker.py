@@ -1,21 +1,18 @@
-"""What `babyhub eval` and `babyhub data synthesize` do on N processes, as a script torchrun can start.
+"""What `babyhub eval` does on N processes, as a script torchrun can start; and how the tests launch either.
 
     python -m torch.distributed.run --standalone --nproc_per_node 2 tests/distributed_worker.py eval \\
         --model NS/NAME --all-revisions --data a.csv --method sequence_mean --json-out rows.json
-    python -m torch.distributed.run --standalone --nproc_per_node 2 tests/distributed_worker.py synthesize \\
-        --train DIR --teacher DIR --out DIR --limit 24 --batch-size 4 --seed 2 --json-out report.json
 
-The CLI handlers call the same library functions (`evaluate_revisions_distributed`, `synthesize_preferences`);
-the tests launch the CLI itself (`launch(..., cli=True)`: `torchrun -m hub_tools ...`) and this script where they
-need what the CLI does not print (every pair's margin, both sweeps in one launch). It keeps the CLI's contract:
-the main process alone writes (`--json-out`), the others exit 0 without a word, a `BabyhubError` on any process
-prints `error: <message>` on every process and exits 2.
+The CLI handlers call the same library function (`evaluate_revisions`); the tests launch the CLI itself
+(`launch(..., cli=True)`: `torchrun -m hub_tools ...`; synthesis always so, its report is printed) and this script
+where they need what the CLI does not print (every pair's margin, both sweeps in one launch). It keeps the CLI's
+contract: the main process alone writes (`--json-out`), the others exit 0 without a word, a `BabyhubError` on any
+process prints `error: <message>` on every process and exits 2.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import os
@@ -80,7 +77,6 @@ def run_eval(args) -> int:
     """The minimal-pair sweep (`--data`, `--method`), then the BLiMP sweep (`--suite`, its default method)."""
     from hub_tools import evaluation
     from hub_tools.branches import Revision
-    from hub_tools.evaluation.distributed import evaluate_revisions_distributed
 
     model = evaluation.EvalModel(args.model, batch_size=args.batch_size, workers=1)
     if args.revisions:
@@ -94,7 +90,7 @@ def run_eval(args) -> int:
         sweeps["blimp"] = ([evaluation.read_blimp_suite(args.suite, lower_case=True)], None)
     out, start = {}, time.perf_counter()
     for target, (datasets, methods) in sweeps.items():
-        rows = evaluate_revisions_distributed(model, revisions, datasets, methods, progress=False)
+        rows = evaluation.evaluate_revisions(model, revisions, datasets, methods, progress=False)
         if rows is not None:
             out[target] = [{**row.record(), "margins": row.result.margins} for row in rows]
     if not out:
@@ -102,26 +98,6 @@ def run_eval(args) -> int:
     out["seconds"] = time.perf_counter() - start
     with open(args.json_out, "w") as f:
         json.dump(out, f)
-    return 0
-
-
-def run_synthesize(args) -> int:
-    from hub_tools.data.synthesize import synthesize_preferences
-
-    report = synthesize_preferences(
-        args.train,
-        args.teacher,
-        args.out,
-        limit=args.limit,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        filter_rows=not args.no_filter,
-        progress=False,
-    )
-    if report is None:
-        return 0
-    with open(args.json_out, "w") as f:
-        json.dump({**dataclasses.asdict(report), "out_dir": str(report.out_dir), "summary": report.summary()}, f)
     return 0
 
 
@@ -139,17 +115,10 @@ def main() -> int:
     ev.add_argument("--method", nargs="+")
     ev.add_argument("--batch-size", type=int, default=256)
     ev.add_argument("--json-out", required=True)
-    syn = sub.add_parser("synthesize")
-    for name in ("--train", "--teacher", "--out", "--json-out"):
-        syn.add_argument(name, required=True)
-    syn.add_argument("--limit", type=int)
-    syn.add_argument("--batch-size", type=int, default=4)
-    syn.add_argument("--seed", type=int, default=0)
-    syn.add_argument("--no-filter", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     try:
-        return run_eval(args) if args.command == "eval" else run_synthesize(args)
+        return run_eval(args)
     except BabyhubError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

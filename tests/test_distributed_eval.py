@@ -2,7 +2,7 @@
 
 A model repo on the local hub with three revisions of different weights, two minimal-pair datasets of real
 evaluation rows scored with two methods (12 units) and a small real BLiMP suite (3 units); the workers run
-`evaluate_revisions_distributed` as the CLI handlers do (tests/distributed_worker.py).
+`evaluate_revisions` as the CLI handlers do (tests/distributed_worker.py).
 """
 
 import json
@@ -15,7 +15,7 @@ import pytest
 from hub_tools import distributed
 from hub_tools.errors import BabyhubError
 from hub_tools.evaluation import EvalModel, evaluate_revisions, read_blimp_suite, read_minpairs_data, select_revisions
-from hub_tools.evaluation.distributed import evaluate_revisions_distributed, plan_units
+from hub_tools.evaluation.distributed import plan_units
 from tests.conftest import BLIMP_DIR
 from tests.distributed_worker import launch, rank_output
 from tests.test_evaluation import write_eval_csv
@@ -200,20 +200,15 @@ def test_contiguous_shares(weights, world_size, shares):
     assert [i for share in got for i in share] == list(range(len(weights)))
 
 
-def test_one_process_is_the_sweep_itself_and_bad_methods_fail_before_any_load(tiny_baby, sweep_inputs, monkeypatch):
+def test_bad_methods_fail_before_any_load_on_every_process(tiny_baby, sweep_inputs, monkeypatch):
     csvs, suite = sweep_inputs
     data = [read_minpairs_data(str(csvs[1]))]
     model = EvalModel(str(tiny_baby), workers=1)
     revisions = select_revisions(model)
-    assert records(evaluate_revisions_distributed(model, revisions, data, progress=False)) == records(
-        evaluate_revisions(model, revisions, data, progress=False)
-    )
     # The plan checks every method against every dataset, as the sweep does, before a model loads.
     monkeypatch.setattr(EvalModel, "load", lambda *_: pytest.fail("a model was loaded"))
     with pytest.raises(BabyhubError, match="method 'answer_sum' cannot score BLiMP"):
         plan_units(revisions, [*data, read_blimp_suite(suite)], ["answer_sum"])
     two = distributed.Processes(0, 2)  # no process group: the plan must fail before the first message
     with pytest.raises(BabyhubError, match="method 'answer_sum' cannot score BLiMP"):
-        evaluate_revisions_distributed(
-            model, revisions, [*data, read_blimp_suite(suite)], ["answer_sum"], processes=two
-        )
+        evaluate_revisions(model, revisions, [*data, read_blimp_suite(suite)], ["answer_sum"], processes=two)

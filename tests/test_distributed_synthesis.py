@@ -1,10 +1,9 @@
 """Synthesis on two processes (torchrun, gloo, one thread each): the rows of a one-process run, resumable per rank.
 
-The tiny baby is the teacher (a real model, sampled with per-row seeds); the workers call `synthesize_preferences`
-as the CLI handler does (tests/distributed_worker.py).
+The tiny baby is the teacher (a real model, sampled with per-row seeds); torchrun starts `babyhub data synthesize`
+itself (`python -m hub_tools`), whose main process prints the report the tests read.
 """
 
-import json
 import re
 import subprocess
 import sys
@@ -27,24 +26,10 @@ def load_rows(folder) -> list[dict]:
     return datasets.load_dataset(str(folder))["train"].to_list()
 
 
-def worker_args(train, teacher, out, report) -> list[str]:
-    return [
-        "synthesize",
-        "--train",
-        str(train),
-        "--teacher",
-        str(teacher),
-        "--out",
-        str(out),
-        "--limit",
-        str(LIMIT),
-        "--batch-size",
-        str(BATCH),
-        "--seed",
-        str(SEED),
-        "--json-out",
-        str(report),
-    ]
+def synthesize_args(train, teacher, out) -> list[str]:
+    """`babyhub data synthesize` of the reference run (`one_process`), as the command line gives it."""
+    return ["data", "synthesize", "--train", str(train), "--teacher", str(teacher), "--out", str(out),
+            "--limit", str(LIMIT), "--batch-size", str(BATCH), "--seed", str(SEED)]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +48,7 @@ def test_the_synthesize_command_on_two_processes_writes_the_rows_of_one(
     """`torchrun --nproc_per_node 2 -m hub_tools data synthesize ...`: the split and card of one process."""
     reference, reference_report = one_process
     out = tmp_path / "synthetic"
-    args = worker_args(small_train_dir, tiny_baby, out, tmp_path / "unused.json")[:-2]  # the CLI prints its report
-    result = launch(2, tmp_path / "logs", "data", *args, cli=True)
+    result = launch(2, tmp_path / "logs", *synthesize_args(small_train_dir, tiny_baby, out), cli=True)
     assert result.returncode == 0, result.stderr
     assert load_rows(out) == load_rows(reference)
     assert (out / "README.md").read_text() == (reference / "README.md").read_text()  # the card does not say how
@@ -104,12 +88,12 @@ def test_the_vllm_backend_is_refused_under_a_launcher_by_the_command(capsys, mon
 
 def test_killed_ranks_resume_on_their_own(one_process, tiny_baby, small_train_dir, tmp_path):
     reference, _ = one_process
-    out, report_file = tmp_path / "synthetic", tmp_path / "report.json"
+    out = tmp_path / "synthetic"
     partial = tmp_path / ".synthetic.partial"
     files = [partial / "answers.jsonl", partial / "answers.rank1.jsonl"]
-    args = worker_args(small_train_dir, tiny_baby, out, report_file)
+    args = synthesize_args(small_train_dir, tiny_baby, out)
     proc = subprocess.Popen(
-        torchrun_command(2, tmp_path / "logs-killed", *args),
+        torchrun_command(2, tmp_path / "logs-killed", *args, cli=True),
         env=worker_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -130,10 +114,10 @@ def test_killed_ranks_resume_on_their_own(one_process, tiny_baby, small_train_di
     assert sum(done) < LIMIT // BATCH and not out.exists()
     with open(files[1], "ab") as handle:  # as if the kill had hit rank 1 in the middle of writing a batch
         handle.write(b'{"batch": 99, "answers": ["half')
-    result = launch(2, tmp_path / "logs", *args)
+    result = launch(2, tmp_path / "logs", *args, cli=True)
     assert result.returncode == 0, result.stderr
-    report = json.loads(report_file.read_text())
-    assert report["resumed_batches"] == sum(done) and report["batches"] == LIMIT // BATCH
+    summary = rank_output(tmp_path / "logs")[0]["stdout"]  # the report the main process prints
+    assert f"{LIMIT // BATCH} batches, resumed after {sum(done)} finished batches, on 2 processes" in summary
     assert load_rows(out) == load_rows(reference)
 
 

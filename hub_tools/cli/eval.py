@@ -183,8 +183,6 @@ def _plot_formats() -> tuple[str, ...]:
 
 
 def _sweep(args: argparse.Namespace, target: str, datasets: list, processes: distributed.Processes) -> int:
-    from hub_tools.evaluation.distributed import evaluate_revisions_distributed
-
     evaluation = _evaluation()
     # 1. The model, and the revisions to evaluate.
     model = evaluation.EvalModel(
@@ -203,7 +201,7 @@ def _sweep(args: argparse.Namespace, target: str, datasets: list, processes: dis
             lambda: evaluation.select_revisions(model, args.revision, every=args.all_revisions), processes
         )
     # 2. Every revision on every dataset with every method (split over the processes of a launch).
-    rows = evaluate_revisions_distributed(
+    rows = evaluation.evaluate_revisions(
         model, revisions, datasets, args.method, progress=not args.json, processes=processes
     )
     if rows is None:

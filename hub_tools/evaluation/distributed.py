@@ -3,15 +3,13 @@
     torchrun --nproc_per_node 2 -m hub_tools eval minpairs --model me/baby-dpo --all-revisions --data ...  # CPUs
     accelerate launch -m hub_tools eval blimp --model me/baby-dpo --all-revisions --suite ... --device cuda  # GPUs
 
-`evaluate_revisions_distributed` takes the arguments of `sweep.evaluate_revisions` and returns its rows, in its
-order, on the main process (None on the others), so the CLI calls it instead and only the main process writes the
-CSV, the plot and the cards and prints. A unit (one revision, one dataset, one method) is scored by one
+`sweep.evaluate_revisions` calls `evaluate_shares` when it runs under a launcher: its rows come back in their
+order on the main process (None on the others), so only the main process writes the CSV, the plot and the cards
+and prints. A unit (one revision, one dataset, one method) is scored by one
 `evaluate_revisions` call on one process, with the scorer and batches a one-process run uses, so its row is the one
 a one-process run gives, bit for bit (pairs are never split across processes: a different batching would change
 the float sums, and a near-tie could flip). Units are split into contiguous, pair-weighted shares
 (`distributed.contiguous_shares`); a process loads only the revisions of its units, each once.
-
-Without a launcher (or with one process) it is `evaluate_revisions` itself.
 """
 
 from __future__ import annotations
@@ -23,7 +21,7 @@ from collections.abc import Sequence
 from hub_tools import distributed
 from hub_tools.branches import Revision
 from hub_tools.evaluation.data import BlimpSuite, MinimalPairsData
-from hub_tools.evaluation.sweep import EvalModel, EvalRow, _methods_for, evaluate_revisions
+from hub_tools.evaluation.sweep import EvalModel, _methods_for, evaluate_here
 
 logger = logging.getLogger(__name__)
 
@@ -91,37 +89,17 @@ class _OneScorerAtATime:
         self._scorer = self._revision = None
 
 
-def evaluate_revisions_distributed(
-    model: EvalModel,
-    revisions: Sequence[Revision],
-    datasets: Sequence[MinimalPairsData | BlimpSuite],
-    methods: Sequence[str] | None = None,
-    *,
-    progress: bool = True,
-    processes: distributed.Processes | None = None,
-) -> list[EvalRow] | None:
-    """`evaluate_revisions` on every process of a launch: each scores its share, the main process gets every row.
+def evaluate_shares(model, revisions, datasets, methods, progress: bool, processes: distributed.Processes):
+    """`sweep.evaluate_revisions` under a launcher: each process scores its share, the main process gets every row.
 
     Every process calls it with the same arguments (the revisions used are the main process's, so a checkpoint
     pushed while the processes list the branches cannot make them disagree). An error on any process (a revision
     that does not load, bad data) raises on every process, with that process's message, at the end of the unit
     it happened in.
 
-    Args:
-        model: the model and how to run its scorer; device `cuda` means each process's own GPU.
-        revisions: the revisions to load, in the order the rows should have (`select_revisions` gives them).
-        datasets: minimal pairs (`read_minpairs_data`) and/or BLiMP suites (`read_blimp_suite`).
-        methods: scoring methods; None scores each dataset with its default method.
-        progress: show progress bars (on the main process only, for its own share).
-        processes: the processes to split over; default: the launcher's (`distributed.current_processes`).
-
-    Returns:
-        On the main process, the rows of `evaluate_revisions(model, revisions, datasets, methods)`, in its order;
-        None on the other processes.
+    The arguments are `evaluate_revisions`' (a model device `cuda` means each process's own GPU); returns its rows
+    on the main process, in its order, and None on the other processes.
     """
-    processes = processes or distributed.current_processes(model.device)
-    if not processes.is_distributed:
-        return evaluate_revisions(model, revisions, datasets, methods, progress=progress)
     # 1. The units, checked before any load or message; the main process's revisions, so all split the same list.
     plan_units(revisions, datasets, methods)
     revisions = distributed.broadcast_from_main(list(revisions), processes)
@@ -141,7 +119,7 @@ def evaluate_revisions_distributed(
     show = progress and processes.is_main
 
     def score(unit: SweepUnit):
-        (row,) = evaluate_revisions(scorers, [unit.revision], [datasets[unit.dataset]], [unit.method], progress=show)
+        (row,) = evaluate_here(scorers, [unit.revision], [datasets[unit.dataset]], [unit.method], show)
         return unit.index, row
 
     tasks = [lambda unit=unit: score(unit) for unit in mine]

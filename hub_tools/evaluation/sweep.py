@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hub_tools import stats
+from hub_tools import distributed, stats
 from hub_tools.branches import Revision
 from hub_tools.dialogue import TURN_SEPARATOR
 from hub_tools.errors import BabyhubError
@@ -303,11 +303,14 @@ def evaluate_revisions(
     methods: Sequence[str] | None = None,
     *,
     progress: bool = True,
-) -> list[EvalRow]:
+    processes: distributed.Processes | None = None,
+) -> list[EvalRow] | None:
     """Score `model` at each revision on each dataset with each method: the sweep of `babyhub eval` and the demo.
 
     The model is loaded once per revision; every method is checked against every dataset before the first
-    load, so a method that cannot score a dataset fails at once.
+    load, so a method that cannot score a dataset fails at once. Under a launcher (torchrun, accelerate launch)
+    every process calls it with the same arguments and the revision × dataset × method units are split over the
+    processes (`evaluation.distributed`); the main process gets the rows of a one-process run, bit for bit.
 
     Args:
         model: the model and how to run its scorer.
@@ -315,11 +318,24 @@ def evaluate_revisions(
         datasets: minimal pairs (`read_minpairs_data`) and/or BLiMP suites (`read_blimp_suite`).
         methods: scoring methods (`scoring.METHODS`); None scores each dataset with its default method
             (`sequence_mean` for minimal pairs, `sequence_sum_bow` for BLiMP).
-        progress: show a progress bar per dataset and method.
+        progress: show a progress bar per dataset and method (on the main process only, for its own share).
+        processes: the processes to split over; default: the launcher's (`distributed.current_processes`), one
+            process without a launcher.
 
     Returns:
-        One `EvalRow` per revision, dataset and method, in that order; each keeps its pairs' margins.
+        One `EvalRow` per revision, dataset and method, in that order; each keeps its pairs' margins. None on the
+        other processes of a launch.
     """
+    processes = processes or distributed.current_processes(model.device)
+    if processes.is_distributed:
+        from hub_tools.evaluation.distributed import evaluate_shares  # it builds on this module
+
+        return evaluate_shares(model, revisions, datasets, methods, progress, processes)
+    return evaluate_here(model, revisions, datasets, methods, progress)
+
+
+def evaluate_here(model, revisions, datasets, methods, progress) -> list[EvalRow]:
+    """`evaluate_revisions` in this process alone (what each unit of a launched sweep runs)."""
     plan = [(data, _methods_for(data, methods)) for data in datasets]
     rows = []
     for revision in revisions:
