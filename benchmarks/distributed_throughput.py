@@ -118,11 +118,13 @@ def write_timings(out: Path, processes, timings: dict) -> None:
 
 def eval_worker(args) -> None:
     from hub_tools import distributed, evaluation
-    from hub_tools.evaluation import distributed as sweep
+    from hub_tools.evaluation import distributed as shares
+    from hub_tools.evaluation import sweep
 
     processes, rendezvous = join()
     own, gather = Stopwatch(), Stopwatch()
-    sweep.evaluate_here = own.wrap(sweep.evaluate_here)  # one call per unit (the whole sweep on one)
+    # one call per unit under the launcher (evaluate_shares), the whole sweep on one process (evaluate_revisions)
+    sweep.evaluate_here = shares.evaluate_here = own.wrap(sweep.evaluate_here)
     distributed.gather_to_main = gather.wrap(distributed.gather_to_main)
     model = evaluation.EvalModel(MODEL_REPO, workers=args.threads)
     revisions = distributed.run_on_each(lambda: evaluation.select_revisions(model, every=True), processes)
