@@ -2,12 +2,13 @@
 
 import argparse
 import ast
+import inspect
 import subprocess
 import sys
 
 import pytest
 
-from hub_tools.cli import build_parser, main
+from hub_tools.cli import _options, build_parser, main
 from tests.conftest import HUB_URL
 
 
@@ -31,6 +32,35 @@ def test_every_command_has_a_handler_named_alike_in_the_cli_package():
         words = prog.split()[1:]
         assert func.__module__.startswith("hub_tools.cli."), prog
         assert func.__name__ == "handle_" + "_".join(words).replace("-", "_"), prog
+
+
+def test_a_handler_docstring_is_its_command_help():
+    """The first paragraph of a handler's docstring is the line its group lists, the whole its `--help` text."""
+    listed, parsers = {}, {}
+
+    def walk(parser):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for choice in action._choices_actions:
+                    sub = action.choices[choice.dest]
+                    listed[sub.prog], parsers[sub.prog] = choice.help, sub
+                    walk(sub)
+
+    walk(build_parser())
+    for prog, func in handlers(build_parser()):
+        doc = inspect.getdoc(func)
+        assert listed[prog] == " ".join(doc.split("\n\n")[0].split()).removesuffix(".").replace("%", "%%"), prog
+        if prog != "babyhub demo":  # the demo shows the stages its library module lists
+            assert parsers[prog].description == doc, prog
+    help_text = parsers["babyhub eval compare"].format_help()
+    assert "(Newcombe's hybrid score interval for paired data)" in " ".join(help_text.split())
+    assert "%%" not in help_text  # argparse does not %-format a description: the docstring is shown as written
+
+    def handle_nothing(args):
+        return 0
+
+    with pytest.raises(TypeError, match="handle_nothing has no docstring: its first paragraph is the help of `x`"):
+        _options.add_command(argparse.ArgumentParser().add_subparsers(), "x", handle_nothing)
 
 
 @pytest.mark.parametrize(
