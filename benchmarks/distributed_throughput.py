@@ -124,7 +124,7 @@ def eval_worker(args) -> None:
     processes, rendezvous = join()
     own, gather = Stopwatch(), Stopwatch()
     # one call per unit under the launcher (evaluate_shares), the whole sweep on one process (evaluate_revisions)
-    sweep.evaluate_here = shares.evaluate_here = own.wrap(sweep.evaluate_here)
+    sweep._evaluate_here = shares._evaluate_here = own.wrap(sweep._evaluate_here)
     distributed.gather_to_main = gather.wrap(distributed.gather_to_main)
     model = evaluation.EvalModel(MODEL_REPO, workers=args.threads)
     revisions = distributed.run_on_each(lambda: evaluation.select_revisions(model, every=True), processes)

@@ -205,6 +205,10 @@ def test_bad_methods_fail_before_any_load_on_every_process(tiny_baby, sweep_inpu
     data = [read_minpairs_data(str(csvs[1]))]
     model = EvalModel(str(tiny_baby), workers=1)
     revisions = select_revisions(model)
+    one = distributed.Processes(0, 1)  # one process given explicitly is the plain sweep
+    assert records(evaluate_revisions(model, revisions, data, progress=False, processes=one)) == records(
+        evaluate_revisions(model, revisions, data, progress=False)
+    )
     # The plan checks every method against every dataset, as the sweep does, before a model loads.
     monkeypatch.setattr(EvalModel, "load", lambda *_: pytest.fail("a model was loaded"))
     with pytest.raises(BabyhubError, match="method 'answer_sum' cannot score BLiMP"):

@@ -15,7 +15,7 @@ def register(subparsers) -> None:
     """Add `baby bootstrap`, `train` and `plots` to `babyhub`."""
     baby_sub = _options.add_command_group(subparsers, "baby", help="Make a baby language model of your own")
     boot = _options.add_command(baby_sub, "bootstrap", handle_baby_bootstrap)
-    _options.add_train(boot, help="training preference dataset: folder or Hub dataset id")
+    _options.add_train(boot)
     _options.add_out(boot, help="new folder for the model (must not exist or be empty)")
     boot.add_argument("--size", choices=list(SIZES), default="tiny", help="tiny ≈1 M params (CPU); small: GPU")
     boot.add_argument("--max-steps", type=int, default=None, help="optimizer steps (default: the size's epochs)")

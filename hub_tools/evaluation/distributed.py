@@ -3,13 +3,13 @@
     torchrun --nproc_per_node 2 -m hub_tools eval minpairs --model me/baby-dpo --all-revisions --data ...  # CPUs
     accelerate launch -m hub_tools eval blimp --model me/baby-dpo --all-revisions --suite ... --device cuda  # GPUs
 
-`sweep.evaluate_revisions` calls `evaluate_shares` when it runs under a launcher: its rows come back in their
-order on the main process (None on the others), so only the main process writes the CSV, the plot and the cards
-and prints. A unit (one revision, one dataset, one method) is scored by one
-`evaluate_revisions` call on one process, with the scorer and batches a one-process run uses, so its row is the one
-a one-process run gives, bit for bit (pairs are never split across processes: a different batching would change
-the float sums, and a near-tie could flip). Units are split into contiguous, pair-weighted shares
-(`distributed.contiguous_shares`); a process loads only the revisions of its units, each once.
+`sweep.evaluate_revisions` calls `evaluate_shares` when it runs under a launcher: its rows come back in their order
+on the main process (None on the others), so only the main process writes the CSV, the plot and the cards and
+prints. A unit (one revision, one dataset, one method) is scored by one `sweep._evaluate_here` call on one process,
+with the scorer and batches a one-process run uses, so its row is the one a one-process run gives, bit for bit
+(pairs are never split across processes: a different batching would change the float sums, and a near-tie could
+flip). Units are split into contiguous, pair-weighted shares (`distributed.contiguous_shares`); a process loads
+only the revisions of its units, each once.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from hub_tools import distributed
 from hub_tools.branches import Revision
 from hub_tools.evaluation.data import BlimpSuite, MinimalPairsData
-from hub_tools.evaluation.sweep import EvalModel, _methods_for, evaluate_here
+from hub_tools.evaluation.sweep import EvalModel, EvalRow, _evaluate_here, _methods_for
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +89,14 @@ class _OneScorerAtATime:
         self._scorer = self._revision = None
 
 
-def evaluate_shares(model, revisions, datasets, methods, progress: bool, processes: distributed.Processes):
+def evaluate_shares(
+    model: EvalModel,
+    revisions: Sequence[Revision],
+    datasets: Sequence[MinimalPairsData | BlimpSuite],
+    methods: Sequence[str] | None,
+    progress: bool,
+    processes: distributed.Processes,
+) -> list[EvalRow] | None:
     """`sweep.evaluate_revisions` under a launcher: each process scores its share, the main process gets every row.
 
     Every process calls it with the same arguments (the revisions used are the main process's, so a checkpoint
@@ -119,7 +126,7 @@ def evaluate_shares(model, revisions, datasets, methods, progress: bool, process
     show = progress and processes.is_main
 
     def score(unit: SweepUnit):
-        (row,) = evaluate_here(scorers, [unit.revision], [datasets[unit.dataset]], [unit.method], show)
+        (row,) = _evaluate_here(scorers, [unit.revision], [datasets[unit.dataset]], [unit.method], show)
         return unit.index, row
 
     tasks = [lambda unit=unit: score(unit) for unit in mine]

@@ -331,11 +331,11 @@ def evaluate_revisions(
         from hub_tools.evaluation.distributed import evaluate_shares  # it builds on this module
 
         return evaluate_shares(model, revisions, datasets, methods, progress, processes)
-    return evaluate_here(model, revisions, datasets, methods, progress)
+    return _evaluate_here(model, revisions, datasets, methods, progress)
 
 
-def evaluate_here(model, revisions, datasets, methods, progress) -> list[EvalRow]:
-    """`evaluate_revisions` in this process alone (what each unit of a launched sweep runs)."""
+def _evaluate_here(model, revisions, datasets, methods, progress: bool) -> list[EvalRow]:
+    """`evaluate_revisions`' arguments, scored in this process alone (also each unit of a launched sweep)."""
     plan = [(data, _methods_for(data, methods)) for data in datasets]
     rows = []
     for revision in revisions:
